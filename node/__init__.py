@@ -1,0 +1,1 @@
+"""The oml-node daemon: config, keys, ledger, mempool, RPC, roles and CLI."""
