@@ -21,3 +21,9 @@ from .encoding import EncodeError as EncodeError
 from .encoding import EncodingError as EncodingError
 from .encoding import decode as decode
 from .encoding import encode as encode
+from .wal import FileWAL as FileWAL
+from .wal import WALCorruptError as WALCorruptError
+from .wal import WALError as WALError
+from .wal import WALLockedError as WALLockedError
+from .wal import WALRepair as WALRepair
+from .wal import WALUsageError as WALUsageError
