@@ -1,0 +1,101 @@
+"""``oml-node query ...``: read chain state through a node's JSON-RPC."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..rpc_client import DEFAULT_RPC, RpcClient, RpcClientError
+
+RPC_OPTION = click.option("--rpc", "rpc", default=DEFAULT_RPC, show_default=True,
+                          envvar="OML_RPC", help="JSON-RPC URL of the node to ask")
+
+
+def _hex(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.lower().removeprefix("0x")
+    try:
+        bytes.fromhex(v)
+    except ValueError:
+        raise click.BadParameter(f"{param.name} must be hex") from None
+    return v
+
+
+def _call(rpc: str, method: str, params: dict[str, Any]) -> None:
+    try:
+        with RpcClient(rpc) as client:
+            result = client.call(method, params)
+    except RpcClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, indent=2, sort_keys=True))
+
+
+@click.group("query")
+def query_group() -> None:
+    """Query chain state from a node (prints JSON)."""
+
+
+@query_group.command("status")
+@RPC_OPTION
+def q_status(rpc: str) -> None:
+    """Node info, latest block height/hash/app hash, catching_up."""
+    _call(rpc, "status", {})
+
+
+@query_group.command("account")
+@click.argument("address", callback=_hex)
+@RPC_OPTION
+def q_account(address: str, rpc: str) -> None:
+    """Balance and next nonce of ADDRESS (hex)."""
+    _call(rpc, "account", {"address": address})
+
+
+@query_group.command("model")
+@click.argument("model_id", callback=_hex)
+@RPC_OPTION
+def q_model(model_id: str, rpc: str) -> None:
+    """A registered model by MODEL_ID (hex)."""
+    _call(rpc, "model", {"model_id": model_id})
+
+
+@query_group.command("host")
+@click.argument("model_id", callback=_hex)
+@click.argument("host", callback=_hex)
+@RPC_OPTION
+def q_host(model_id: str, host: str, rpc: str) -> None:
+    """The record of HOST (address hex) for MODEL_ID (hex)."""
+    _call(rpc, "host", {"model_id": model_id, "host": host})
+
+
+@query_group.command("claim")
+@click.argument("claim_id", type=click.IntRange(0))
+@RPC_OPTION
+def q_claim(claim_id: int, rpc: str) -> None:
+    """A claim by its numeric id."""
+    _call(rpc, "claim", {"claim_id": claim_id})
+
+
+@query_group.command("params")
+@RPC_OPTION
+def q_params(rpc: str) -> None:
+    """Ledger parameters."""
+    _call(rpc, "params", {})
+
+
+@query_group.command("block")
+@click.argument("height", type=click.IntRange(1), required=False)
+@RPC_OPTION
+def q_block(height: int | None, rpc: str) -> None:
+    """The block at HEIGHT (default: latest)."""
+    _call(rpc, "block", {"height": height} if height is not None else {})
+
+
+@query_group.command("tx")
+@click.argument("tx_hash", callback=_hex)
+@RPC_OPTION
+def q_tx(tx_hash: str, rpc: str) -> None:
+    """A committed transaction and its result by hash (hex)."""
+    _call(rpc, "tx", {"hash": tx_hash})
