@@ -27,3 +27,9 @@ from .wal import WALError as WALError
 from .wal import WALLockedError as WALLockedError
 from .wal import WALRepair as WALRepair
 from .wal import WALUsageError as WALUsageError
+from .blockstore import BlockHashMismatchError as BlockHashMismatchError
+from .blockstore import BlockNotFoundError as BlockNotFoundError
+from .blockstore import BlockStore as BlockStore
+from .blockstore import BlockStoreCorruptError as BlockStoreCorruptError
+from .blockstore import BlockStoreError as BlockStoreError
+from .blockstore import BlockStoreUsageError as BlockStoreUsageError
