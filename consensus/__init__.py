@@ -33,6 +33,14 @@ from .blockstore import BlockStore as BlockStore
 from .blockstore import BlockStoreCorruptError as BlockStoreCorruptError
 from .blockstore import BlockStoreError as BlockStoreError
 from .blockstore import BlockStoreUsageError as BlockStoreUsageError
+from .catchup import BlockRequest as BlockRequest
+from .catchup import CatchUp as CatchUp
+from .catchup import Rejection as Rejection
+from .catchup import SyncBlockError as SyncBlockError
+from .catchup import SyncFault as SyncFault
+from .catchup import SyncResult as SyncResult
+from .catchup import VerifiedBlock as VerifiedBlock
+from .catchup import verify_synced_block as verify_synced_block
 # --- consensus core types, core and simulator (consensus-core helper) ---
 from .block import Block as Block
 from .block import Commit as Commit

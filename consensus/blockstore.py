@@ -18,9 +18,11 @@ the design wants one environment per data dir), with named sub-databases
     ``block.meta``     b"base", b"height" -> u64 BE
 
 Every save is one write transaction, so a crash leaves the store at a block
-boundary. The store keeps bytes; :mod:`consensus.blockstore_typed` wraps it
-with the consensus types, recomputing hashes on load so that a damaged entry
-surfaces as :class:`BlockStoreCorruptError` rather than as a wrong block.
+boundary. The store keeps bytes (``*_bytes`` methods, and what peers are
+served); the typed methods (:meth:`BlockStore.save_block`,
+:meth:`BlockStore.load_block`, ...) decode with the consensus types and
+recompute the block id on load, so a damaged entry surfaces as
+:class:`BlockStoreCorruptError` rather than as a wrong block.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import lmdb
+
+from .block import Block, Commit
+from .encoding import DecodeError
+from .errors import ConsensusMisuseError
 
 HASH_SIZE = 32
 _U64 = struct.Struct(">Q")
@@ -326,3 +332,79 @@ class BlockStore:
             if commit is None:
                 raise BlockStoreCorruptError(f"block {height} is stored without a commit")
             return block, bytes(commit)
+
+    # --- typed layer (consensus.block types) --------------------------------
+
+    def save_block(self, block: Block, seen_commit: Commit) -> None:
+        """Store a committed ``block`` with the commit this node saw for it.
+
+        Raises:
+            BlockStoreUsageError: not the next height, or ``seen_commit`` is not
+                for this block.
+            BlockHashMismatchError: the block does not link to the stored chain.
+        """
+        block_id = block.id()
+        if seen_commit.height != block.height or seen_commit.block_id != block_id:
+            raise BlockStoreUsageError(
+                f"seen commit is for {seen_commit.height}/{seen_commit.block_id.hex()}, "
+                f"not block {block.height}/{block_id.hex()}")
+        self.save_block_bytes(
+            height=block.height, block_hash=block_id, prev_hash=block.header.prev_block_id,
+            block=block.encode(),
+            last_commit=None if block.last_commit is None else block.last_commit.encode(),
+            seen_commit=seen_commit.encode())
+
+    def load_block(self, height: int) -> Block:
+        """The block at ``height``, decoded and checked against its stored hash.
+
+        Raises:
+            BlockNotFoundError: outside the stored range.
+            BlockStoreCorruptError: undecodable, or its hash is not the stored one.
+        """
+        block_hash, raw = self.block_bytes(height)
+        return _decode_block(raw, height, block_hash)
+
+    def load_block_by_hash(self, block_hash: bytes) -> Block:
+        """The stored block whose id is ``block_hash``.
+
+        Raises:
+            BlockNotFoundError: no stored block has that hash.
+            BlockStoreCorruptError: the entry is damaged.
+        """
+        height, raw = self.block_bytes_by_hash(block_hash)
+        return _decode_block(raw, height, block_hash)
+
+    def load_commit(self, height: int) -> Commit:
+        """The commit for block ``height`` (canonical, or our seen one for the latest).
+
+        Raises:
+            BlockNotFoundError: none stored.
+            BlockStoreCorruptError: undecodable or not for that height.
+        """
+        return _decode_commit(self.commit_bytes(height), height)
+
+    def load_seen_commit(self, height: int) -> Commit:
+        """This node's own commit for the latest block."""
+        return _decode_commit(self.seen_commit_bytes(height), height)
+
+
+def _decode_block(raw: bytes, height: int, block_hash: bytes) -> Block:
+    try:
+        block = Block.decode(raw)
+    except (DecodeError, ConsensusMisuseError) as exc:
+        raise BlockStoreCorruptError(f"block {height} does not decode: {exc}") from None
+    if block.height != height or block.id() != block_hash:
+        raise BlockStoreCorruptError(
+            f"block stored at {height} is {block.height}/{block.id().hex()}, "
+            f"index says {block_hash.hex()}")
+    return block
+
+
+def _decode_commit(raw: bytes, height: int) -> Commit:
+    try:
+        commit = Commit.decode(raw)
+    except (DecodeError, ConsensusMisuseError) as exc:
+        raise BlockStoreCorruptError(f"commit {height} does not decode: {exc}") from None
+    if commit.height != height:
+        raise BlockStoreCorruptError(f"commit stored for {height} is for {commit.height}")
+    return commit
