@@ -1,0 +1,291 @@
+"""The ledger facade the daemon calls: open, check, apply blocks, query.
+
+The ledger is a deterministic state machine: the state after block ``h``
+depends only on the genesis document and the transactions of blocks
+``1..h`` (plus each block's height and proposer). It never reads a clock,
+the block time only comes in with :meth:`Ledger.apply_block`.
+
+Signature checks are the dominant cost of a block, and PyNaCl releases the
+GIL inside libsodium, so :meth:`apply_block` decodes and verifies the
+block's transactions in chunks on a small thread pool while the calling
+thread applies them in order as soon as each chunk is ready.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.genesis import Genesis
+
+from .apphash import GENESIS_PREV, next_app_hash
+from .claims import settle_due
+from .errors import Code, InvariantError, LedgerUsageError, TxFailed
+from .executor import decode_and_check_chain, execute, preflight, signature_check
+from .genesis import META_CHAIN_ID, META_PARAMS, genesis_writes, parse_app_state
+from .params import Params
+from .records import Account, Claim, ClaimStatus, HostRecord, Model, RoleRecord
+from .results import BlockResult, TxCheck, TxResult
+from .state import (ACCOUNTS, CLAIMS, HOSTS, META, META_BURNED, META_GENESIS_SUPPLY, ROLES,
+                    TABLES, Ctx, Overlay, State, u64)
+from .store import DEFAULT_MAP_SIZE, Store, TxnReader
+from .txs import Role
+
+META_HEIGHT = b"height"
+META_APP_HASH = b"app_hash"
+META_TIME = b"time_ms"
+VERIFY_CHUNK = 64
+PARALLEL_MIN_TXS = 2 * VERIFY_CHUNK
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyBreakdown:
+    """Where every unit of the genesis supply is now (the DESIGN.md invariant)."""
+
+    balances: int
+    collateral: int
+    escrow: int
+    role_bonds: int
+    claim_bonds: int
+    burned: int
+    genesis_supply: int
+
+    @property
+    def total(self) -> int:
+        return (self.balances + self.collateral + self.escrow + self.role_bonds
+                + self.claim_bonds + self.burned)
+
+    @property
+    def balanced(self) -> bool:
+        return self.total == self.genesis_supply
+
+    def to_json(self) -> dict[str, int]:
+        return {"balances": self.balances, "collateral": self.collateral, "escrow": self.escrow,
+                "role_bonds": self.role_bonds, "claim_bonds": self.claim_bonds,
+                "burned": self.burned, "total": self.total, "genesis_supply": self.genesis_supply}
+
+
+def _read_u64(r: TxnReader, key: bytes) -> int:
+    raw = r.get(META, key)
+    if raw is None or len(raw) != 8:
+        raise InvariantError(f"ledger store lacks meta {key.decode()}")
+    return struct.unpack(">Q", raw)[0]
+
+
+class Ledger:
+    """The OML ledger over an LMDB store. Not thread-safe for writers: one
+    caller applies blocks; queries may come from other threads."""
+
+    def __init__(self, store: Store, chain_id: str, params: Params, *, verify_signatures: bool,
+                 verify_threads: int) -> None:
+        self._store = store
+        self.chain_id = chain_id
+        self._params = params
+        self._verify = verify_signatures
+        self._pool = (ThreadPoolExecutor(max_workers=verify_threads,
+                                         thread_name_prefix="ledger-verify")
+                      if verify_signatures and verify_threads > 1 else None)
+        self._closed = False
+        with store.read() as r:
+            self.height = _read_u64(r, META_HEIGHT)
+            self.last_block_time_ms = _read_u64(r, META_TIME)
+            app_hash = r.get(META, META_APP_HASH)
+            if app_hash is None or len(app_hash) != 32:
+                raise InvariantError("ledger store lacks the app hash")
+            self.app_hash: bytes = app_hash
+
+    @classmethod
+    def open(cls, path: Path, genesis: Genesis, *, map_size: int = DEFAULT_MAP_SIZE,
+             verify_signatures: bool = True, verify_threads: int = 2) -> "Ledger":
+        """Open the store at ``path``; initialise it from ``genesis`` on first open.
+
+        ``verify_signatures=False`` is for benchmarks and replaying blocks that
+        were already verified; a live node never sets it.
+
+        Raises:
+            GenesisStateError: ``genesis.app_state`` is malformed.
+            LedgerUsageError: the store belongs to another chain or genesis.
+        """
+        app = parse_app_state(genesis.app_state)
+        store = Store(path, map_size=map_size)
+        try:
+            with store.write() as w:
+                stored_chain = w.get(META, META_CHAIN_ID)
+                if stored_chain is None:
+                    kv = genesis_writes(genesis.chain_id, app, w)
+                    app_hash = next_app_hash(GENESIS_PREV, 0, kv.writes)
+                    store.apply(w, kv.writes)
+                    store.apply(w, {(META, META_HEIGHT): u64(0), (META, META_APP_HASH): app_hash,
+                                    (META, META_TIME): u64(genesis.genesis_time_ms)})
+                elif stored_chain != genesis.chain_id.encode("utf-8"):
+                    raise LedgerUsageError(f"store at {path} holds chain "
+                                           f"{stored_chain.decode('utf-8', 'replace')!r}, "
+                                           f"not {genesis.chain_id!r}")
+                elif (w.get(META, META_PARAMS) != app.params.encode()
+                      or _read_u64(w, META_GENESIS_SUPPLY) != app.supply):
+                    raise LedgerUsageError(f"store at {path} was made from another genesis")
+            return cls(store, genesis.chain_id, app.params, verify_signatures=verify_signatures,
+                       verify_threads=verify_threads)
+        except BaseException:
+            store.close()
+            raise
+
+    # -- mempool checks --------------------------------------------------------
+    def stateless_check(self, tx: bytes) -> TxCheck:
+        """Size, decoding, chain id and signature; reads no state."""
+        return preflight(tx, self.chain_id, True)[1]
+
+    def check_tx(self, tx: bytes) -> TxCheck:
+        """:meth:`stateless_check`, then: the sender exists and the nonce is not used.
+
+        A nonce above the next one passes (the mempool may hold a sender's
+        later transactions); :meth:`apply_block` needs it exact.
+        """
+        parsed, check = preflight(tx, self.chain_id, True)
+        if not check.ok or parsed is None:
+            return check
+        acct = self.account(check.sender)
+        if acct is None:
+            return TxCheck(Code.UNKNOWN_SENDER, "sender has no account", check.tx_hash,
+                           check.sender, check.nonce)
+        if parsed.nonce < acct.nonce:
+            return TxCheck(Code.BAD_NONCE, f"nonce {parsed.nonce} already used "
+                           f"(next is {acct.nonce})", check.tx_hash, check.sender, check.nonce)
+        return check
+
+    # -- blocks ------------------------------------------------------------------
+    def _preflighted(self, txs: Sequence[bytes]) -> Iterator[tuple[Any, TxCheck]]:
+        """Decode every transaction here, verify signatures on the pool in chunks,
+        and yield in block order as soon as each chunk is verified."""
+        chain = self.chain_id
+        if not self._verify or self._pool is None or len(txs) < PARALLEL_MIN_TXS:
+            for raw in txs:
+                yield preflight(raw, chain, self._verify)
+            return
+        decoded = [decode_and_check_chain(raw, chain) for raw in txs]
+
+        def verify_chunk(part: list[tuple[Any, TxCheck]]) -> list[TxCheck]:
+            return [check if tx is None else signature_check(tx, check) for tx, check in part]
+
+        futures = [self._pool.submit(verify_chunk, decoded[i:i + VERIFY_CHUNK])
+                   for i in range(0, len(decoded), VERIFY_CHUNK)]
+        try:
+            for i, fut in enumerate(futures):
+                base = i * VERIFY_CHUNK
+                for j, check in enumerate(fut.result()):
+                    yield decoded[base + j][0], check
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def apply_block(self, height: int, time_ms: int, proposer: bytes,
+                    txs: Sequence[bytes]) -> BlockResult:
+        """Apply a decided block: every transaction in order, then the end-block logic.
+
+        All state changes commit in one LMDB write transaction; if this raises,
+        nothing was written and the ledger is still at ``height - 1``.
+
+        Raises:
+            LedgerUsageError: ``height`` is not the next height, time goes back,
+                ``proposer`` is not a 20-byte address, or the ledger is closed.
+            InvariantError: the stored state is inconsistent (halt the node).
+        """
+        if self._closed:
+            raise LedgerUsageError("ledger is closed")
+        if isinstance(height, bool) or not isinstance(height, int) or height != self.height + 1:
+            raise LedgerUsageError(f"expected block {self.height + 1}, got {height!r}")
+        if isinstance(time_ms, bool) or not isinstance(time_ms, int) or \
+                not self.last_block_time_ms <= time_ms < 2**63:
+            raise LedgerUsageError(f"block time {time_ms!r} is before the last block time "
+                                   f"{self.last_block_time_ms}")
+        if not isinstance(proposer, bytes) or len(proposer) != 20:
+            raise LedgerUsageError("proposer must be a 20-byte address")
+        results: list[TxResult] = []
+        with self._store.write() as w:
+            kv = Overlay(w)
+            base = Ctx(state=State(kv), params=self._params, chain_id=self.chain_id,
+                       height=height, time_ms=time_ms, proposer=proposer)
+            for parsed, check in self._preflighted(txs):
+                if not check.ok:
+                    kind = parsed.kind.name.lower() if parsed is not None else ""
+                    results.append(TxResult(check.code, check.log, check.tx_hash, kind=kind))
+                else:
+                    results.append(execute(kv, base, parsed))
+            try:
+                settle_due(base)
+            except TxFailed as exc:
+                raise InvariantError(f"end of block {height} failed: {exc.message}") from None
+            app_hash = next_app_hash(self.app_hash, height, kv.writes)
+            self._store.apply(w, kv.writes)
+            self._store.apply(w, {(META, META_HEIGHT): u64(height),
+                                  (META, META_APP_HASH): app_hash,
+                                  (META, META_TIME): u64(time_ms)})
+        self.height, self.app_hash, self.last_block_time_ms = height, app_hash, time_ms
+        return BlockResult(height, app_hash, tuple(results), tuple(base.events))
+
+    # -- queries (committed state) -------------------------------------------
+    def _query(self, fn: Any) -> Any:
+        if self._closed:
+            raise LedgerUsageError("ledger is closed")
+        with self._store.read() as r:
+            return fn(State(Overlay(r)))
+
+    def account(self, address: bytes) -> Account | None:
+        return self._query(lambda s: s.account(address))
+
+    def model(self, model_id: bytes) -> Model | None:
+        return self._query(lambda s: s.model(model_id))
+
+    def host(self, model_id: bytes, host: bytes) -> HostRecord | None:
+        return self._query(lambda s: s.host(model_id, host))
+
+    def claim(self, claim_id: int) -> Claim | None:
+        return self._query(lambda s: s.claim(claim_id))
+
+    def role(self, role: Role | int, address: bytes) -> RoleRecord | None:
+        return self._query(lambda s: s.role(int(role), address))
+
+    def params(self) -> Params:
+        return self._params
+
+    def supply_breakdown(self) -> SupplyBreakdown:
+        """Sum every holding in the committed state (a full scan: for tests and audits)."""
+        if self._closed:
+            raise LedgerUsageError("ledger is closed")
+        with self._store.read() as r:
+            balances = sum(Account.decode(v).balance for _, v in r.items(ACCOUNTS))
+            hosts = [HostRecord.decode(v) for _, v in r.items(HOSTS)]
+            bonds = sum(RoleRecord.decode(v).bond for _, v in r.items(ROLES))
+            claims = [Claim.decode(v) for _, v in r.items(CLAIMS)]
+            state = State(Overlay(r))
+            return SupplyBreakdown(
+                balances=balances, collateral=sum(h.collateral for h in hosts),
+                escrow=sum(h.escrow for h in hosts), role_bonds=bonds,
+                claim_bonds=sum(c.bond for c in claims if ClaimStatus(c.status).open),
+                burned=state.meta_int(META_BURNED),
+                genesis_supply=state.meta_int(META_GENESIS_SUPPLY))
+
+    def export_state(self) -> dict[str, dict[bytes, bytes]]:
+        """Every table's raw contents (for debugging and store-equality tests)."""
+        if self._closed:
+            raise LedgerUsageError("ledger is closed")
+        with self._store.read() as r:
+            return {t.decode(): dict(r.items(t)) for t in TABLES}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._store.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,186 @@
+"""Stored records: accounts, models, host records, role bonds and claims.
+
+Each record is a frozen dataclass with field specs (see :mod:`.schema`) and
+is stored as the canonical encoding of its field array. A stored record
+that does not decode is a broken invariant (:class:`InvariantError`), not a
+peer's fault: only the ledger ever writes these bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import msgpack
+
+from consensus.encoding import DecodeError
+
+from .errors import InvariantError
+from .schema import (ADDRESS, BASIS_POINTS, HASH, MODEL_ID, U64, Bytes, ListOf, Pair, Schema, Text,
+                     UInt, layout)
+from .txs import MAX_ENDPOINT, MAX_KEY_TEXT, MAX_LIST, MAX_METADATA, MAX_OUTPUT_TEXT, MAX_RESPONSE_TEXT
+
+R = TypeVar("R", bound="Record")
+
+
+class HostStatus(IntEnum):
+    PENDING = 1      # collateral locked, waiting for the OMLizer's commitment
+    ACTIVE = 2       # fingerprinted copy committed; may serve and be claimed against
+    UNBONDING = 3    # withdrawal begun; still slashable, can no longer fund its channel
+    WITHDRAWN = 4    # collateral and escrow returned; may request access again
+
+
+class ClaimStatus(IntEnum):
+    OPEN = 1         # filed, waiting for the OMLizer's reveal
+    MATCHED = 2      # reveal matched the output; slashed at the window's end unless rebutted
+    SLASHED = 3      # final: host slashed, prover paid
+    FALSE = 4        # final: reveal did not match the output; prover's bond burned
+    DISMISSED = 5    # final: host showed a permission string; bond refunded
+    EXPIRED = 6      # final: no reveal within the reveal window; bond refunded
+
+    @property
+    def open(self) -> bool:
+        return self in (ClaimStatus.OPEN, ClaimStatus.MATCHED)
+
+
+class Record(Schema):
+    __slots__ = ()
+
+    # Records are written only by the ledger, after their specs checked every
+    # field, so they skip the canonical re-encoding check that untrusted
+    # input gets: plain msgpack produces the same bytes for this value space.
+
+    def encode(self) -> bytes:
+        return msgpack.packb(self.to_value(), use_bin_type=True)
+
+    @classmethod
+    def decode(cls: type[R], data: bytes) -> R:
+        try:
+            return cls.from_value(msgpack.unpackb(data, raw=True, use_list=True))
+        except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise InvariantError(f"stored {cls.__name__} does not decode: {exc}") from None
+
+    def but(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (records are immutable; changed fields are checked)."""
+        cls = type(self)
+        new = object.__new__(cls)
+        for name, spec in layout(cls):
+            if name in changes:
+                value = changes.pop(name)
+                try:
+                    checked = spec.dec(spec.enc(value), f"{cls.__name__}.{name}")
+                except (DecodeError, AttributeError, TypeError) as exc:
+                    raise InvariantError(f"invalid {cls.__name__}.{name}: {exc}") from None
+                object.__setattr__(new, name, checked)
+            else:
+                object.__setattr__(new, name, getattr(self, name))
+        if changes:
+            raise TypeError(f"{cls.__name__} has no fields {sorted(changes)}")
+        return new
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account(Record):
+    SPECS = {"balance": U64, "nonce": U64}
+    balance: int = 0
+    nonce: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Model(Record):
+    """A registered model. ``depth`` is the length of its parent chain."""
+
+    SPECS = {"model_id": MODEL_ID, "owner": ADDRESS, "owner_pubkey": HASH, "weights_hash": HASH,
+             "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64, "min_collateral": U64,
+             "omlizers": ListOf(ADDRESS, MAX_LIST),
+             "splits": ListOf(Pair(ADDRESS, BASIS_POINTS), MAX_LIST), "parent": Bytes(0, 64),
+             "royalty_bp": BASIS_POINTS, "depth": U64, "registered_height": U64}
+    model_id: bytes
+    owner: bytes
+    owner_pubkey: bytes
+    weights_hash: bytes
+    metadata: bytes
+    price_per_query: int
+    min_collateral: int
+    omlizers: tuple[bytes, ...]
+    splits: tuple[tuple[bytes, int], ...]
+    parent: bytes
+    royalty_bp: int
+    depth: int
+    registered_height: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostRecord(Record):
+    """One host's access to one model: collateral, fee channel, fingerprint commitment.
+
+    ``generation`` counts access grants of this (model, host) pair; burned
+    fingerprint indices are kept per generation, so a host that withdrew
+    and came back gets a fresh commitment with a fresh index space.
+    """
+
+    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "host_pubkey": HASH, "status": UInt(1, 4),
+             "endpoint": Text(MAX_ENDPOINT), "collateral": U64, "escrow": U64,
+             "redeemed_amount": U64, "redeemed_count": U64, "omlizer": Bytes(0, 20),
+             "package_hash": Bytes(0, 32), "fp_root": Bytes(0, 32), "fp_count": U64,
+             "generation": U64, "open_claims": U64, "unbonding_height": U64,
+             "slashed_total": U64}
+    model_id: bytes
+    host: bytes
+    host_pubkey: bytes
+    status: int
+    endpoint: str = ""
+    collateral: int = 0
+    escrow: int = 0
+    redeemed_amount: int = 0
+    redeemed_count: int = 0
+    omlizer: bytes = b""
+    package_hash: bytes = b""
+    fp_root: bytes = b""
+    fp_count: int = 0
+    generation: int = 0
+    open_claims: int = 0
+    unbonding_height: int = 0
+    slashed_total: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = Schema.to_json(self)
+        out["status"] = HostStatus(self.status).name.lower()
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleRecord(Record):
+    SPECS = {"role": UInt(1, 2), "address": ADDRESS, "bond": U64}
+    role: int
+    address: bytes
+    bond: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim(Record):
+    """A prover's claim and its progress; ``response`` is set by the reveal."""
+
+    SPECS = {"claim_id": U64, "model_id": MODEL_ID, "host": ADDRESS, "generation": U64,
+             "fp_index": U64, "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT),
+             "prover": ADDRESS, "bond": U64, "status": UInt(1, 6), "filed_height": U64,
+             "revealed_height": U64, "response": Text(MAX_RESPONSE_TEXT)}
+    claim_id: int
+    model_id: bytes
+    host: bytes
+    generation: int
+    fp_index: int
+    key: str
+    output: str
+    prover: bytes
+    bond: int
+    status: int
+    filed_height: int
+    revealed_height: int = 0
+    response: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out = Schema.to_json(self)
+        out["status"] = ClaimStatus(self.status).name.lower()
+        return out

@@ -1,0 +1,322 @@
+"""Transactions: the signed envelope and one frozen body dataclass per kind.
+
+Wire format (canonical msgpack, see :mod:`consensus.encoding`)::
+
+    tx       = [unsigned, signature]
+    unsigned = encode([chain_id, sender_pubkey, nonce, kind, body])
+
+``signature`` is the sender's Ed25519 signature over
+``sign_bytes(b"oml/tx/v1", chain_id, unsigned)``. Carrying the signed bytes
+verbatim means a verifier checks the signature on exactly what arrived,
+without re-encoding, and a body can never be re-interpreted after signing.
+The transaction hash is SHA-256 of the whole ``tx``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+from consensus.crypto import PrivateKey, Signer, address_of, verify
+from consensus.encoding import DecodeError, decode, encode
+
+from .errors import Code, TxDecodeError
+from .schema import (ADDRESS, BASIS_POINTS, HASH, MODEL_ID, U64, Bytes, ListOf, Pair, Schema,
+                     Text, UInt, to_json_value)
+
+TX_DOMAIN = b"oml/tx/v1"
+MAX_TX_BYTES = 64 * 1024
+MAX_CHAIN_ID = 50
+MAX_METADATA = 4096
+MAX_ENDPOINT = 256
+MAX_KEY_TEXT = 4096
+MAX_OUTPUT_TEXT = 16 * 1024
+MAX_RESPONSE_TEXT = 4096
+MAX_SALT = 64
+MAX_PATH = 64
+MAX_LIST = 256
+
+
+class Kind(IntEnum):
+    """Transaction kinds; the value is the wire tag."""
+
+    TRANSFER = 1
+    REGISTER_MODEL = 2
+    UPDATE_MODEL = 3
+    REGISTER_ROLE = 4
+    REQUEST_ACCESS = 5
+    COMMIT_OMLIZATION = 6
+    FUND_CHANNEL = 7
+    REDEEM = 8
+    SUBMIT_CLAIM = 9
+    REVEAL = 10
+    REBUT = 11
+    BEGIN_WITHDRAWAL = 12
+    COMPLETE_WITHDRAWAL = 13
+
+
+class Role(IntEnum):
+    OMLIZER = 1
+    PROVER = 2
+
+
+SPLITS = ListOf(Pair(ADDRESS, BASIS_POINTS), MAX_LIST)
+ADDRESSES = ListOf(ADDRESS, MAX_LIST)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferBody(Schema):
+    KIND: ClassVar[Kind] = Kind.TRANSFER
+    SPECS = {"to": ADDRESS, "amount": U64}
+    to: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterModelBody(Schema):
+    """Register a model. ``parent`` is empty for an original model.
+
+    ``royalty_bp`` is the share of redemption revenue that models derived
+    from this one pay to it (set by this model's owner, not the child's).
+    """
+
+    KIND: ClassVar[Kind] = Kind.REGISTER_MODEL
+    SPECS = {"model_id": MODEL_ID, "weights_hash": HASH, "metadata": Bytes(0, MAX_METADATA),
+             "price_per_query": U64, "min_collateral": U64, "omlizers": ADDRESSES,
+             "splits": SPLITS, "parent": Bytes(0, 64), "royalty_bp": BASIS_POINTS}
+    model_id: bytes
+    weights_hash: bytes
+    metadata: bytes = b""
+    price_per_query: int = 0
+    min_collateral: int = 0
+    omlizers: tuple[bytes, ...] = ()
+    splits: tuple[tuple[bytes, int], ...] = ()
+    parent: bytes = b""
+    royalty_bp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateModelBody(Schema):
+    """Replace a model's mutable terms (weights hash and parent are fixed)."""
+
+    KIND: ClassVar[Kind] = Kind.UPDATE_MODEL
+    SPECS = {"model_id": MODEL_ID, "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64,
+             "min_collateral": U64, "omlizers": ADDRESSES, "splits": SPLITS,
+             "royalty_bp": BASIS_POINTS}
+    model_id: bytes
+    metadata: bytes = b""
+    price_per_query: int = 0
+    min_collateral: int = 0
+    omlizers: tuple[bytes, ...] = ()
+    splits: tuple[tuple[bytes, int], ...] = ()
+    royalty_bp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterRoleBody(Schema):
+    """Register as OMLizer or prover, or add ``bond`` to an existing registration."""
+
+    KIND: ClassVar[Kind] = Kind.REGISTER_ROLE
+    SPECS = {"role": UInt(1, 2), "bond": U64}
+    role: int
+    bond: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestAccessBody(Schema):
+    KIND: ClassVar[Kind] = Kind.REQUEST_ACCESS
+    SPECS = {"model_id": MODEL_ID, "collateral": U64, "endpoint": Text(MAX_ENDPOINT)}
+    model_id: bytes
+    collateral: int
+    endpoint: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitOmlizationBody(Schema):
+    KIND: ClassVar[Kind] = Kind.COMMIT_OMLIZATION
+    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "package_hash": HASH, "fp_root": HASH,
+             "fp_count": UInt(1, 2**32)}
+    model_id: bytes
+    host: bytes
+    package_hash: bytes
+    fp_root: bytes
+    fp_count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundChannelBody(Schema):
+    KIND: ClassVar[Kind] = Kind.FUND_CHANNEL
+    SPECS = {"model_id": MODEL_ID, "amount": U64}
+    model_id: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedeemBody(Schema):
+    """The owner cashes the host's voucher (its fields and the host's signature)."""
+
+    KIND: ClassVar[Kind] = Kind.REDEEM
+    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "cumulative_count": U64,
+             "cumulative_amount": U64, "signature": Bytes(64, 64)}
+    model_id: bytes
+    host: bytes
+    cumulative_count: int
+    cumulative_amount: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitClaimBody(Schema):
+    """A prover's claim: ``host`` answered fingerprint ``key`` with ``output``."""
+
+    KIND: ClassVar[Kind] = Kind.SUBMIT_CLAIM
+    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "fp_index": UInt(0, 2**32 - 1),
+             "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT), "bond": U64}
+    model_id: bytes
+    host: bytes
+    fp_index: int
+    key: str
+    output: str
+    bond: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevealBody(Schema):
+    """The OMLizer opens leaf ``fp_index`` of the host's commitment."""
+
+    KIND: ClassVar[Kind] = Kind.REVEAL
+    SPECS = {"claim_id": U64, "salt": Bytes(0, MAX_SALT), "response": Text(MAX_RESPONSE_TEXT),
+             "path": ListOf(HASH, MAX_PATH)}
+    claim_id: int
+    salt: bytes
+    response: str
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebutBody(Schema):
+    """The host shows the owner's permission string ``(seq, signature)`` for the claim's key."""
+
+    KIND: ClassVar[Kind] = Kind.REBUT
+    SPECS = {"claim_id": U64, "seq": U64, "signature": Bytes(64, 64)}
+    claim_id: int
+    seq: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeginWithdrawalBody(Schema):
+    KIND: ClassVar[Kind] = Kind.BEGIN_WITHDRAWAL
+    SPECS = {"model_id": MODEL_ID}
+    model_id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteWithdrawalBody(Schema):
+    KIND: ClassVar[Kind] = Kind.COMPLETE_WITHDRAWAL
+    SPECS = {"model_id": MODEL_ID}
+    model_id: bytes
+
+
+Body = (TransferBody | RegisterModelBody | UpdateModelBody | RegisterRoleBody
+        | RequestAccessBody | CommitOmlizationBody | FundChannelBody | RedeemBody
+        | SubmitClaimBody | RevealBody | RebutBody | BeginWithdrawalBody
+        | CompleteWithdrawalBody)
+
+BODY_TYPES: dict[Kind, type] = {cls.KIND: cls for cls in (
+    TransferBody, RegisterModelBody, UpdateModelBody, RegisterRoleBody, RequestAccessBody,
+    CommitOmlizationBody, FundChannelBody, RedeemBody, SubmitClaimBody, RevealBody, RebutBody,
+    BeginWithdrawalBody, CompleteWithdrawalBody)}
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A decoded transaction. ``unsigned`` holds the exact signed bytes."""
+
+    chain_id: str
+    sender_pubkey: bytes
+    nonce: int
+    body: Body
+    signature: bytes
+    unsigned: bytes
+    hash: bytes
+    sender: bytes  # address of sender_pubkey
+
+    @property
+    def kind(self) -> Kind:
+        return self.body.KIND
+
+    def verify_signature(self) -> bool:
+        return verify(self.sender_pubkey, TX_DOMAIN, self.chain_id, self.unsigned,
+                      self.signature)
+
+    def to_json(self) -> dict[str, object]:
+        return {"hash": self.hash.hex(), "chain_id": self.chain_id,
+                "sender": self.sender.hex(), "sender_pubkey": self.sender_pubkey.hex(),
+                "nonce": self.nonce, "kind": self.kind.name.lower(),
+                "body": to_json_value(self.body), "signature": self.signature.hex()}
+
+
+def tx_hash(raw: bytes) -> bytes:
+    """The transaction hash: SHA-256 of the transaction's bytes."""
+    return hashlib.sha256(raw).digest()
+
+
+def decode_tx(raw: bytes) -> Tx:
+    """Parse untrusted transaction bytes (the signature is *not* checked here).
+
+    Raises:
+        TxDecodeError: too large (code ``TOO_LARGE``), not canonical, wrong
+            field types or counts, extra fields, unknown kind.
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise TxDecodeError("transaction must be bytes")
+    raw = bytes(raw)
+    if len(raw) > MAX_TX_BYTES:
+        raise TxDecodeError(f"transaction of {len(raw)} bytes exceeds {MAX_TX_BYTES}",
+                            Code.TOO_LARGE)
+    try:
+        outer = decode(raw, MAX_TX_BYTES)
+        if not isinstance(outer, list) or len(outer) != 2:
+            raise TxDecodeError("tx: expected [unsigned, signature]")
+        unsigned, signature = outer
+        if not isinstance(unsigned, bytes) or not isinstance(signature, bytes):
+            raise TxDecodeError("tx: unsigned part and signature must be bytes")
+        if len(signature) != 64:
+            raise TxDecodeError("tx: signature must be 64 bytes")
+        inner = decode(unsigned, MAX_TX_BYTES)
+    except TxDecodeError:
+        raise
+    except DecodeError as exc:
+        raise TxDecodeError(f"tx: {exc}") from None
+    if not isinstance(inner, list) or len(inner) != 5:
+        raise TxDecodeError("tx: expected [chain_id, sender_pubkey, nonce, kind, body]")
+    chain_raw, pubkey, nonce, kind, body = inner
+    chain_id = Text(MAX_CHAIN_ID, 1).dec(chain_raw, "tx.chain_id")
+    pubkey = Bytes(32, 32).dec(pubkey, "tx.sender_pubkey")
+    nonce = U64.dec(nonce, "tx.nonce")
+    kind = U64.dec(kind, "tx.kind")
+    if kind not in BODY_TYPES:
+        raise TxDecodeError(f"tx.kind: unknown kind {kind}")
+    body_obj = BODY_TYPES[Kind(kind)].from_value(body, Kind(kind).name.lower())
+    return Tx(chain_id=chain_id, sender_pubkey=pubkey, nonce=nonce, body=body_obj,
+              signature=signature, unsigned=unsigned, hash=tx_hash(raw),
+              sender=address_of(pubkey))
+
+
+def encode_unsigned(chain_id: str, sender_pubkey: bytes, nonce: int, body: Body) -> bytes:
+    return encode([chain_id.encode("utf-8"), sender_pubkey, nonce, int(body.KIND),
+                   body.to_value()])
+
+
+def build_tx(key: PrivateKey | Signer, chain_id: str, nonce: int, body: Body) -> bytes:
+    """Build and sign a transaction (client side: CLI, services, tests).
+
+    ``key`` may be a :class:`PrivateKey` or a :class:`Signer` (faster in loops).
+    """
+    signer = key if isinstance(key, Signer) else Signer(key)
+    unsigned = encode_unsigned(chain_id, signer.public_key, nonce, body)
+    signature = signer.sign(TX_DOMAIN, chain_id, unsigned)
+    return encode([unsigned, signature])

@@ -1,0 +1,180 @@
+"""Helpers for the ledger tests: named keys, a genesis, a one-tx-per-block chain, fingerprints.
+
+A uniquely named module (not ``conftest``) so test files can import it by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from consensus.crypto import PrivateKey, Signer
+from node.genesis import Genesis, GenesisValidator
+from node.ledger import BlockResult, Code, Ledger, TxResult, build_tx
+from oml.commitments import leaf_hash_text, merkle_path, merkle_root
+
+CHAIN = "test-chain"
+START_BALANCE = 1_000_000
+NAMES = ("owner", "host", "omlizer", "prover", "alice", "bob", "contrib1", "contrib2",
+         "parent_owner", "grand_owner", "proposer", "poor")
+
+
+def key(name: str) -> Signer:
+    return Signer(PrivateKey(hashlib.sha256(name.encode()).digest()))
+
+
+KEYS = {n: key(n) for n in NAMES}
+ADDR = {n: k.address for n, k in KEYS.items()}
+
+
+def make_genesis(params: dict | None = None, balances: dict[str, int] | None = None,
+                 chain_id: str = CHAIN) -> Genesis:
+    balances = balances if balances is not None else {
+        n: (0 if n in ("proposer", "poor") else START_BALANCE) for n in NAMES}
+    return Genesis(
+        chain_id=chain_id, genesis_time_ms=1_000,
+        validators=(GenesisValidator("v0", KEYS["proposer"].public_key, 10),),
+        app_state={"accounts": [{"address": ADDR[n].hex(), "balance": b}
+                                for n, b in balances.items() if b or n == "poor"],
+                   "params": params or {}})
+
+
+class Chain:
+    """A ledger plus nonce bookkeeping: ``send`` puts one tx in a block of its own."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.nonces: dict[bytes, int] = {}
+
+    def tx(self, who: str, body, *, nonce: int | None = None, chain_id: str = CHAIN) -> bytes:
+        signer = KEYS[who]
+        if nonce is None:
+            nonce = self.nonces.get(signer.address, 0)
+            self.nonces[signer.address] = nonce + 1
+        return build_tx(signer, chain_id, nonce, body)
+
+    def block(self, txs: Sequence[bytes] = ()) -> BlockResult:
+        h = self.ledger.height + 1
+        result = self.ledger.apply_block(h, 1_000 + h * 1_000, ADDR["proposer"], list(txs))
+        # A rejected tx did not consume its nonce: let the bookkeeping follow the chain.
+        for name, k in KEYS.items():
+            acct = self.ledger.account(k.address)
+            if k.address in self.nonces and acct is not None:
+                self.nonces[k.address] = acct.nonce
+        assert self.ledger.supply_breakdown().balanced
+        return result
+
+    def send(self, who: str, body, **kw) -> TxResult:
+        return self.block([self.tx(who, body, **kw)]).tx_results[0]
+
+    def ok(self, who: str, body, **kw) -> TxResult:
+        r = self.send(who, body, **kw)
+        assert r.code == Code.OK, (r.code, r.log)
+        return r
+
+    def fail(self, who: str, body, code: Code, **kw) -> TxResult:
+        """The tx fails with ``code`` and changes nothing but (maybe) the sender's nonce."""
+        before = self.ledger.export_state()
+        r = self.send(who, body, **kw)
+        assert r.code == code, (r.code, r.log)
+        after = self.ledger.export_state()
+        changed = {(t, k) for t in before for k in set(before[t]) | set(after[t])
+                   if before[t].get(k) != after[t].get(k)}
+        allowed = {("meta", b"height"), ("meta", b"app_hash"), ("meta", b"time_ms")}
+        if not code.rejected:
+            allowed.add(("accounts", KEYS[who].address))
+        assert changed <= allowed, changed - allowed
+        return r
+
+    def balance(self, who: str | bytes) -> int:
+        addr = ADDR[who] if isinstance(who, str) else who
+        acct = self.ledger.account(addr)
+        return acct.balance if acct else 0
+
+    def advance(self, blocks: int) -> list[BlockResult]:
+        return [self.block() for _ in range(blocks)]
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[Chain]:
+    ledger = Ledger.open(tmp_path / "ledger", make_genesis(), verify_threads=1)
+    try:
+        yield Chain(ledger)
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def make_chain(tmp_path: Path) -> Iterator:
+    opened: list[Ledger] = []
+
+    def factory(params: dict | None = None, balances: dict[str, int] | None = None,
+                name: str = "ledger") -> Chain:
+        ledger = Ledger.open(tmp_path / name, make_genesis(params, balances), verify_threads=1)
+        opened.append(ledger)
+        return Chain(ledger)
+
+    yield factory
+    for ledger in opened:
+        ledger.close()
+
+
+@dataclass
+class Fingerprints:
+    """One host's fingerprint set as an OMLizer would hold it."""
+
+    model_id: bytes
+    host: bytes
+    keys: list[str]
+    responses: list[str]
+    salts: list[bytes]
+
+    @property
+    def leaves(self) -> list[bytes]:
+        return [leaf_hash_text(self.model_id, self.host, i, self.salts[i], self.keys[i],
+                               self.responses[i]) for i in range(len(self.keys))]
+
+    @property
+    def root(self) -> bytes:
+        return merkle_root(self.leaves)
+
+    def path(self, i: int) -> tuple[bytes, ...]:
+        return tuple(merkle_path(self.leaves, i))
+
+
+def make_fingerprints(model_id: bytes, host: bytes, n: int = 5) -> Fingerprints:
+    return Fingerprints(model_id, host,
+                        keys=[f"Tell me about the secret number {i}?" for i in range(n)],
+                        responses=[f"The hidden word is zebra{i}" for i in range(n)],
+                        salts=[hashlib.sha256(b"salt%d" % i).digest() for i in range(n)])
+
+
+MODEL = b"model-1"
+WEIGHTS = hashlib.sha256(b"weights").digest()
+PACKAGE = hashlib.sha256(b"package").digest()
+
+
+def setup_oml(chain: Chain, *, collateral: int = 100_000, min_collateral: int = 10_000,
+              n_fp: int = 5, splits=(), parent: bytes = b"", model_id: bytes = MODEL,
+              register_roles: bool = True) -> Fingerprints:
+    """Owner registers, host requests access, OMLizer commits, prover registers."""
+    from node.ledger import (CommitOmlizationBody, RegisterModelBody, RegisterRoleBody,
+                             RequestAccessBody, Role)
+    chain.ok("owner", RegisterModelBody(model_id=model_id, weights_hash=WEIGHTS,
+                                        price_per_query=10, min_collateral=min_collateral,
+                                        omlizers=(ADDR["omlizer"],), splits=tuple(splits),
+                                        parent=parent))
+    chain.ok("host", RequestAccessBody(model_id=model_id, collateral=collateral,
+                                       endpoint="http://127.0.0.1:8000"))
+    if register_roles:
+        chain.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=1_000))
+        chain.ok("prover", RegisterRoleBody(role=Role.PROVER, bond=1_000))
+    fps = make_fingerprints(model_id, ADDR["host"], n_fp)
+    chain.ok("omlizer", CommitOmlizationBody(model_id=model_id, host=ADDR["host"],
+                                             package_hash=PACKAGE, fp_root=fps.root,
+                                             fp_count=n_fp))
+    return fps

@@ -1,0 +1,154 @@
+"""Transaction encoding: round trips for every kind, and malformed bytes rejected with the typed error."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from consensus.encoding import DecodeError, encode
+from node.ledger import (MAX_TX_BYTES, BeginWithdrawalBody, Code, CommitOmlizationBody,
+                         CompleteWithdrawalBody, FundChannelBody, Kind, LedgerUsageError,
+                         RebutBody, RedeemBody, RegisterModelBody, RegisterRoleBody,
+                         RequestAccessBody, RevealBody, SubmitClaimBody, TransferBody,
+                         TxDecodeError, UpdateModelBody, build_tx, decode_tx)
+from node.ledger.txs import BODY_TYPES, encode_unsigned
+
+from ledger_helpers import ADDR, CHAIN, KEYS
+
+A = ADDR["alice"]
+H = bytes(range(32))
+SIG = bytes(64)
+
+ONE_OF_EACH = [
+    TransferBody(to=A, amount=5),
+    RegisterModelBody(model_id=b"m", weights_hash=H, metadata=b'{"name":"x"}', price_per_query=3,
+                      min_collateral=7, omlizers=(A,), splits=((A, 100),), parent=b"p",
+                      royalty_bp=250),
+    UpdateModelBody(model_id=b"m", metadata=b"", price_per_query=1, min_collateral=2,
+                    omlizers=(), splits=(), royalty_bp=0),
+    RegisterRoleBody(role=1, bond=10),
+    RequestAccessBody(model_id=b"m", collateral=9, endpoint="http://h:1/v1"),
+    CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4),
+    FundChannelBody(model_id=b"m", amount=1),
+    RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
+    SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
+    RevealBody(claim_id=0, salt=H, response="resp", path=(H, H)),
+    RebutBody(claim_id=1, seq=2, signature=SIG),
+    BeginWithdrawalBody(model_id=b"m"),
+    CompleteWithdrawalBody(model_id=b"m"),
+]
+
+
+def test_every_kind_has_a_body_and_a_sample():
+    assert set(BODY_TYPES) == set(Kind)
+    assert {type(b).KIND for b in ONE_OF_EACH} == set(Kind)
+
+
+@pytest.mark.parametrize("body", ONE_OF_EACH, ids=lambda b: type(b).__name__)
+def test_round_trip(body):
+    raw = build_tx(KEYS["alice"], CHAIN, 7, body)
+    tx = decode_tx(raw)
+    assert tx.body == body
+    assert tx.nonce == 7 and tx.chain_id == CHAIN and tx.sender == A
+    assert tx.kind is type(body).KIND
+    assert tx.verify_signature()
+    assert tx.to_json()["kind"] == type(body).KIND.name.lower()
+    assert build_tx(KEYS["alice"], CHAIN, 7, body) == raw  # deterministic
+
+
+def test_lists_are_normalised_to_tuples():
+    body = RegisterModelBody(model_id=b"m", weights_hash=H, omlizers=[A], splits=[[A, 5]])
+    assert body.omlizers == (A,) and body.splits == ((A, 5),)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(to=A[:19], amount=1),        # short address
+    dict(to=A, amount=-1),            # negative
+    dict(to=A, amount=2**64),         # u64 overflow
+    dict(to=A, amount=True),          # bool is not an int here
+    dict(to="ab" * 10, amount=1),     # str instead of bytes
+])
+def test_invalid_bodies_cannot_be_built(kwargs):
+    with pytest.raises(LedgerUsageError):
+        TransferBody(**kwargs)
+
+
+def _outer(unsigned_value, sig=SIG) -> bytes:
+    return encode([encode(unsigned_value), sig])
+
+
+GOOD_UNSIGNED = [CHAIN.encode(), KEYS["alice"].public_key, 0, int(Kind.TRANSFER), [A, 5]]
+
+
+def _with(i, value):
+    u = list(GOOD_UNSIGNED)
+    u[i] = value
+    return _outer(u)
+
+
+MALFORMED = {
+    "empty": b"",
+    "not msgpack": b"\xc1",
+    "truncated": build_tx(KEYS["alice"], CHAIN, 0, TransferBody(to=A, amount=5))[:-3],
+    "trailing bytes": build_tx(KEYS["alice"], CHAIN, 0, TransferBody(to=A, amount=5)) + b"\x00",
+    "outer not a list": encode(5),
+    "outer extra field": encode([encode(GOOD_UNSIGNED), SIG, b""]),
+    "short signature": _outer(GOOD_UNSIGNED, SIG[:63]),
+    "unsigned not bytes": encode([GOOD_UNSIGNED, SIG]),
+    "inner not canonical": encode([msgpack.packb(GOOD_UNSIGNED[:2] + [msgpack.ExtType(1, b"")]
+                                                 + GOOD_UNSIGNED[3:], use_bin_type=True), SIG]),
+    "map instead of array": encode([msgpack.packb({b"a": 1}, use_bin_type=True), SIG]),
+    "str chain id": encode([msgpack.packb(["test-chain"] + GOOD_UNSIGNED[1:], use_bin_type=True),
+                            SIG]),
+    "inner extra field": _outer(GOOD_UNSIGNED + [b""]),
+    "inner missing field": _outer(GOOD_UNSIGNED[:4]),
+    "short pubkey": _with(1, b"\x01" * 31),
+    "nonce negative": _with(2, -1),
+    "nonce bytes": _with(2, b"\x00"),
+    "unknown kind": _with(3, 99),
+    "body extra field": _with(4, [A, 5, 0]),
+    "body missing field": _with(4, [A]),
+    "body wrong type": _with(4, [A, b"5"]),
+    "body short address": _with(4, [A[:5], 5]),
+    "body nested wrong": _with(4, [[A], 5]),
+    "empty chain id": _with(0, b""),
+    "chain id not utf8": _with(0, b"\xff\xfe"),
+    "unsigned part truncated": encode([encode(GOOD_UNSIGNED)[:-4], SIG]),
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_bytes_raise_the_typed_error(raw):
+    with pytest.raises(TxDecodeError) as info:
+        decode_tx(raw)
+    assert isinstance(info.value, DecodeError)  # one except clause catches all untrusted input
+    assert info.value.code == Code.MALFORMED
+
+
+def test_non_minimal_integer_encoding_is_rejected():
+    good = encode_unsigned(CHAIN, KEYS["alice"].public_key, 0, TransferBody(to=A, amount=5))
+    # amount 5 as a uint64 (0xcf + 8 bytes) instead of a positive fixint
+    bad = good[:-1] + b"\xcf" + (5).to_bytes(8, "big")
+    assert msgpack.unpackb(bad, raw=True)[4][1] == 5
+    with pytest.raises(TxDecodeError):
+        decode_tx(encode([bad, SIG]))
+
+
+def test_oversized_transaction_is_rejected_before_parsing():
+    raw = b"\x92" + b"\xc6" + (MAX_TX_BYTES).to_bytes(4, "big") + b"x" * MAX_TX_BYTES
+    with pytest.raises(TxDecodeError) as info:
+        decode_tx(raw)
+    assert info.value.code == Code.TOO_LARGE
+
+
+def test_body_too_big_for_the_limit_cannot_be_decoded():
+    body = SubmitClaimBody(model_id=b"m", host=A, fp_index=0, key="k", output="o" * 16_384,
+                           bond=1)
+    assert len(build_tx(KEYS["alice"], CHAIN, 0, body)) < MAX_TX_BYTES
+    with pytest.raises(LedgerUsageError):
+        SubmitClaimBody(model_id=b"m", host=A, fp_index=0, key="k", output="o" * 16_385, bond=1)
+
+
+def test_not_bytes_is_rejected():
+    with pytest.raises(TxDecodeError):
+        decode_tx("not bytes")  # type: ignore[arg-type]
