@@ -7,8 +7,15 @@ from dataclasses import dataclass
 import pytest
 
 from node.config import MempoolSection
-from node.mempool import (CODE_DUPLICATE, CODE_FULL, CODE_TOO_LARGE, AddStatus, Mempool,
-                          MempoolError, tx_hash)
+from node.mempool import (
+    CODE_DUPLICATE,
+    CODE_FULL,
+    CODE_TOO_LARGE,
+    AddStatus,
+    Mempool,
+    MempoolError,
+    tx_hash,
+)
 
 
 @dataclass(frozen=True)

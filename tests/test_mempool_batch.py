@@ -6,8 +6,14 @@ import msgpack
 import pytest
 
 from consensus.encoding import encode
-from node.mempool import (BatchDecodeError, BatchError, GossipBatcher, batch_size, decode_batch,
-                          encode_batch)
+from node.mempool import (
+    BatchDecodeError,
+    BatchError,
+    GossipBatcher,
+    batch_size,
+    decode_batch,
+    encode_batch,
+)
 
 
 def test_roundtrip_and_exact_size() -> None:

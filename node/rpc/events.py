@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Self
 from dataclasses import dataclass
 
 import trio
@@ -84,18 +85,18 @@ class Subscription:
     ends when the subscription is closed or dropped.
     """
 
-    def __init__(self, bus: "EventBus", maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
         self._send, self._recv = trio.open_memory_channel[NewBlockEvent](maxsize)
         self.dropped = False
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def __aiter__(self) -> "Subscription":
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> NewBlockEvent:

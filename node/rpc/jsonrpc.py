@@ -18,8 +18,14 @@ from typing import Any
 import trio
 
 from .backend import JSON
-from .errors import (InvalidRequest, MethodNotFound, ParseError, RPCError, error_object,
-                     to_error_object)
+from .errors import (
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    RPCError,
+    error_object,
+    to_error_object,
+)
 from .methods import Context, Method
 from .params import bind_params
 

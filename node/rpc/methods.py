@@ -20,8 +20,17 @@ from node.config import RPCSection
 
 from . import render as R
 from .backend import JSON, NodeBackend
-from .errors import (NODE_UNAVAILABLE, NOT_FOUND, OVERLOADED, TIMEOUT, TX_REJECTED,
-                     BadArgument, MethodNotFound, NotFound, Timeout)
+from .errors import (
+    NODE_UNAVAILABLE,
+    NOT_FOUND,
+    OVERLOADED,
+    TIMEOUT,
+    TX_REJECTED,
+    BadArgument,
+    MethodNotFound,
+    NotFound,
+    Timeout,
+)
 from .events import EventBus
 from .params import HexBytes, Integer, Param, Text
 
@@ -39,7 +48,7 @@ class Context:
     backend: NodeBackend
     events: EventBus
     config: RPCSection
-    methods: Mapping[str, "Method"] = field(default_factory=dict)
+    methods: Mapping[str, Method] = field(default_factory=dict)
     server_urls: list[str] = field(default_factory=list)
 
 
@@ -89,7 +98,7 @@ async def _block(ctx: Context, height: int | None = None) -> JSON:
     return R.render_block(await _call(ctx.backend.block, height))
 
 
-async def _blockchain(ctx: Context, minHeight: int | None = None,  # noqa: N803 - CometBFT names
+async def _blockchain(ctx: Context, minHeight: int | None = None,
                       maxHeight: int | None = None) -> JSON:
     if minHeight is not None and maxHeight is not None and minHeight > maxHeight:
         raise BadArgument(f"minHeight {minHeight} is greater than maxHeight {maxHeight}")
@@ -105,7 +114,7 @@ async def _blockchain(ctx: Context, minHeight: int | None = None,  # noqa: N803 
     return {"last_height": last, "block_metas": metas}
 
 
-async def _tx(ctx: Context, hash: bytes) -> JSON:  # noqa: A002 - CometBFT's param name
+async def _tx(ctx: Context, hash: bytes) -> JSON:
     return R.render_tx(await _call(ctx.backend.tx, hash))
 
 

@@ -33,7 +33,7 @@ class HexBytes:
     def parse(self, value: Any, name: str) -> bytes:
         if not isinstance(value, str) or not _HEX_RE.match(value):
             raise InvalidParams(f"{name}: expected hex string")
-        raw = bytes.fromhex(value[2:] if value.startswith("0x") else value)
+        raw = bytes.fromhex(value.removeprefix("0x"))
         if not self.min_size <= len(raw) <= self.max_size:
             if self.min_size == self.max_size:
                 raise InvalidParams(f"{name}: expected {self.min_size} bytes, got {len(raw)}")

@@ -17,8 +17,18 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from .backend import (JSON, BlockView, CheckResult, JSONRecord, NetInfo, NodeStatus, TxResult,
-                      TxView, ValidatorInfo, ValidatorSetView)
+from .backend import (
+    JSON,
+    BlockView,
+    CheckResult,
+    JSONRecord,
+    NetInfo,
+    NodeStatus,
+    TxResult,
+    TxView,
+    ValidatorInfo,
+    ValidatorSetView,
+)
 
 # --- schema building blocks --------------------------------------------------
 
@@ -43,7 +53,7 @@ def array(items: dict[str, Any]) -> dict[str, Any]:
 
 def rfc3339(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC text (``2026-01-02T03:04:05.678Z``)."""
-    dt = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from node.config import RPCSection
-from node.rpc import EventBus, serve_rpc
+from node.metrics import NodeMetrics
+from node.rpc import EventBus, build_methods, serve_rpc
 
 from .fake_backend import FakeBackend
 
@@ -24,6 +25,7 @@ class Harness:
     events: EventBus
     client: httpx.AsyncClient
     shutdown: trio.Event
+    metrics: NodeMetrics
 
     async def call(self, method: str, params: Any = None, *, id_: Any = 1) -> dict[str, Any]:
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": id_, "method": method}
@@ -54,10 +56,12 @@ async def rpc(nursery: trio.Nursery) -> AsyncIterator[Harness]:
     events = EventBus()
     backend = FakeBackend(events)
     shutdown = trio.Event()
+    metrics = NodeMetrics(method_names=tuple(build_methods()))
     with trio.fail_after(10):
         urls = await nursery.start(partial(serve_rpc, backend, events, TEST_CONFIG,
+                                           observer=metrics.observe_rpc,
                                            shutdown_trigger=shutdown.wait))
     async with httpx.AsyncClient(base_url=urls[0], timeout=10) as client:
         yield Harness(url=urls[0], backend=backend, events=events, client=client,
-                      shutdown=shutdown)
+                      shutdown=shutdown, metrics=metrics)
     shutdown.set()

@@ -6,9 +6,22 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from node.rpc import (BlockView, CheckResult, EventBus, NetInfo, NewBlockEvent, NodeInfo,
-                      NodeStatus, NotFound, PeerView, SyncInfo, TxResult, TxView, ValidatorInfo,
-                      ValidatorSetView)
+from node.rpc import (
+    BlockView,
+    CheckResult,
+    EventBus,
+    NetInfo,
+    NewBlockEvent,
+    NodeInfo,
+    NodeStatus,
+    NotFound,
+    PeerView,
+    SyncInfo,
+    TxResult,
+    TxView,
+    ValidatorInfo,
+    ValidatorSetView,
+)
 
 VAL_PUB = bytes(range(32))
 VAL_ADDR = hashlib.sha256(VAL_PUB).digest()[:20]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import trio
 
 from node.rpc import build_methods
@@ -254,3 +255,37 @@ async def test_discover_lists_every_method(rpc: Harness) -> None:
     assert -32001 in [e["code"] for e in block["errors"]]
     for m in doc["methods"]:
         assert m["summary"] and "schema" in m["result"]
+
+
+async def test_requests_are_counted_in_metrics(rpc: Harness) -> None:
+    await rpc.result("health")
+    await rpc.call("nope")
+    await rpc.post(b"{bad")
+    text = rpc.metrics.render().decode()
+    assert 'oml_rpc_requests_total{method="health",outcome="ok"} 1.0' in text
+    assert 'oml_rpc_requests_total{method="unknown",outcome="error"} 2.0' in text
+
+
+async def test_server_stops_on_shutdown_trigger() -> None:
+    from functools import partial
+
+    from node.rpc import EventBus, serve_rpc
+
+    from .fake_backend import FakeBackend
+
+    events = EventBus()
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(partial(serve_rpc, FakeBackend(events), events,
+                                               TEST_CONFIG, shutdown_trigger=stop.wait))
+            async with httpx.AsyncClient(base_url=urls[0]) as client:
+                assert (await client.get("/health")).text == "ok"
+            stop.set()  # the nursery can only exit once the server has returned
+    async with httpx.AsyncClient(base_url=urls[0]) as client:
+        try:
+            await client.get("/health")
+        except httpx.ConnectError:
+            pass
+        else:
+            raise AssertionError("server still answering after shutdown")
