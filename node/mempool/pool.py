@@ -75,7 +75,8 @@ class AddResult:
     ``code``/``log``/``codespace`` follow CometBFT's CheckTx response so the
     RPC layer can pass them through unchanged: code 0 is success; pool
     refusals use codespace ``"mempool"``; a check-callback rejection keeps the
-    callback's code with codespace ``"ledger"``.
+    callback's code, with the code's enum name as codespace (the ledger's
+    convention, e.g. ``"bad_nonce"``) or ``"ledger"`` for a plain int.
     """
 
     status: AddStatus
@@ -182,8 +183,11 @@ class Mempool:
                              log=f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes)")
         outcome = self._check(tx)
         if outcome.code != 0:
-            return AddResult(status=AddStatus.REJECTED, tx_hash=h, code=outcome.code,
-                             codespace="ledger", log=outcome.log)
+            # The ledger's codes are an IntEnum whose name is its codespace (see its docs).
+            name = getattr(outcome.code, "name", None)
+            return AddResult(status=AddStatus.REJECTED, tx_hash=h, code=int(outcome.code),
+                             codespace=name.lower() if isinstance(name, str) else "ledger",
+                             log=outcome.log)
         self._txs[h] = tx
         self._bytes += len(tx)
         return AddResult(status=AddStatus.ACCEPTED, tx_hash=h)

@@ -5,6 +5,9 @@ publishes a :class:`NewBlockEvent` per committed block and runs
 :func:`serve_rpc`. See docs/rpc.md for every method.
 """
 
+from .adapters import check_result_from_add as check_result_from_add
+from .adapters import new_block_event as new_block_event
+from .adapters import tx_result_from_ledger as tx_result_from_ledger
 from .backend import BlockView as BlockView
 from .backend import CheckResult as CheckResult
 from .backend import JSONRecord as JSONRecord

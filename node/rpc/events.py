@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Self
 from dataclasses import dataclass
+from typing import Self
 
 import trio
 
