@@ -30,7 +30,9 @@ main.add_command(keys_group)
 from .node_cmds import start_cmd  # noqa: E402
 from .query_cmds import query_group  # noqa: E402
 from .testnet_cmds import testnet_group  # noqa: E402
+from .tx_cmds import tx_group  # noqa: E402
 
 main.add_command(start_cmd)
 main.add_command(testnet_group)
 main.add_command(query_group)
+main.add_command(tx_group)

@@ -1,0 +1,303 @@
+"""The committed chain of one node: block store + ledger + tx index, one commit path.
+
+Blocks reach a node two ways, through consensus (it took part in deciding
+them) and through block sync (a peer had them already). Both end in
+:meth:`Chain.commit`, so every committed block is stored, executed, indexed,
+removed from the mempool and announced in exactly the same way.
+
+Crash safety. Synced blocks are saved first (one LMDB transaction in the
+block store) and executed second (one LMDB transaction in the state store);
+a crash between the two leaves the store one block ahead and
+:meth:`Chain.recover` re-executes the missing block on the next start.
+Blocks decided by consensus go the other way round, because the core calls
+``Application.apply_block`` (the ledger commits at once) before it emits
+``CommitBlock``: a crash between the two leaves the *ledger* one block
+ahead. That is tolerated: the WAL makes the restarted core decide the same
+block again (or sync fetches it; +2/3 committed it, so it is the same
+block), and :meth:`Chain.store_committed` then stores it without executing
+it twice.
+
+The consensus :class:`~consensus.state.ChainState` (last block id and
+commit, app hash, validator priorities) is saved after every block in the
+same environment, and re-derived from stored blocks if a crash left it
+behind.
+
+The tx index (hash -> height, index, result) lives in its own sub-database
+of the block store's environment and is written right after the ledger, so
+recovery rebuilds it too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from consensus.block import Block, Commit
+from consensus.blockstore import BlockStore
+from consensus.encoding import decode, encode, expect_bytes, expect_int, expect_list
+from consensus.state import ChainState
+from consensus.validators import ValidatorSet
+
+from .genesis import Genesis
+from .mempool import tx_hash
+
+log = logging.getLogger(__name__)
+
+MAP_SIZE = 1 << 34
+
+
+class ChainError(Exception):
+    """Base of the chain's errors."""
+
+
+class ChainInvariantError(ChainError):
+    """Stored state contradicts itself (e.g. the ledger is ahead of the block store): halt."""
+
+
+class BlockRejected(ChainError):
+    """A block (from a peer) does not verify against our chain; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedTx:
+    height: int
+    index: int
+    code: int
+    log: str
+    codespace: str
+    events: tuple[dict[str, Any], ...]
+
+
+def valset_from_genesis(genesis: Genesis) -> ValidatorSet:
+    """The (static) validator set: every genesis validator with its power."""
+    return ValidatorSet.from_powers((v.pub_key, v.power) for v in genesis.validators)
+
+
+def _result_fields(res: Any) -> tuple[int, str, str, tuple[dict[str, Any], ...]]:
+    """(code, log, codespace, events) from a ledger per-tx result, whatever its exact type."""
+    code = int(getattr(res, "code", 0))
+    text = str(getattr(res, "log", ""))
+    codespace = str(getattr(res, "codespace", "") or ("ledger" if code else ""))
+    events_raw = getattr(res, "events", ()) or ()
+    events: list[dict[str, Any]] = []
+    for ev in events_raw:
+        if hasattr(ev, "to_json"):
+            events.append(ev.to_json())
+        elif isinstance(ev, dict):
+            events.append(ev)
+        else:
+            events.append({"event": str(ev)})
+    return code, text, codespace, tuple(events)
+
+
+class Chain:
+    """Block store, ledger and tx index of one node, with the one commit path.
+
+    ``ledger`` is a :class:`node.ledger.Ledger` (``apply_block``, ``height``,
+    ``app_hash``); ``on_committed`` callbacks run after every commit with
+    (block, commit, ledger result) and must not raise.
+    """
+
+    def __init__(self, data_dir: Path, genesis: Genesis, ledger: Any) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.valset = valset_from_genesis(genesis)
+        self.ledger = ledger
+        path = data_dir / "chain"
+        os.makedirs(path, exist_ok=True)
+        self._env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=8, subdir=True, lock=True)
+        self.blocks = BlockStore(self._env)
+        self._txindex = self._env.open_db(b"txindex")
+        self._meta = self._env.open_db(b"chain.meta")
+        self.on_committed: list[Callable[[Block, Commit, Any], None]] = []
+        # the latest block, cached for status, proposals and linkage checks
+        self._latest: Block | None = None
+        self.state = self._load_state()
+
+    def _load_state(self) -> ChainState:
+        with self._env.begin() as txn:
+            raw = txn.get(b"state", db=self._meta)
+        if raw is None:
+            return ChainState.genesis(self.chain_id, self.genesis.genesis_time_ms, self.valset,
+                                      app_hash=self.ledger.app_hash if self.ledger.height == 0
+                                      else b"")
+        return ChainState.decode(bytes(raw))
+
+    def _save_state(self, state: ChainState) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(b"state", state.encode(), db=self._meta)
+        self.state = state
+
+    def close(self) -> None:
+        self._env.close()
+
+    # --- reading -------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        return self.blocks.height
+
+    def block(self, height: int) -> Block | None:
+        top = self.blocks.height
+        if height < 1 or height > top or height < self.blocks.base:
+            return None
+        if height == top and self._latest is not None and self._latest.height == top:
+            return self._latest
+        _hash, raw = self.blocks.block_bytes(height)
+        return Block.decode(raw)
+
+    def latest_block(self) -> Block | None:
+        if self._latest is None and self.blocks.height:
+            self._latest = self.block(self.blocks.height)
+        return self._latest
+
+    def commit_for(self, height: int) -> Commit | None:
+        if height < 1 or height > self.blocks.height:
+            return None
+        return Commit.decode(self.blocks.commit_bytes(height))
+
+    def indexed_tx(self, h: bytes) -> IndexedTx | None:
+        with self._env.begin() as txn:
+            raw = txn.get(h, db=self._txindex)
+        if raw is None:
+            return None
+        v = expect_list(decode(bytes(raw)), 6)
+        return IndexedTx(height=expect_int(v[0]), index=expect_int(v[1]), code=expect_int(v[2]),
+                         log=expect_bytes(v[3]).decode("utf-8", "replace"),
+                         codespace=expect_bytes(v[4]).decode("utf-8", "replace"),
+                         events=tuple(json.loads(expect_bytes(v[5]) or b"[]")))
+
+    # --- committing ----------------------------------------------------------
+
+    def verify_fetched(self, block: Block, commit: Commit) -> None:
+        """Check that a block fetched from a peer is the next block of our chain.
+
+        On top of ``consensus.catchup.verify_synced_block`` (linkage, roots,
+        validator set, +2/3 commit with every signature checked) the header's
+        app hash must equal our ledger's: a peer on a diverged state is refused
+        before anything is applied.
+
+        Raises:
+            BlockRejected: naming the first check that failed.
+        """
+        from consensus.catchup import SyncBlockError, verify_synced_block
+
+        want = self.height + 1
+        latest = self.latest_block()
+        try:
+            verify_synced_block(chain_id=self.chain_id, valset=self.valset, height=want,
+                                prev_block_id=latest.id() if latest is not None else b"",
+                                block=block, commit=commit)
+        except SyncBlockError as exc:
+            raise BlockRejected(str(exc)) from None
+        if block.header.app_hash != self.state.app_hash:
+            raise BlockRejected(f"block {want} names app hash {block.header.app_hash.hex()[:16]}"
+                                f", ours is {self.state.app_hash.hex()[:16]}")
+
+    def _store(self, block: Block, commit: Commit) -> None:
+        latest = self.latest_block()
+        self.blocks.save_block_bytes(
+            height=block.height, block_hash=block.id(),
+            prev_hash=latest.id() if latest is not None else b"",
+            block=block.encode(),
+            last_commit=block.last_commit.encode() if block.last_commit is not None else None,
+            seen_commit=commit.encode())
+        self._latest = block
+
+    def _notify(self, block: Block, commit: Commit, result: Any) -> None:
+        for cb in self.on_committed:
+            try:
+                cb(block, commit, result)
+            except Exception:  # noqa: BLE001 - a listener bug must not stop the chain
+                log.exception("on_committed listener failed at height %d", block.height)
+
+    def commit_synced(self, block: Block, commit: Commit) -> Any:
+        """Store, execute and index a verified block fetched by block sync."""
+        self._store(block, commit)
+        result = self._execute(block)
+        self._save_state(self.state.next(block, commit, self.ledger.app_hash))
+        self._notify(block, commit, result)
+        return result
+
+    def store_committed(self, block: Block, commit: Commit, state: ChainState,
+                        result: Any) -> None:
+        """Store a block the consensus core decided; the ledger has already executed it.
+
+        ``result`` is the ledger's BlockResult from ``Application.apply_block``
+        (None if it was applied before a crash and the results are lost).
+        """
+        if self.ledger.height != block.height:
+            raise ChainInvariantError(f"consensus committed block {block.height} but the "
+                                      f"ledger is at height {self.ledger.height}")
+        self._store(block, commit)
+        if result is not None:
+            self._index(block, result)
+        self._save_state(state)
+        self._notify(block, commit, result)
+
+    def _execute(self, block: Block) -> Any:
+        if self.ledger.height >= block.height:
+            # applied before a crash that hit before the block was stored
+            log.warning("block %d was already executed; storing it only", block.height)
+            return None
+        h = block.header
+        result = self.ledger.apply_block(block.height, h.time_ms, h.proposer_address,
+                                         list(block.txs))
+        self._index(block, result)
+        return result
+
+    def _index(self, block: Block, result: Any) -> None:
+        tx_results = list(getattr(result, "tx_results", ()) or ())
+        with self._env.begin(write=True) as txn:
+            for i, tx in enumerate(block.txs):
+                res = tx_results[i] if i < len(tx_results) else None
+                code, text, codespace, events = _result_fields(res)
+                txn.put(tx_hash(tx), encode([block.height, i, code, text.encode(),
+                                             codespace.encode(),
+                                             json.dumps(list(events)).encode()]),
+                        db=self._txindex)
+
+    def recover(self) -> int:
+        """Bring ledger and consensus state level with the block store after a crash.
+
+        Returns how many blocks were re-executed. A ledger exactly one block
+        ahead of the store is allowed (see the module docstring).
+
+        Raises:
+            ChainInvariantError: the ledger is more than one block ahead, or
+                a stored block is missing.
+        """
+        lh, sh = self.ledger.height, self.blocks.height
+        if lh > sh + 1:
+            raise ChainInvariantError(f"ledger at height {lh} but block store at {sh}")
+        for height in range(lh + 1, sh + 1):
+            blk = self.block(height)
+            if blk is None:
+                raise ChainInvariantError(f"block {height} missing from the store")
+            log.info("re-executing block %d after restart", height)
+            self._execute(blk)
+        state = self.state
+        while state.height < sh:
+            h = state.height + 1
+            blk, commit = self.block(h), self.commit_for(h)
+            if blk is None or commit is None:
+                raise ChainInvariantError(f"block {h} or its commit missing from the store")
+            nxt = self.block(h + 1)
+            app_hash = nxt.header.app_hash if nxt is not None else self.ledger.app_hash
+            state = state.next(blk, commit, app_hash)
+        if state is not self.state:
+            self._save_state(state)
+        if state.height == sh and lh == sh and state.app_hash != self.ledger.app_hash:
+            raise ChainInvariantError("consensus state and ledger disagree on the app hash")
+        return max(0, sh - lh)
+
+
+__all__ = ["BlockRejected", "Chain", "ChainError", "ChainInvariantError", "IndexedTx",
+           "valset_from_genesis"]

@@ -1,0 +1,243 @@
+"""``oml-node tx ...``: build, sign and send ledger transactions.
+
+Every command signs with the home's account key for the home's chain id,
+takes the sender's next nonce from the node (RPC ``account``) unless
+``--nonce`` is given, sends with ``broadcast_tx_commit`` (waits for the block)
+or ``broadcast_tx_sync`` with ``--async``, and prints the JSON result. The
+exit status is non-zero if the node rejected the transaction or it failed
+in its block, so scripts can rely on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import ConfigError
+from ..genesis import Genesis, GenesisError
+from ..home import Home, HomeError
+from ..keys import KeyFileError
+from ..rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, RpcError
+
+
+def _hex_bytes(size: int | None = None, *, max_size: int | None = None
+               ) -> Callable[[click.Context, click.Parameter, str | None], bytes | None]:
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        try:
+            raw = bytes.fromhex(value.lower().removeprefix("0x"))
+        except ValueError:
+            raise click.BadParameter(f"{param.name} must be hex") from None
+        if size is not None and len(raw) != size:
+            raise click.BadParameter(f"{param.name} must be {size} bytes ({2 * size} hex digits)")
+        if max_size is not None and len(raw) > max_size:
+            raise click.BadParameter(f"{param.name} must be at most {max_size} bytes")
+        return raw
+    return parse
+
+
+def _model_id(_ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
+    """A model id given as hex (0x...) or as plain text (UTF-8 bytes)."""
+    if value is None:
+        return None
+    if value.startswith("0x"):
+        return _hex_bytes(max_size=64)(_ctx, param, value)
+    raw = value.encode("utf-8")
+    if not 1 <= len(raw) <= 64:
+        raise click.BadParameter("model id must be 1-64 bytes")
+    return raw
+
+
+def tx_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every tx command shares."""
+    fn = click.option("--home", required=True,
+                      type=click.Path(file_okay=False, exists=True, path_type=Path),
+                      help="home whose account key signs")(fn)
+    fn = click.option("--rpc", default=None, envvar="OML_RPC",
+                      help=f"node JSON-RPC URL (default: the home's [rpc] laddr, "
+                           f"else {DEFAULT_RPC})")(fn)
+    fn = click.option("--nonce", type=click.IntRange(0), default=None,
+                      help="nonce to use (default: ask the node for the next one)")(fn)
+    fn = click.option("--async", "async_", is_flag=True,
+                      help="return after the mempool accepts it (broadcast_tx_sync)")(fn)
+    return fn
+
+
+def _rpc_url(home: Home, rpc: str | None) -> str:
+    if rpc:
+        return rpc
+    try:
+        return "http://" + home.config().rpc.laddr
+    except (HomeError, ConfigError):
+        return DEFAULT_RPC
+
+
+def account_nonce(client: RpcClient, address: bytes) -> int:
+    """The sender's next nonce from RPC ``account`` (0 for an account not yet on chain)."""
+    try:
+        acct = client.call("account", {"address": address.hex()})
+    except RpcError as exc:
+        if exc.code == -32001:  # not found: a fresh account
+            return 0
+        raise
+    if not acct:
+        return 0
+    return int(acct.get("nonce", 0))
+
+
+def send_body(home_dir: Path, rpc: str | None, nonce: int | None, async_: bool,
+              body: Any) -> dict[str, Any]:
+    """Sign ``body`` with the home's key and broadcast it; returns the RPC result."""
+    from ..ledger import build_tx  # the ledger is imported only by commands that need it
+
+    home = Home(home_dir)
+    try:
+        config = home.config()
+        key = home.account_key(config)
+        chain_id = Genesis.load(home.genesis_file(config)).chain_id
+    except (HomeError, ConfigError, KeyFileError, GenesisError) as exc:
+        raise click.ClickException(str(exc)) from None
+    url = _rpc_url(home, rpc)
+    with RpcClient(url, timeout=60.0) as client:
+        try:
+            if nonce is None:
+                nonce = account_nonce(client, key.address)
+            tx = build_tx(key.key, chain_id, nonce, body)
+            method = "broadcast_tx_sync" if async_ else "broadcast_tx_commit"
+            return client.call(method, {"tx": tx.hex()})
+        except RpcClientError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def result_failed(result: dict[str, Any]) -> bool:
+    """True if the check or the in-block execution reported a non-zero code."""
+    if int(result.get("code", 0) or 0) != 0:
+        return True
+    for part in ("check_tx", "tx_result"):
+        sub = result.get(part)
+        if isinstance(sub, dict) and int(sub.get("code", 0) or 0) != 0:
+            return True
+    return False
+
+
+def _run(home: Path, rpc: str | None, nonce: int | None, async_: bool, body: Any) -> None:
+    result = send_body(home, rpc, nonce, async_, body)
+    click.echo(json.dumps(result, indent=2, sort_keys=True))
+    if result_failed(result):
+        raise SystemExit(1)
+
+
+def _command(name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """Register ``fn(**opts) -> body`` as ``oml-node tx NAME`` with the shared options."""
+    def wrap(fn: Callable[..., Any]) -> click.Command:
+        @functools.wraps(fn)
+        def cmd(home: Path, rpc: str | None, nonce: int | None, async_: bool,
+                **kwargs: Any) -> None:
+            _run(home, rpc, nonce, async_, fn(**kwargs))
+        cmd.__doc__ = help_text
+        return tx_group.command(name)(tx_options(cmd))
+    return wrap
+
+
+@click.group("tx")
+def tx_group() -> None:
+    """Sign a transaction with a home's account key and send it to a node."""
+
+
+@click.option("--to", required=True, callback=_hex_bytes(20), help="recipient address (hex)")
+@click.option("--amount", required=True, type=click.IntRange(0, 2**64 - 1))
+@_command("transfer", "Send AMOUNT to address TO.")
+def transfer(to: bytes, amount: int) -> Any:
+    from ..ledger import TransferBody
+    return TransferBody(to=to, amount=amount)
+
+
+@click.option("--model-id", required=True, callback=_model_id,
+              help="model id: text, or hex with a 0x prefix (1-64 bytes)")
+@click.option("--weights-hash", required=True, callback=_hex_bytes(32),
+              help="SHA-256 of the weights (hex)")
+@click.option("--metadata", default="", help="free-form metadata (UTF-8, e.g. JSON)")
+@click.option("--price-per-query", type=click.IntRange(0, 2**64 - 1), default=0)
+@click.option("--min-collateral", type=click.IntRange(0, 2**64 - 1), default=0)
+@click.option("--omlizer", "omlizers", multiple=True, help="authorised OMLizer address (hex)")
+@click.option("--split", "splits", multiple=True, help="ADDRESS:BASIS_POINTS payee share")
+@click.option("--parent", default=None, callback=_model_id, help="parent model id")
+@click.option("--royalty-bp", type=click.IntRange(0, 10000), default=0,
+              help="royalty derived models pay to this one (basis points)")
+@_command("register-model", "Register a model you own.")
+def register_model(model_id: bytes, weights_hash: bytes, metadata: str, price_per_query: int,
+                   min_collateral: int, omlizers: tuple[str, ...], splits: tuple[str, ...],
+                   parent: bytes | None, royalty_bp: int) -> Any:
+    from ..ledger import RegisterModelBody
+    try:
+        oml = tuple(bytes.fromhex(a.removeprefix("0x")) for a in omlizers)
+        spl = tuple((bytes.fromhex(a.removeprefix("0x")), int(bp))
+                    for a, bp in (s.split(":", 1) for s in splits))
+    except ValueError:
+        raise click.BadParameter("--omlizer must be hex; --split must be ADDRESS:BP") from None
+    return RegisterModelBody(model_id=model_id, weights_hash=weights_hash,
+                             metadata=metadata.encode("utf-8"), price_per_query=price_per_query,
+                             min_collateral=min_collateral, omlizers=oml, splits=spl,
+                             parent=parent or b"", royalty_bp=royalty_bp)
+
+
+@click.option("--role", required=True, type=click.Choice(["omlizer", "prover"]))
+@click.option("--bond", required=True, type=click.IntRange(0, 2**64 - 1))
+@_command("register-role", "Register as an OMLizer or prover with a bond.")
+def register_role(role: str, bond: int) -> Any:
+    from ..ledger import RegisterRoleBody, Role
+    return RegisterRoleBody(role=int(Role[role.upper()]), bond=bond)
+
+
+@click.option("--model-id", required=True, callback=_model_id)
+@click.option("--collateral", required=True, type=click.IntRange(0, 2**64 - 1))
+@click.option("--endpoint", default="", help="URL where you will serve the model")
+@_command("request-access", "As a host, lock collateral to get a fingerprinted copy.")
+def request_access(model_id: bytes, collateral: int, endpoint: str) -> Any:
+    from ..ledger import RequestAccessBody
+    return RequestAccessBody(model_id=model_id, collateral=collateral, endpoint=endpoint)
+
+
+@click.option("--model-id", required=True, callback=_model_id)
+@click.option("--amount", required=True, type=click.IntRange(0, 2**64 - 1))
+@_command("fund-channel", "As a host, add AMOUNT to the fee escrow for a model.")
+def fund_channel(model_id: bytes, amount: int) -> Any:
+    from ..ledger import FundChannelBody
+    return FundChannelBody(model_id=model_id, amount=amount)
+
+
+@click.option("--model-id", required=True, callback=_model_id)
+@click.option("--host", required=True, callback=_hex_bytes(20), help="host address (hex)")
+@click.option("--fp-index", required=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--key", "key_text", required=True, help="fingerprint key text that was sent")
+@click.option("--output", required=True, help="the deployment's answer")
+@click.option("--bond", required=True, type=click.IntRange(0, 2**64 - 1))
+@_command("submit-claim", "As a prover, claim that HOST served a fingerprinted model.")
+def submit_claim(model_id: bytes, host: bytes, fp_index: int, key_text: str, output: str,
+                 bond: int) -> Any:
+    from ..ledger import SubmitClaimBody
+    return SubmitClaimBody(model_id=model_id, host=host, fp_index=fp_index, key=key_text,
+                           output=output, bond=bond)
+
+
+@click.option("--model-id", required=True, callback=_model_id)
+@_command("begin-withdrawal", "As a host, start unbonding your collateral for a model.")
+def begin_withdrawal(model_id: bytes) -> Any:
+    from ..ledger import BeginWithdrawalBody
+    return BeginWithdrawalBody(model_id=model_id)
+
+
+@click.option("--model-id", required=True, callback=_model_id)
+@_command("complete-withdrawal", "As a host, take back collateral after the unbonding delay.")
+def complete_withdrawal(model_id: bytes) -> Any:
+    from ..ledger import CompleteWithdrawalBody
+    return CompleteWithdrawalBody(model_id=model_id)
+
+
+__all__ = ["account_nonce", "result_failed", "send_body", "tx_group"]

@@ -1,0 +1,273 @@
+"""The node daemon: open the stores, start libp2p, RPC, metrics and consensus; stop cleanly.
+
+Lifecycle (one trio run per process)::
+
+    load config, genesis, keys          (errors -> exit 1 before anything starts)
+    open ledger + chain, recover        (re-execute blocks stored but not applied)
+    open transport (libp2p)             (listen, redial persistent peers)
+    start RPC + metrics servers
+    start tx gossip, block-sync server
+    validator:  run consensus (it asks for block sync when it sees later heights)
+    full node:  follow the chain by block sync (poll peers' heights)
+    SIGINT/SIGTERM -> cancel everything -> close the transport -> close the stores
+
+A failure to bind a port, a corrupt WAL or a broken chain invariant ends the
+process with a non-zero exit code and a log line naming the cause; a
+peer's bad message never does (it is dropped and logged).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from consensus.crypto import Signer
+
+from .backend import Backend, block_view
+from .chain import Chain, ChainError
+from .config import Config
+from .genesis import Genesis
+from .home import Home
+from .keys import AccountKey, NodeKey
+from .logs import setup_logging
+from .mempool import Mempool
+from .sync import SYNC_PROTOCOL, BlockSyncer, SyncError, serve_request
+from .txgossip import TX_TOPIC, TxGossip
+
+log = logging.getLogger("node.daemon")
+
+#: How often a node asks its peers for their heights.
+STATUS_POLL_S = 1.0
+
+
+class DaemonError(Exception):
+    """The node cannot start (bad home, port in use) or had to halt."""
+
+
+class Daemon:
+    """Everything one node runs; build with :meth:`from_home`, then ``await run()``."""
+
+    def __init__(self, home: Home, config: Config, genesis: Genesis, account: AccountKey,
+                 node_key: NodeKey) -> None:
+        self.home = home
+        self.config = config
+        self.genesis = genesis
+        self.account = account
+        self.signer = Signer(account.key)
+        self.node_key = node_key
+        self.exit_code = 0
+        self._syncer: BlockSyncer | None = None
+        self.chain: Chain | None = None
+        self.transport: Any = None
+
+    @classmethod
+    def from_home(cls, root: Path) -> "Daemon":
+        home = Home(root)
+        config = home.config()
+        setup_logging(config.log, config.node.moniker)
+        genesis = Genesis.load(home.genesis_file(config))
+        return cls(home, config, genesis, home.account_key(config), home.node_key(config))
+
+    @property
+    def is_validator(self) -> bool:
+        if not self.config.roles.validator:
+            return False
+        return any(v.pub_key == self.account.public_key for v in self.genesis.validators)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGINT/SIGTERM (exit code 0) or a fatal error (non-zero)."""
+        from .ledger import Ledger
+
+        data_dir = self.home.data_dir(self.config)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            ledger = Ledger.open(data_dir / "state", self.genesis)
+            try:
+                chain = Chain(data_dir, self.genesis, ledger)
+                self.chain = chain
+                try:
+                    replayed = chain.recover()
+                    if replayed:
+                        log.info("re-executed %d stored blocks", replayed)
+                    log.info("opened chain %s at height %d (app hash %s)", self.genesis.chain_id,
+                             chain.height, ledger.app_hash.hex()[:16])
+                    await self._run_network(chain, signals)
+                finally:
+                    chain.close()
+            finally:
+                ledger.close()
+        log.info("stopped")
+        return self.exit_code
+
+    async def _run_network(self, chain: Chain, signals: Any) -> None:
+        from net import NetConfig, open_transport
+
+        p2p = self.config.p2p
+        netcfg = NetConfig(seed=self.node_key.seed, listen_addr=p2p.listen_addr,
+                           persistent_peers=tuple(p2p.persistent_peers),
+                           redial_interval_s=p2p.redial_interval_ms / 1000,
+                           stream_timeout_s=p2p.stream_timeout_ms / 1000,
+                           max_msg_bytes=p2p.max_msg_bytes)
+        mempool = Mempool(self.config.mempool, chain.ledger.check_tx)
+        async with open_transport(netcfg) as transport:
+            self.transport = transport
+            log.info("libp2p listening on %s", ", ".join(transport.listen_addrs))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
+                await self._run_services(nursery, chain, mempool, transport)
+
+    async def _watch_signals(self, signals: Any, scope: trio.CancelScope) -> None:
+        async for sig in signals:
+            log.info("received %s, shutting down", signal.Signals(sig).name)
+            scope.cancel()
+            return
+
+    async def _run_services(self, nursery: trio.Nursery, chain: Chain, mempool: Mempool,
+                            transport: Any) -> None:
+        from .metrics import NodeMetrics, serve_metrics
+        from .rpc import EventBus, serve_rpc
+
+        gossip = TxGossip(self.config.mempool, mempool, transport,
+                          max_msg_bytes=transport.max_gossip_bytes)
+        events = EventBus()
+        from .rpc import build_methods
+
+        metrics = NodeMetrics(method_names=tuple(build_methods()))
+        backend = Backend(chain=chain, mempool=mempool, gossip=gossip,
+                          peer_id=transport.peer_id, moniker=self.config.node.moniker,
+                          listen_addr=self.config.p2p.listen_addr,
+                          pub_key=self.account.public_key,
+                          catching_up=self._catching_up,
+                          peers=transport.connected_peers,
+                          listeners=lambda: transport.listen_addrs)
+
+        def on_committed(block: Any, _commit: Any, result: Any) -> None:
+            mempool.update(block.height, block.txs)
+            view = block_view(block)
+            events.publish(_new_block_event(view, block, result))
+            failed = sum(1 for t in view_txs(result) if int(getattr(t, "code", 0)) != 0)
+            metrics.observe_block(height=block.height, time_ms=block.header.time_ms,
+                                  num_txs=len(block.txs), failed_txs=failed)
+
+        chain.on_committed.append(on_committed)
+
+        # servers first, so `health` answers while we catch up
+        await nursery.start(functools.partial(serve_rpc, backend, events, self.config.rpc,
+                                              observer=metrics.observe_rpc))
+        await nursery.start(serve_metrics, self.config.metrics, metrics)
+        nursery.start_soon(self._update_gauges, metrics, mempool, transport)
+
+        async def handle_sync(_peer: str, data: bytes) -> bytes:
+            return serve_request(chain.blocks, data)
+
+        transport.set_handler(SYNC_PROTOCOL, handle_sync)
+        txs_in = transport.subscribe(TX_TOPIC, gossip.validate)
+        nursery.start_soon(gossip.run_receiver, txs_in)
+        nursery.start_soon(gossip.run_publisher)
+
+        timeout_s = self.config.p2p.stream_timeout_ms / 1000
+        if self.is_validator:
+            from .driver import ConsensusDriver
+
+            driver = ConsensusDriver(config=self.config, chain=chain, mempool=mempool,
+                                     signer=self.signer, transport=transport, syncer=None,
+                                     wal_dir=self.home.data_dir(self.config) / "cs.wal",
+                                     metrics=metrics,
+                                     max_gossip_bytes=transport.max_gossip_bytes)
+            syncer = BlockSyncer(transport, lambda: chain.height, driver.commit_fetched,
+                                 request_timeout=timeout_s,
+                                 max_msg_bytes=self.config.p2p.max_msg_bytes)
+            driver.syncer = syncer
+            self._syncer = syncer
+            nursery.start_soon(driver.run)
+        else:
+            log.info("not a validator: following the chain by block sync")
+            syncer = BlockSyncer(transport, lambda: chain.height,
+                                 self._commit_fetched_fn(chain), request_timeout=timeout_s,
+                                 max_msg_bytes=self.config.p2p.max_msg_bytes)
+            self._syncer = syncer
+            nursery.start_soon(self._follower_loop, syncer)
+
+    def _commit_fetched_fn(self, chain: Chain) -> Any:
+        from consensus.catchup import SyncBlockError, decode_pair
+
+        from .chain import BlockRejected
+
+        async def commit_fetched(peer: str, pairs: list[tuple[bytes, bytes]]) -> int:
+            n = 0
+            for raw_block, raw_commit in pairs:
+                try:
+                    block, commit = decode_pair(raw_block, raw_commit, chain.height + 1)
+                    chain.verify_fetched(block, commit)
+                except (SyncBlockError, BlockRejected) as exc:
+                    if n:
+                        return n
+                    raise SyncError(str(exc)) from None
+                chain.commit_synced(block, commit)
+                n += 1
+                await trio.lowlevel.checkpoint()
+            if n:
+                log.info("synced to height %d from %s", chain.height, peer[-8:])
+            return n
+
+        return commit_fetched
+
+    def _catching_up(self) -> bool:
+        """True while a peer reports a height more than one block above ours."""
+        if self._syncer is None or self.chain is None:
+            return True
+        return self._syncer.best_peer_height() > self.chain.height + 1
+
+    async def _follower_loop(self, syncer: BlockSyncer) -> None:
+        while True:
+            await syncer.poll_status()
+            await syncer.sync_once()
+            await trio.sleep(STATUS_POLL_S / 2)
+
+    async def _update_gauges(self, metrics: Any, mempool: Mempool, transport: Any) -> None:
+        while True:
+            metrics.observe_mempool(len(mempool), mempool.size_bytes)
+            metrics.observe_peers(len(transport.connected_peers()))
+            metrics.observe_catching_up(self._catching_up())
+            await trio.sleep(1.0)
+
+
+def view_txs(result: Any) -> list[Any]:
+    return list(getattr(result, "tx_results", ()) or ())
+
+
+def _new_block_event(view: Any, block: Any, result: Any) -> Any:
+    from .mempool import tx_hash
+    from .rpc.backend import NewBlockEvent, TxResult, TxView
+    from .chain import _result_fields
+
+    results = list(getattr(result, "tx_results", ()) or ())
+    txs = []
+    for i, tx in enumerate(block.txs):
+        code, text, codespace, evs = _result_fields(results[i] if i < len(results) else None)
+        txs.append(TxView(hash=tx_hash(tx), height=block.height, index=i, tx=tx,
+                          result=TxResult(code=code, log=text, codespace=codespace, events=evs)))
+    return NewBlockEvent(block=view, txs=tuple(txs))
+
+
+def run_daemon(root: Path) -> int:
+    """``oml-node start``: run the node in the foreground; returns the exit code."""
+    daemon = Daemon.from_home(root)
+    try:
+        return trio.run(daemon.run)
+    except ChainError as exc:
+        log.critical("halting: %s", exc)
+        return 2
+    except OSError as exc:
+        log.critical("cannot start: %s", exc)
+        return 1
+
+
+__all__ = ["Daemon", "DaemonError", "run_daemon"]

@@ -1,0 +1,302 @@
+"""The consensus driver: runs the sans-IO core with trio timers, libp2p and the file WAL.
+
+One input queue (CometBFT's receiveRoutine): peers' proposals and votes,
+fired timeouts and blocks fetched by sync all become core events on one
+trio channel, handled one at a time by :meth:`ConsensusDriver.run`. The
+actions each event produces are executed in order:
+
+``Persist``          appended to the WAL and fsynced *before* any later action
+                     of the batch runs (consecutive Persists share one fsync),
+                     so a vote is durable before it is broadcast;
+``Broadcast``        encoded and published on :data:`CONSENSUS_TOPIC`;
+``ScheduleTimeout``  a trio task that sleeps, then queues ``TimeoutFired``;
+``CommitBlock``      the block is stored, indexed and announced
+                     (``Chain.store_committed``; the ledger already executed it
+                     when the core called ``Application.apply_block``), the
+                     mempool drops its transactions, old WAL heights go;
+``RequestSync``      wakes the sync task, which fetches blocks from peers and
+                     queues them as ``CommittedBlockReceived``;
+``ReportEvidence``   logged (the ledger has no slashing for double signing).
+
+Consensus messages travel by gossipsub. The topic validator only decodes
+and checks that the signer is in the validator set and the height is not
+stale (cheap, runs at every hop); signatures are checked by the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from consensus.block import Block
+from consensus.crypto import Signer
+from consensus.encoding import DecodeError
+from consensus.errors import ConsensusError, InvalidBlockError
+from consensus.events import (Broadcast, CommitBlock, CommittedBlockReceived, Persist,
+                              ProposalReceived, ReportEvidence, RequestSync, ScheduleTimeout,
+                              TimeoutFired, VoteReceived)
+from consensus.messages import ProposalMessage, VoteMessage, decode_message, encode_message
+from consensus.state import ConsensusParams
+from consensus.wal import FileWAL
+from consensus.wal_api import record_height
+
+from .chain import BlockRejected, Chain
+from .config import Config
+from .mempool import Mempool
+from .sync import BlockSyncer, SyncError
+
+log = logging.getLogger(__name__)
+
+CONSENSUS_TOPIC = "oml/consensus/1"
+#: Room left in a gossip message around the block's transactions.
+BLOCK_OVERHEAD_BYTES = 64 * 1024
+MAX_BLOCK_TXS = 10_000
+INBOX_SIZE = 4096
+#: A node at least this many heights behind its best peer syncs without
+#: waiting for the core to ask (e.g. it missed every message of a height).
+SYNC_AHEAD = 2
+STATUS_POLL_S = 1.0
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: block times are compared across nodes, so not monotonic."""
+    return int(time.time() * 1000)
+
+
+class LedgerApp:
+    """``consensus.app.Application`` over the ledger and the mempool."""
+
+    def __init__(self, chain: Chain, mempool: Mempool) -> None:
+        self.chain = chain
+        self.ledger = chain.ledger
+        self.mempool = mempool
+        self.results: dict[int, Any] = {}
+
+    def propose_txs(self, height: int, max_bytes: int) -> list[bytes]:
+        return self.mempool.reap(max_bytes, MAX_BLOCK_TXS)
+
+    def validate_block(self, block: Block) -> None:
+        """Reject a proposal whose transactions cannot even be decoded for this chain.
+
+        Signatures and state are checked when the block is applied (a failing
+        transaction then gets an error code, as in CometBFT); here only the
+        stateless shape, so a proposer cannot fill blocks with junk bytes.
+        """
+        for i, tx in enumerate(block.txs):
+            check = self.ledger.stateless_check(tx)
+            if int(check.code) != 0:
+                raise InvalidBlockError(f"tx {i} of block {block.height}: {check.log}")
+
+    def apply_block(self, block: Block) -> bytes:
+        if self.ledger.height >= block.height:
+            # executed before a crash that hit before the block was stored
+            self.results.pop(block.height, None)
+            return self.ledger.app_hash
+        h = block.header
+        result = self.ledger.apply_block(block.height, h.time_ms, h.proposer_address,
+                                         list(block.txs))
+        self.results[block.height] = result
+        return result.app_hash
+
+    def take_result(self, height: int) -> Any:
+        return self.results.pop(height, None)
+
+
+class ConsensusDriver:
+    """Runs one validator's consensus until cancelled. See the module docstring."""
+
+    def __init__(self, *, config: Config, chain: Chain, mempool: Mempool, signer: Signer,
+                 transport: Any, syncer: BlockSyncer | None, wal_dir: Path, metrics: Any = None,
+                 max_gossip_bytes: int) -> None:
+        self.config = config
+        self.chain = chain
+        self.mempool = mempool
+        self.signer = signer
+        self.transport = transport
+        self.syncer = syncer
+        self.wal_dir = wal_dir
+        self.metrics = metrics
+        self.app = LedgerApp(chain, mempool)
+        c = config.consensus
+        self.params = ConsensusParams(
+            timeout_propose_ms=c.timeout_propose_ms,
+            timeout_propose_delta_ms=c.timeout_propose_delta_ms,
+            timeout_prevote_ms=c.timeout_prevote_ms,
+            timeout_prevote_delta_ms=c.timeout_prevote_delta_ms,
+            timeout_precommit_ms=c.timeout_precommit_ms,
+            timeout_precommit_delta_ms=c.timeout_precommit_delta_ms,
+            timeout_commit_ms=c.timeout_commit_ms,
+            max_block_txs_bytes=max(1024, min(c.max_block_bytes,
+                                              max_gossip_bytes - BLOCK_OVERHEAD_BYTES)),
+        )
+        self.max_msg_bytes = max_gossip_bytes
+        self._send, self._recv = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._sync_wanted = trio.Event()
+        self._committed = trio.Event()
+        self.stats = {"bad_messages": 0, "stale_messages": 0, "evidence": 0}
+
+    # --- inputs ---------------------------------------------------------------------
+
+    def validate(self, _origin: str, data: bytes) -> bool:
+        """Gossip validator: decodable, from a validator, not for a finished height."""
+        try:
+            msg = decode_message(data, self.max_msg_bytes)
+        except DecodeError:
+            self.stats["bad_messages"] += 1
+            return False
+        valset = self.chain.valset
+        if isinstance(msg, VoteMessage):
+            v = msg.vote
+            height = v.height
+            if v.validator_index >= len(valset) \
+                    or valset.address_at(v.validator_index) != v.validator_address:
+                self.stats["bad_messages"] += 1
+                return False
+        else:
+            height = msg.proposal.height
+            if msg.block.height != height:
+                self.stats["bad_messages"] += 1
+                return False
+        if height < self.chain.height:
+            self.stats["stale_messages"] += 1
+            return False
+        return True
+
+    async def _pump_messages(self, channel: Any) -> None:
+        async for _origin, data in channel:
+            try:
+                msg = decode_message(data, self.max_msg_bytes)
+            except DecodeError:
+                continue
+            if isinstance(msg, ProposalMessage):
+                event: Any = ProposalReceived(message=msg, now_ms=now_ms())
+            else:
+                event = VoteReceived(vote=msg.vote, now_ms=now_ms())
+            await self._send.send(event)
+
+    async def _timer(self, action: ScheduleTimeout) -> None:
+        await trio.sleep(action.delay_ms / 1000)
+        await self._send.send(TimeoutFired(height=action.height, round=action.round,
+                                           step=action.step, now_ms=now_ms()))
+
+    async def _sync_loop(self) -> None:
+        """Fetch committed blocks when the core asks, or when peers are well ahead."""
+        syncer = self.syncer
+        if syncer is None:
+            raise RuntimeError("ConsensusDriver.syncer must be set before run()")
+        while True:
+            with trio.move_on_after(STATUS_POLL_S):
+                await self._sync_wanted.wait()
+            asked = self._sync_wanted.is_set()
+            self._sync_wanted = trio.Event()
+            await syncer.poll_status()
+            if asked or syncer.best_peer_height() >= self.chain.height + SYNC_AHEAD:
+                await syncer.sync_once()
+
+    async def commit_fetched(self, peer: str, pairs: list[tuple[bytes, bytes]]) -> int:
+        """``BlockSyncer`` callback: verify, then hand blocks to the core in order."""
+        from consensus.catchup import SyncBlockError, decode_pair
+
+        n = 0
+        for raw_block, raw_commit in pairs:
+            want = self.chain.height + 1
+            try:
+                block, commit = decode_pair(raw_block, raw_commit, want)
+                if block.height < want:
+                    continue
+                self.chain.verify_fetched(block, commit)
+            except (SyncBlockError, BlockRejected) as exc:
+                if n:
+                    return n
+                raise SyncError(str(exc)) from None
+            committed = self._committed
+            await self._send.send(CommittedBlockReceived(block=block, commit=commit,
+                                                         now_ms=now_ms()))
+            with trio.move_on_after(10):
+                while self.chain.height < block.height:
+                    await committed.wait()
+                    committed = self._committed
+            if self.chain.height < block.height:
+                log.warning("core did not commit synced block %d", block.height)
+                return n
+            n += 1
+        if n:
+            log.info("caught up to height %d from %s", self.chain.height, peer[-8:])
+        return n
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Restore from the WAL and run consensus until cancelled."""
+        from consensus.core import Core
+
+        wal = FileWAL(self.wal_dir, height_of=record_height)
+        try:
+            for repair in wal.repairs:
+                log.warning("WAL repaired on open: %s", repair)
+            records = list(wal.records())
+            core, actions = Core.restore(params=self.params, state=self.chain.state,
+                                         signer=self.signer, app=self.app, records=records,
+                                         now_ms=now_ms())
+            log.info("consensus restored at height %d from %d WAL records",
+                     self.chain.height + 1, len(records))
+            messages = self.transport.subscribe(CONSENSUS_TOPIC, self.validate, buffer=1024)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_messages, messages)
+                nursery.start_soon(self._sync_loop)
+                await self._execute(nursery, wal, actions)
+                async for event in self._recv:
+                    try:
+                        actions = core.handle(event)
+                    except ConsensusError as exc:
+                        log.warning("consensus rejected %s: %s", type(event).__name__, exc)
+                        continue
+                    await self._execute(nursery, wal, actions)
+        finally:
+            wal.close()
+
+    async def _execute(self, nursery: trio.Nursery, wal: FileWAL, actions: list[Any]) -> None:
+        pending: list[bytes] = []
+        for action in actions:
+            if isinstance(action, Persist):
+                pending.append(action.record)
+                continue
+            if pending:
+                wal.append_many(pending)
+                pending = []
+            if isinstance(action, Broadcast):
+                await self._broadcast(action)
+            elif isinstance(action, ScheduleTimeout):
+                nursery.start_soon(self._timer, action)
+            elif isinstance(action, CommitBlock):
+                self._commit(wal, action)
+            elif isinstance(action, RequestSync):
+                self._sync_wanted.set()
+            elif isinstance(action, ReportEvidence):
+                self.stats["evidence"] += 1
+                log.warning("duplicate vote evidence: %s", action.evidence)
+        if pending:
+            wal.append_many(pending)
+
+    async def _broadcast(self, action: Broadcast) -> None:
+        try:
+            await self.transport.publish(CONSENSUS_TOPIC, encode_message(action.message))
+        except Exception as exc:  # noqa: BLE001 - gossip is best effort; the core re-sends
+            log.warning("publishing %s failed: %s", type(action.message).__name__, exc)
+
+    def _commit(self, wal: FileWAL, action: CommitBlock) -> None:
+        block = action.block
+        self.chain.store_committed(block, action.commit, action.state,
+                                   self.app.take_result(block.height))
+        wal.truncate_before_height(block.height)
+        self._committed.set()
+        self._committed = trio.Event()
+        log.info("committed block %d (%d txs, app hash %s)", block.height, len(block.txs),
+                 self.chain.ledger.app_hash.hex()[:16])
+
+
+__all__ = ["CONSENSUS_TOPIC", "ConsensusDriver", "LedgerApp"]

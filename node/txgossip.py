@@ -1,0 +1,120 @@
+"""Transaction gossip: batch local transactions, publish them, feed peers' into the mempool.
+
+The testnet-wide gossip budget is messages per second, not bytes
+(LIBP2P.md), so transactions never travel one per message: every
+transaction this node accepts from RPC goes into a :class:`GossipBatcher`
+and is published in batches on :data:`TX_TOPIC` when the batch is full or its
+linger time (``[mempool] gossip_batch_ms``) has passed. Transactions arriving
+in a peer's batch are added to the local mempool but not re-published:
+gossipsub already forwards the batch through the mesh.
+
+The topic validator only checks the batch's shape (cheap, runs for every
+hop); signature and nonce checks happen in ``Mempool.add``, and a bad
+transaction inside a well-formed batch is simply not added.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from .config import MempoolSection
+from .mempool import BatchDecodeError, GossipBatcher, Mempool, decode_batch
+
+log = logging.getLogger(__name__)
+
+TX_TOPIC = "oml/txs/1"
+MAX_BATCH_TXS = 10_000
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+
+def now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class TxGossip:
+    """Owns the batcher; :meth:`run` publishes, :meth:`on_batch` receives."""
+
+    def __init__(self, config: MempoolSection, mempool: Mempool, publisher: Publisher,
+                 *, max_msg_bytes: int,
+                 on_added: Callable[[int], Awaitable[None] | None] | None = None) -> None:
+        self.config = config
+        self.mempool = mempool
+        self.publisher = publisher
+        self.max_msg_bytes = min(max_msg_bytes, max(config.gossip_batch_bytes * 2,
+                                                    config.max_tx_bytes * 2))
+        self.batcher = GossipBatcher(max_batch_bytes=min(config.gossip_batch_bytes,
+                                                         max_msg_bytes),
+                                     linger_ms=config.gossip_batch_ms)
+        self._ready: list[bytes] = []
+        self._wake = trio.Event()
+        self.stats = {"batches_out": 0, "batches_in": 0, "txs_in": 0, "txs_added": 0,
+                      "bad_batches": 0}
+
+    def validate(self, _peer: str, data: bytes) -> bool:
+        """Gossipsub validator: a malformed batch is neither delivered nor forwarded."""
+        try:
+            decode_batch(data, max_bytes=self.max_msg_bytes, max_count=MAX_BATCH_TXS,
+                         max_tx_bytes=self.config.max_tx_bytes)
+        except BatchDecodeError:
+            self.stats["bad_batches"] += 1
+            return False
+        return True
+
+    def queue_local(self, tx: bytes) -> None:
+        """Queue a transaction that this node accepted from a client."""
+        self._ready.extend(self.batcher.add(tx, now_ms()))
+        self._wake.set()
+
+    def on_batch(self, peer: str, data: bytes) -> int:
+        """Add a peer's batch to the mempool; returns how many were new and valid."""
+        try:
+            txs = decode_batch(data, max_bytes=self.max_msg_bytes, max_count=MAX_BATCH_TXS,
+                               max_tx_bytes=self.config.max_tx_bytes)
+        except BatchDecodeError as exc:
+            self.stats["bad_batches"] += 1
+            log.info("dropped a malformed tx batch from %s: %s", peer[-8:], exc)
+            return 0
+        self.stats["batches_in"] += 1
+        self.stats["txs_in"] += len(txs)
+        added = 0
+        for tx in txs:
+            if self.mempool.add(tx).accepted:
+                added += 1
+        self.stats["txs_added"] += added
+        return added
+
+    async def run_publisher(self) -> None:
+        """Publish batches as they become ready (size) or due (linger time)."""
+        while True:
+            deadline = self.batcher.deadline_ms()
+            if not self._ready:
+                if deadline is None:
+                    await self._wake.wait()
+                else:
+                    with trio.move_on_after(max(0.0, (deadline - now_ms()) / 1000)):
+                        await self._wake.wait()
+                self._wake = trio.Event()
+                self._ready.extend(self.batcher.poll(now_ms()))
+            while self._ready:
+                batch = self._ready.pop(0)
+                try:
+                    await self.publisher.publish(TX_TOPIC, batch)
+                    self.stats["batches_out"] += 1
+                except Exception as exc:  # noqa: BLE001 - a failed publish must not stop gossip
+                    log.warning("publishing a tx batch failed: %s", exc)
+
+    async def run_receiver(self, channel: trio.abc.ReceiveChannel[tuple[str, bytes]]) -> None:
+        async for peer, data in channel:
+            self.on_batch(peer, data)
+            await trio.lowlevel.checkpoint()
+
+
+__all__ = ["TX_TOPIC", "TxGossip"]
