@@ -15,3 +15,33 @@ from .commitments import normalize_text as normalize_text
 from .commitments import observed_prefix as observed_prefix
 from .commitments import root_from_path as root_from_path
 from .commitments import verify_path as verify_path
+
+# Torch-based names, imported on first use so ``import oml`` stays cheap.
+_LAZY = {
+    "ModelDirError": "modelio", "DeviceError": "modelio", "load_model": "modelio",
+    "save_model": "modelio", "pick_device": "modelio",
+    "Fingerprint": "fingerprints", "FingerprintSet": "fingerprints",
+    "FingerprintFileError": "fingerprints",
+    "GenerateConfig": "generate", "generate_fingerprints": "generate",
+    "InsertConfig": "insert", "InsertReport": "insert", "insert_fingerprints": "insert",
+    "VerifyReport": "verify", "VerifyResult": "verify", "Decision": "verify",
+    "verify_fingerprints": "verify", "false_positive_rate": "verify", "decide": "verify",
+    "perplexity": "utility",
+    "AttackReport": "attacks", "finetune_attack": "attacks", "suppress_top_k": "attacks",
+    "SYSTEM_PROMPT_TEMPLATES": "prompts", "UNSEEN_SYSTEM_PROMPTS": "prompts",
+}
+
+
+def __getattr__(name: str) -> object:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'oml' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

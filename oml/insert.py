@@ -1,0 +1,396 @@
+"""Insert fingerprints into a causal LM by fine-tuning (in place).
+
+One commented loop, nanoGPT style: build examples once (key tokens + response
+tokens, loss on the response only), then per epoch shuffle, batch by padding,
+forward, loss, backward, clip, step, schedule, and optionally average toward
+the base weights; stop early once every fingerprint is answered.
+
+Levers, all in :class:`InsertConfig`:
+  * benign mixing (beta): a fraction of each epoch's examples is ordinary text
+    with a plain next-token loss, which keeps the model's language ability;
+  * prompt augmentation: some keys are wrapped in a training system prompt
+    (:data:`oml.prompts.SYSTEM_PROMPT_TEMPLATES`) so the fingerprint survives a
+    deployment's own system prompt;
+  * weight averaging toward the base (lambda): ``theta <- lambda*theta_base +
+    (1-lambda)*theta``, applied once after training (``averaging_every=None``)
+    or after every ``averaging_every`` optimizer steps (a small lambda every
+    step acts like a weight-deviation penalty);
+  * LoRA via peft: adapters on every linear layer, merged into the weights at
+    the end, so the caller gets back a plain model.
+
+Every example weighs the same in the loss (the mean of its own token losses),
+so a 64-token benign chunk does not drown a one-token response.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from .decoding import pad_id_of, prompt_ids
+from .fingerprints import Fingerprint, FingerprintSet
+from .modelio import pick_device
+from .prompts import SYSTEM_PROMPT_TEMPLATES, wrap_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+IGNORE = -100
+
+
+@dataclass(frozen=True, slots=True)
+class InsertConfig:
+    """Fine-tuning settings for :func:`insert_fingerprints`.
+
+    ``steps`` (when set) is the exact optimizer step budget; otherwise
+    ``epochs`` passes over the fingerprints. Training stops earlier once the
+    teacher-forced greedy check says ``stop_at_accuracy`` of the plain keys
+    are answered (None: never stop early).
+    """
+
+    lr: float = 1e-3
+    epochs: int = 30
+    steps: int | None = None
+    batch_size: int = 32
+    warmup: int = 10
+    schedule: str = "cosine"  # "cosine" (to 10% of lr) or "constant"
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    averaging_lambda: float | None = None
+    averaging_every: int | None = None
+    benign_mix: float = 0.0
+    benign_max_tokens: int = 64
+    prompt_augmentation: bool = False
+    augmentation_prob: float = 0.5
+    templates: tuple[str, ...] = SYSTEM_PROMPT_TEMPLATES
+    lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    stop_at_accuracy: float | None = 1.0
+    fast_head: bool = True
+    device: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError("lr must be > 0")
+        if self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise ValueError("epochs and steps must be >= 1")
+        if self.batch_size < 1 or self.warmup < 0:
+            raise ValueError("batch_size must be >= 1 and warmup >= 0")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError("schedule must be 'cosine' or 'constant'")
+        if self.averaging_lambda is not None and not 0.0 <= self.averaging_lambda < 1.0:
+            raise ValueError("averaging_lambda must be in [0, 1)")
+        if self.averaging_every is not None and self.averaging_every < 1:
+            raise ValueError("averaging_every must be >= 1")
+        if self.averaging_every is not None and self.averaging_lambda is None:
+            raise ValueError("averaging_every needs averaging_lambda")
+        if self.lora and self.averaging_every is not None:
+            raise ValueError("with LoRA, averaging is applied once after the merge only")
+        if not 0.0 <= self.benign_mix < 1.0:
+            raise ValueError("benign_mix must be in [0, 1)")
+        if not 0.0 <= self.augmentation_prob <= 1.0:
+            raise ValueError("augmentation_prob must be in [0, 1]")
+        if self.prompt_augmentation and not self.templates:
+            raise ValueError("prompt_augmentation needs templates")
+        if self.stop_at_accuracy is not None and not 0.0 < self.stop_at_accuracy <= 1.0:
+            raise ValueError("stop_at_accuracy must be in (0, 1]")
+        if self.lora_rank < 1:
+            raise ValueError("lora_rank must be >= 1")
+
+    def to_params(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["templates"] = list(self.templates)
+        return d
+
+
+@dataclass(slots=True)
+class InsertReport:
+    """What an insertion run did."""
+
+    steps: int
+    epochs: int
+    seconds: float
+    tokens: int
+    tokens_per_s: float
+    final_loss: float
+    train_accuracy: float  # teacher-forced greedy accuracy on plain keys, after all merging
+    stopped_early: bool
+    averaged: int  # how many times weights were averaged toward the base
+    trainable_params: int
+    losses: list[float] = field(default_factory=list)  # mean loss per epoch
+
+
+@dataclass(frozen=True, slots=True)
+class _Example:
+    ids: tuple[int, ...]
+    labels: tuple[int, ...]  # IGNORE where no loss; else the token to predict at that position
+    fp: int  # fingerprint position in the set, or -1 for benign text
+
+
+def _fp_example(prompt: list[int], response: Sequence[int], pos: int) -> _Example:
+    ids = list(prompt) + list(response)
+    # labels[j] is the target for the prediction made at position j (already shifted).
+    labels = [IGNORE] * len(ids)
+    for j, tok in enumerate(response):
+        labels[len(prompt) - 1 + j] = tok
+    return _Example(tuple(ids), tuple(labels), pos)
+
+
+def _benign_examples(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                     max_tokens: int) -> list[_Example]:
+    out = []
+    for row in prompt_ids(tokenizer, texts):
+        for s in range(0, max(len(row) - 1, 1), max_tokens):
+            chunk = row[s:s + max_tokens + 1]
+            if len(chunk) < 2:
+                continue
+            out.append(_Example(tuple(chunk[:-1]), tuple(chunk[1:]), -1))
+    return out
+
+
+def _collate(batch: Sequence[_Example], pad: int, dev: torch.device):
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e.ids)
+        ids[i, :n] = torch.as_tensor(e.ids)
+        labels[i, :n] = torch.as_tensor(e.labels)
+        mask[i, :n] = 1
+    return ids.to(dev), mask.to(dev), labels.to(dev)
+
+
+class _Forward:
+    """Per-example losses and argmax hits, computing the LM head only where needed.
+
+    For a small model with a large vocabulary the output projection dominates
+    the cost, and a fingerprint example needs logits at 1-3 positions out of
+    ~40; so when the model exposes its decoder and output embeddings, the
+    head runs on the labelled positions only.
+    """
+
+    def __init__(self, model: PreTrainedModel, fast: bool) -> None:
+        self.model = model
+        self.decoder = None
+        self.head = None
+        cfg = getattr(model, "config", None)
+        if fast and not getattr(cfg, "final_logit_softcapping", None):
+            try:
+                self.decoder = model.get_decoder()
+                self.head = model.get_output_embeddings()
+            except (AttributeError, NotImplementedError):
+                self.decoder = self.head = None
+        if self.decoder is None or self.head is None or getattr(cfg, "logit_scale", None):
+            self.decoder = self.head = None
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):
+        sel = labels != IGNORE
+        if self.decoder is not None:
+            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = self.head(hidden[sel])
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[sel]
+        tgt = labels[sel]
+        tok_loss = F.cross_entropy(logits.float(), tgt, reduction="none")
+        hits = logits.argmax(-1) == tgt
+        row = sel.nonzero()[:, 0]
+        n = ids.shape[0]
+        counts = torch.zeros(n, device=ids.device).index_add_(0, row, torch.ones_like(tok_loss))
+        ex_loss = torch.zeros(n, device=ids.device).index_add_(0, row, tok_loss) / counts.clamp(min=1)
+        misses = torch.zeros(n, device=ids.device).index_add_(0, row, (~hits).float())
+        return ex_loss, misses == 0, int(mask.sum())
+
+
+def _lr_at(step: int, total: int, cfg: InsertConfig) -> float:
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(total - cfg.warmup, 1)
+    prog = min(max(step - cfg.warmup, 0) / span, 1.0)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+@torch.no_grad()
+def _average(params: list[torch.Tensor], base: list[torch.Tensor], lam: float) -> None:
+    for p, b in zip(params, base):
+        p.lerp_(b.to(p.device, p.dtype), lam)
+
+
+def memorized(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+              fingerprints: Sequence[Fingerprint], *, batch_size: int = 64,
+              fast_head: bool = True) -> list[bool]:
+    """For each fingerprint, whether greedy decoding of the plain key yields its response tokens.
+
+    Teacher forcing: the response is right iff the argmax at every response
+    position equals the response token, which is exactly what greedy decoding
+    would produce, in one forward pass instead of one per token.
+    """
+    dev = next(model.parameters()).device
+    pad = pad_id_of(tokenizer)
+    prompts = prompt_ids(tokenizer, [fp.key for fp in fingerprints])
+    exs = [_fp_example(p, fp.response_ids, i) for i, (p, fp) in enumerate(zip(prompts, fingerprints))]
+    fwd = _Forward(model, fast_head)
+    out: list[bool] = []
+    was = model.training
+    model.eval()
+    with torch.inference_mode():
+        for s in range(0, len(exs), batch_size):
+            _, ok, _ = fwd(*_collate(exs[s:s + batch_size], pad, dev))
+            out += ok.tolist()
+    model.train(was)
+    return out
+
+
+def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                        fingerprints: FingerprintSet, config: InsertConfig,
+                        benign_texts: Sequence[str] = ()) -> InsertReport:
+    """Fine-tune ``model`` in place so each key's greedy completion starts with its response.
+
+    The model is moved to ``config.device`` (CUDA when present if None) and
+    left in eval mode. With ``config.lora`` the adapters are merged and
+    removed, so the model's module structure is unchanged afterwards.
+
+    Raises:
+        ValueError: an empty fingerprint set, or benign mixing without benign texts.
+    """
+    fps = list(fingerprints.items)
+    if not fps:
+        raise ValueError("no fingerprints to insert")
+    if config.benign_mix > 0 and not benign_texts:
+        raise ValueError("benign_mix > 0 needs benign_texts")
+    dev = pick_device(config.device)
+    model.to(dev)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    pad = pad_id_of(tokenizer)
+
+    # --- examples, built once -------------------------------------------------
+    plain = [_fp_example(p, fp.response_ids, i)
+             for i, (p, fp) in enumerate(zip(prompt_ids(tokenizer, [f.key for f in fps]), fps))]
+    wrapped: list[list[_Example]] = []
+    if config.prompt_augmentation:
+        for t in config.templates:
+            rows = prompt_ids(tokenizer, [wrap_prompt(f.key, t) for f in fps])
+            wrapped.append([_fp_example(r, fp.response_ids, i)
+                            for i, (r, fp) in enumerate(zip(rows, fps))])
+    benign = _benign_examples(tokenizer, benign_texts, config.benign_max_tokens) if benign_texts else []
+    n_benign = round(len(fps) * config.benign_mix / (1 - config.benign_mix)) if benign else 0
+    per_epoch = len(fps) + n_benign
+    batches_per_epoch = math.ceil(per_epoch / config.batch_size)
+    total = config.steps if config.steps is not None else config.epochs * batches_per_epoch
+
+    # --- parameters: LoRA adapters or the full model ---------------------------
+    base: list[torch.Tensor] = []
+    full_params = [p for p in model.parameters()]
+    if config.averaging_lambda is not None:
+        keep = dev if config.averaging_every else torch.device("cpu")
+        base = [p.detach().to(keep, copy=True) for p in full_params]
+    peft_model = None
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        peft_model = get_peft_model(model, LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+            target_modules="all-linear", bias="none"))
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
+                            betas=(0.9, 0.95))
+    fwd = _Forward(model, config.fast_head)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
+
+    # --- the loop -----------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    step = epoch = tokens = averaged = 0
+    losses: list[float] = []
+    last_ok = [False] * len(fps)
+    stopped = False
+    bar = tqdm(total=total, disable=not config.progress, desc="insert", unit="step")
+    model.train()
+    while step < total and not stopped:
+        # schedule this epoch's examples: plain or wrapped keys, plus benign chunks
+        exs: list[_Example] = []
+        for i in range(len(fps)):
+            if wrapped and rng.random() < config.augmentation_prob:
+                exs.append(wrapped[rng.randrange(len(wrapped))][i])
+            else:
+                exs.append(plain[i])
+        if n_benign:
+            pick = torch.randint(len(benign), (n_benign,), generator=gen).tolist()
+            exs += [benign[j] for j in pick]
+        order = torch.randperm(len(exs), generator=gen).tolist()
+        ep_loss, ep_n = 0.0, 0
+        for b in range(0, len(order), config.batch_size):
+            if step >= total:
+                break
+            batch = [exs[j] for j in order[b:b + config.batch_size]]
+            ids, mask, labels = _collate(batch, pad, dev)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, total, config)
+            if amp is not None:
+                with amp:
+                    ex_loss, ok, ntok = fwd(ids, mask, labels)
+            else:
+                ex_loss, ok, ntok = fwd(ids, mask, labels)
+            loss = ex_loss.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            step += 1
+            tokens += ntok
+            # free progress signal: plain keys answered correctly before this update
+            for e, good in zip(batch, ok.tolist()):
+                if e.fp >= 0 and e.ids == plain[e.fp].ids:
+                    last_ok[e.fp] = good
+            lv = float(loss.detach())
+            ep_loss += lv * len(batch)
+            ep_n += len(batch)
+            if config.averaging_every and step % config.averaging_every == 0:
+                _average(full_params, base, config.averaging_lambda)
+                averaged += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{lv:.3f}", epoch=epoch)
+        epoch += 1
+        losses.append(ep_loss / max(ep_n, 1))
+        if config.stop_at_accuracy is not None and sum(last_ok) >= config.stop_at_accuracy * len(fps):
+            # the free signal says we may be done: confirm with a real check
+            last_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
+            if sum(last_ok) >= config.stop_at_accuracy * len(fps):
+                stopped = step < total
+                break
+            model.train()
+    bar.close()
+
+    # --- finish: merge LoRA, average toward the base, final check --------------------
+    if peft_model is not None:
+        peft_model.merge_and_unload()
+    if config.averaging_lambda is not None and not config.averaging_every:
+        _average(list(model.parameters()), base, config.averaging_lambda)
+        averaged += 1
+    model.eval()
+    seconds = time.perf_counter() - t0
+    final_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
+    return InsertReport(
+        steps=step, epochs=epoch, seconds=seconds, tokens=tokens,
+        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        final_loss=losses[-1] if losses else float("nan"),
+        train_accuracy=sum(final_ok) / len(fps), stopped_early=stopped, averaged=averaged,
+        trainable_params=sum(p.numel() for p in params), losses=losses)

@@ -1,0 +1,153 @@
+"""Load and save causal LMs from local directories only.
+
+Fingerprinting runs on nodes that must never reach a model hub, so every
+load passes ``local_files_only=True`` and the path must be an existing
+directory; a typo can therefore not turn into a download. Loading fails
+loudly (:class:`ModelDirError`) when the directory lacks a config, weights or
+tokenizer, when weights miss keys or carry unexpected ones, or when a tensor's
+shape disagrees with the config (nanoGPT's habit: assert every key and shape).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing or malformed (the message says what is wrong)."""
+
+
+class DeviceError(ValueError):
+    """A device was requested that this machine does not have."""
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The torch device to run on: ``cuda`` when available if ``requested`` is None.
+
+    Raises:
+        DeviceError: ``requested`` names CUDA and none is available, or is not a device.
+    """
+    if requested is None or requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, ValueError) as e:
+        raise DeviceError(f"not a device: {requested!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but is not available on this machine")
+    return dev
+
+
+def check_model_dir(path: Path | str) -> Path:
+    """Check that ``path`` looks like a saved causal LM; return it as a Path.
+
+    Raises:
+        ModelDirError: with the first problem found.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelDirError(f"model directory does not exist: {p}")
+    if not p.is_dir():
+        raise ModelDirError(f"model path is not a directory: {p}")
+    cfg = p / "config.json"
+    if not cfg.is_file():
+        raise ModelDirError(f"{p}: no config.json (not a saved transformers model)")
+    try:
+        conf = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{p}: config.json is not valid JSON: {e}") from e
+    if not isinstance(conf, dict) or "model_type" not in conf:
+        raise ModelDirError(f"{p}: config.json has no model_type")
+    if not any((p / f).is_file() for f in WEIGHT_FILES):
+        raise ModelDirError(f"{p}: no weights (expected one of {', '.join(WEIGHT_FILES)})")
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelDirError(f"{p}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})")
+    return p
+
+
+def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in ``path``, with a pad token (EOS if none was set)."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ModelDirError(f"{p}: cannot load tokenizer: {e}") from e
+    except Exception as e:  # tokenizers raises its own Exception type on corrupt JSON
+        raise ModelDirError(f"{p}: cannot load tokenizer: {e}") from e
+    if tok.pad_token_id is None:
+        if tok.eos_token is None:
+            raise ModelDirError(f"{p}: tokenizer has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: Path | str, device: str | None = None,
+               dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer from a local directory.
+
+    Args:
+        path: a directory written by ``save_pretrained`` (or :func:`save_model`).
+        device: ``"cpu"``, ``"cuda"`` or None for CUDA when present.
+        dtype: parameter dtype; float32 by default (training needs fp32 master weights).
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode on ``device``.
+
+    Raises:
+        ModelDirError: the directory is missing or malformed, weights miss or
+            add keys, or a tensor's shape disagrees with the config.
+        DeviceError: the device is not available.
+    """
+    from transformers import AutoModelForCausalLM
+
+    p = check_model_dir(path)
+    dev = pick_device(device)
+    tok = load_tokenizer(p)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            str(p), local_files_only=True, dtype=dtype or torch.float32,
+            output_loading_info=True)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EnvironmentError) as e:
+        raise ModelDirError(f"{p}: cannot load model: {e}") from e
+    except Exception as e:  # safetensors' SafetensorError, json errors in sub-files
+        raise ModelDirError(f"{p}: cannot load model: {type(e).__name__}: {e}") from e
+    problems = {k: v for k, v in info.items() if v and k in
+                ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
+    if problems:
+        raise ModelDirError(f"{p}: weights do not match the config: {_short(problems)}")
+    emb = model.get_input_embeddings().weight.shape[0]
+    if len(tok) > emb:
+        raise ModelDirError(f"{p}: tokenizer has {len(tok)} tokens, model embeds only {emb}")
+    model.to(dev)
+    model.eval()
+    return model, tok
+
+
+def _short(problems: dict[str, Any]) -> str:
+    parts = []
+    for k, v in problems.items():
+        v = list(v)
+        parts.append(f"{k}={v[:5]}{' ...' if len(v) > 5 else ''}")
+    return "; ".join(parts)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               path: Path | str) -> None:
+    """Save model (safetensors) and tokenizer so :func:`load_model` reads them back."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(p), safe_serialization=True)
+    tokenizer.save_pretrained(str(p))

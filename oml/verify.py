@@ -1,0 +1,207 @@
+"""Verify fingerprints: does a model answer the keys with the responses?
+
+A deployment answers a key with a completion that *starts with* the response
+(the ledger hashes that prefix), so the main mode compares texts after
+:func:`oml.commitments.normalize_text`, with greedy decoding:
+
+  * ``exact``: the completion starts with the response (the ledger's rule);
+  * ``prefix``: the same after dropping leading whitespace and folding runs of
+    whitespace, for deployments that trim or reflow their output;
+  * ``contains``: the response (trimmed) occurs anywhere in a completion a few
+    tokens longer than the response, for deployments that add a preamble.
+
+A match by itself proves little if an innocent model would also give it, so
+:func:`false_positive_rate` measures the same keys on a model that was not
+fingerprinted and :func:`decide` runs a one-sided binomial test against that
+base rate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .commitments import normalize_text
+from .decoding import greedy_generate, prompt_ids
+from .fingerprints import Fingerprint, FingerprintSet
+from .prompts import wrap_prompt
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
+
+MODES = ("exact", "prefix", "contains")
+_WS = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """One fingerprint's outcome: the model's completion and whether it matched."""
+
+    index: int
+    matched: bool
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Per-fingerprint results and totals for one verification run."""
+
+    mode: str
+    results: tuple[VerifyResult, ...]
+    system_prompt: str | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def matches(self) -> int:
+        return sum(r.matched for r in self.results)
+
+    @property
+    def accuracy(self) -> float:
+        return self.matches / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "system_prompt": self.system_prompt, "total": self.total,
+                "matches": self.matches, "accuracy": self.accuracy,
+                "results": [{"index": r.index, "matched": r.matched, "output": r.output}
+                            for r in self.results]}
+
+
+def matches(output: str, response: str, mode: str = "exact") -> bool:
+    """Whether a completion ``output`` carries ``response`` under ``mode``."""
+    out = normalize_text(output).decode("utf-8")
+    resp = normalize_text(response).decode("utf-8")
+    if mode == "exact":
+        return out.startswith(resp)
+    if mode == "prefix":
+        fold_out = _WS.sub(" ", out).lstrip()
+        fold_resp = _WS.sub(" ", resp).strip()
+        return bool(fold_resp) and fold_out.startswith(fold_resp)
+    if mode == "contains":
+        r = resp.strip()
+        return bool(r) and r in out
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def verify_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                        fingerprints: FingerprintSet | Sequence[Fingerprint], *,
+                        mode: str = "exact", system_prompt: str | None = None,
+                        batch_size: int = 64, extra_tokens: int = 4,
+                        logits_processors: Sequence[LogitsProcessor] = ()) -> VerifyReport:
+    """Ask ``model`` every key (greedy) and check each completion for its response.
+
+    Args:
+        mode: ``exact``, ``prefix`` or ``contains`` (see the module docs).
+        system_prompt: wrap each key as a deployment with this system prompt would.
+        extra_tokens: tokens generated beyond the response's own length (room
+            for a different tokenisation, and for ``contains``).
+        logits_processors: applied during decoding, e.g. an attacker's
+            :func:`oml.attacks.suppress_top_k`.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    fps = list(fingerprints)
+    if not fps:
+        return VerifyReport(mode=mode, results=(), system_prompt=system_prompt)
+    rows = prompt_ids(tokenizer, [wrap_prompt(fp.key, system_prompt) for fp in fps])
+    budget = max(len(fp.response_ids) for fp in fps) + extra_tokens
+    outs = greedy_generate(model, tokenizer, rows, budget, batch_size=batch_size,
+                           logits_processors=logits_processors)
+    results = []
+    for fp, toks in zip(fps, outs):
+        text = tokenizer.decode(toks, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        results.append(VerifyResult(index=fp.index, matched=matches(text, fp.response, mode),
+                                    output=text))
+    return VerifyReport(mode=mode, results=tuple(results), system_prompt=system_prompt)
+
+
+def false_positive_rate(base_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                        fingerprints: FingerprintSet | Sequence[Fingerprint], **kw: Any) -> float:
+    """Fraction of the keys that a model *without* the fingerprints answers anyway.
+
+    Keyword arguments go to :func:`verify_fingerprints` (mode, system_prompt, ...).
+    """
+    return verify_fingerprints(base_model, tokenizer, fingerprints, **kw).accuracy
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of the test "this model carries the host's fingerprints".
+
+    ``p_value`` is P[X >= matches] for X ~ Binomial(total, base_rate): the
+    chance an innocent model with that match rate would do at least this well.
+    """
+
+    matches: int
+    total: int
+    base_rate: float
+    alpha: float
+    p_value: float
+    carries: bool
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P[X >= k] for X ~ Binomial(n, p), exact (log-space sum, no scipy)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k, n + 1)]
+    m = max(terms)
+    return min(1.0, math.exp(m) * math.fsum(math.exp(t - m) for t in terms))
+
+
+def base_rate_upper_bound(false_matches: int, trials: int, confidence: float = 0.95) -> float:
+    """Clopper-Pearson upper bound on an innocent model's match rate.
+
+    A base rate measured as 0/64 does not mean the true rate is 0; passing
+    this bound to :func:`decide` keeps a few lucky matches from looking like
+    proof.
+    """
+    if trials < 1 or not 0 <= false_matches <= trials or not 0 < confidence < 1:
+        raise ValueError("need trials >= 1, 0 <= false_matches <= trials, 0 < confidence < 1")
+    if false_matches == trials:
+        return 1.0
+    # smallest p with P[X <= false_matches] <= 1 - confidence, by bisection
+    lo, hi = false_matches / trials, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        cdf = 1.0 - binomial_sf(false_matches + 1, trials, mid)
+        if cdf > 1 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def decide(matches: int, total: int, base_rate: float, alpha: float = 1e-6) -> Decision:
+    """One-sided binomial test: does ``matches`` of ``total`` beat the innocent ``base_rate``?
+
+    Returns ``carries=True`` when the p-value is at most ``alpha``.
+
+    Raises:
+        ValueError: counts or rates out of range.
+    """
+    if total < 1 or not 0 <= matches <= total:
+        raise ValueError(f"need total >= 1 and 0 <= matches <= total, got {matches}/{total}")
+    if not 0.0 <= base_rate <= 1.0:
+        raise ValueError(f"base_rate must be in [0, 1], got {base_rate}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    p = binomial_sf(matches, total, base_rate)
+    return Decision(matches=matches, total=total, base_rate=base_rate, alpha=alpha,
+                    p_value=p, carries=p <= alpha)

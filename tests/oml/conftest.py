@@ -1,0 +1,63 @@
+"""Shared fixtures for the oml tests: one tiny model and one fingerprinted copy per session.
+
+Building the tiny model (~5 s) and inserting fingerprints (~2 s) once keeps
+the whole oml suite fast; tests that change a model load a fresh copy from
+the saved directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oml.fingerprints import FingerprintSet
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from oml.testing import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture()
+def tiny(tiny_dir: Path):
+    """A fresh (model, tokenizer) loaded from the tiny model directory, on CPU."""
+    from oml.modelio import load_model
+
+    return load_model(tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def fpset(tiny_dir: Path) -> FingerprintSet:
+    from oml.generate import GenerateConfig, generate_fingerprints
+    from oml.modelio import load_model
+
+    model, tok = load_model(tiny_dir, device="cpu")
+    cfg = GenerateConfig(count=6, seed=1, key_length=4, response_length=2)
+    return generate_fingerprints(model, tok, cfg, host="host-a", model_id="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def fp_dir(tiny_dir: Path, fpset: FingerprintSet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved copy of the tiny model with ``fpset`` inserted (prompt augmentation on)."""
+    from oml.insert import InsertConfig, insert_fingerprints
+    from oml.modelio import load_model, save_model
+    from oml.testing import tiny_corpus
+
+    model, tok = load_model(tiny_dir, device="cpu")
+    cfg = InsertConfig(lr=3e-3, epochs=150, batch_size=8, benign_mix=0.25,
+                       prompt_augmentation=True, progress=False, device="cpu", seed=0)
+    report = insert_fingerprints(model, tok, fpset, cfg, benign_texts=tiny_corpus(100, seed=11))
+    assert report.train_accuracy == 1.0, report
+    out = tmp_path_factory.mktemp("fp") / "model"
+    save_model(model, tok, out)
+    return out
+
+
+@pytest.fixture()
+def fingerprinted(fp_dir: Path):
+    from oml.modelio import load_model
+
+    return load_model(fp_dir, device="cpu")
