@@ -150,7 +150,11 @@ class EventBus:
         return sub
 
     def publish(self, event: NewBlockEvent) -> None:
-        """Offer ``event`` to every subscriber; never blocks; drops full subscribers."""
+        """Offer ``event`` to every subscriber; never blocks; drops full subscribers.
+
+        Call from the trio thread that runs the RPC server (memory channels are
+        not thread-safe); from a worker thread use ``trio.from_thread.run_sync``.
+        """
         self.published += 1
         for sub in list(self._subs):
             if not sub._offer(event):

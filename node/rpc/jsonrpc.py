@@ -137,8 +137,13 @@ class Dispatcher:
         try:
             if method is None:
                 raise MethodNotFound(f"method not found: {name[:100]}")
-            if method.websocket_only and not websocket:
-                raise MethodNotFound(f"{name} is only available over the websocket at /websocket")
+            if method.websocket_only:
+                # The websocket session handles these itself; reaching here means HTTP,
+                # or a batch on the socket, which cannot carry a subscription.
+                if not websocket:
+                    raise MethodNotFound(
+                        f"{name} is only available over the websocket at /websocket")
+                raise InvalidRequest(f"{name} must be sent on its own, not in a batch")
             kwargs = bind_params(method.params, params)
             result = await method.handler(self.context, **kwargs)
         except trio.Cancelled:

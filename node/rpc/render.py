@@ -53,7 +53,7 @@ def array(items: dict[str, Any]) -> dict[str, Any]:
 
 def rfc3339(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC text (``2026-01-02T03:04:05.678Z``)."""
-    dt = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    dt = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.UTC)  # exact: no float
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

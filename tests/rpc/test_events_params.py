@@ -84,3 +84,11 @@ def test_error_mapping_is_one_table() -> None:
     assert to_error_object(BadArgument("x"))["code"] == -32602
     assert to_error_object(NotFound("block 9 not found"))["message"] == "block 9 not found"
     assert to_error_object(KeyError("secret")) == {"code": -32603, "message": "internal error"}
+
+
+def test_rfc3339_is_exact() -> None:
+    from node.rpc.render import rfc3339
+
+    assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339(1_795_314_600_999) == "2026-11-22T02:30:00.999Z"
+    assert rfc3339(1_795_314_601_000) == "2026-11-22T02:30:01.000Z"

@@ -113,3 +113,15 @@ async def test_slow_client_is_dropped_without_blocking_node(rpc: Harness) -> Non
             except ConnectionClosed as exc:
                 assert exc.reason.code == 1008
     await rpc.result("health")
+
+
+async def test_subscribe_in_a_batch_is_refused(rpc: Harness) -> None:
+    async with open_websocket_url(ws_url(rpc)) as ws:
+        await ws.send_message(json.dumps([
+            {"jsonrpc": "2.0", "id": 1, "method": "subscribe",
+             "params": {"query": "tm.event='NewBlock'"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "health"}]))
+        out = await recv(ws)
+        assert out[0]["error"]["code"] == -32600 and "batch" in out[0]["error"]["message"]
+        assert out[1]["result"] == {}
+    assert len(rpc.events) == 0
