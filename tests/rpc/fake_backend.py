@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.rpc import (
+    BadArgument,
     BlockView,
     CheckResult,
     EventBus,
@@ -103,7 +104,7 @@ class FakeBackend:
         if height is None:
             return self.blocks[-1]
         if height > len(self.blocks):
-            raise NotFound(f"block {height} not found")
+            raise BadArgument(f"height {height} is above the latest height {len(self.blocks)}")
         return self.blocks[height - 1]
 
     def tx(self, tx_hash: bytes) -> TxView:

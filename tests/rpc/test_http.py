@@ -65,8 +65,11 @@ async def test_query_methods_by_name_and_position(rpc: Harness) -> None:
 async def test_not_found_is_application_error(rpc: Harness) -> None:
     out = await rpc.call("account", {"address": "22" * 20})
     assert out["error"]["code"] == -32001 and "not found" in out["error"]["message"]
-    out = await rpc.call("block", {"height": 99})
+    out = await rpc.call("block")  # no blocks yet
     assert out["error"]["code"] == -32001
+    rpc.backend.commit()
+    out = await rpc.call("block", {"height": 99})
+    assert out["error"]["code"] == -32602 and "above the latest" in out["error"]["message"]
     out = await rpc.call("tx", {"hash": "00" * 32})
     assert out["error"]["code"] == -32001
     out = await rpc.call("claim", {"claim_id": 4})
