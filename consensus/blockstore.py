@@ -92,12 +92,16 @@ class BlockStore:
         self._db = {name: env.open_db(f"{prefix}{name}".encode()) for name in _DB_NAMES}
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *,
-             map_size: int = DEFAULT_MAP_SIZE) -> "BlockStore":
-        """Open (or create) a store in its own environment at directory ``path``."""
+    def open(cls, path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
+             sync: bool = True) -> "BlockStore":
+        """Open (or create) a store in its own environment at directory ``path``.
+
+        ``sync=False`` skips LMDB's fsync on commit (tests and benchmarks only:
+        the store stays consistent after a process crash, not after power loss).
+        """
         os.makedirs(path, exist_ok=True)
         env = lmdb.open(os.fspath(path), map_size=map_size, max_dbs=MAX_DBS_NEEDED,
-                        subdir=True, lock=True)
+                        subdir=True, lock=True, sync=sync, metasync=sync)
         store = cls(env)
         store._owns_env = True
         return store
