@@ -100,18 +100,21 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis, *, map_size: int = DEFAULT_MAP_SIZE,
-             verify_signatures: bool = True, verify_threads: int = 2) -> "Ledger":
+             verify_signatures: bool = True, verify_threads: int = 2,
+             durable: bool = True) -> "Ledger":
         """Open the store at ``path``; initialise it from ``genesis`` on first open.
 
         ``verify_signatures=False`` is for benchmarks and replaying blocks that
-        were already verified; a live node never sets it.
+        were already verified; a live node never sets it. ``durable=False``
+        skips LMDB's fsync per block (tests only). ``verify_threads`` sizes
+        the signature-verification pool (1: verify on the calling thread).
 
         Raises:
             GenesisStateError: ``genesis.app_state`` is malformed.
             LedgerUsageError: the store belongs to another chain or genesis.
         """
         app = parse_app_state(genesis.app_state)
-        store = Store(path, map_size=map_size)
+        store = Store(path, map_size=map_size, durable=durable)
         try:
             with store.write() as w:
                 stored_chain = w.get(META, META_CHAIN_ID)

@@ -3,7 +3,9 @@
 The ledger reads through :class:`TxnReader` and hands a block's complete
 write set to :meth:`Store.commit_block`, which applies it in a single LMDB
 write transaction. LMDB commits atomically and durably (``sync=True``), so
-after a crash the state is exactly the one after some block.
+after a crash the state is exactly the one after some block. ``durable=False``
+skips the fsync per commit (still atomic; a machine crash may lose the
+last blocks): for tests and benchmarks, never for a live node.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ class TxnReader:
 class Store:
     """The ledger's LMDB environment."""
 
-    def __init__(self, path: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
+    def __init__(self, path: Path, *, map_size: int = DEFAULT_MAP_SIZE,
+                 durable: bool = True) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._env = lmdb.open(str(path), max_dbs=len(TABLES), map_size=map_size,
-                                  subdir=True, sync=True, metasync=True, readahead=False,
+                                  subdir=True, sync=durable, metasync=durable, readahead=False,
                                   max_readers=256)
         except lmdb.Error as exc:
             raise LedgerUsageError(f"cannot open ledger store at {path}: {exc}") from None

@@ -101,7 +101,7 @@ class Chain:
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[Chain]:
-    ledger = Ledger.open(tmp_path / "ledger", make_genesis(), verify_threads=1)
+    ledger = Ledger.open(tmp_path / "ledger", make_genesis(), verify_threads=1, durable=False)
     try:
         yield Chain(ledger)
     finally:
@@ -114,7 +114,8 @@ def make_chain(tmp_path: Path) -> Iterator:
 
     def factory(params: dict | None = None, balances: dict[str, int] | None = None,
                 name: str = "ledger") -> Chain:
-        ledger = Ledger.open(tmp_path / name, make_genesis(params, balances), verify_threads=1)
+        ledger = Ledger.open(tmp_path / name, make_genesis(params, balances), verify_threads=1,
+                             durable=False)
         opened.append(ledger)
         return Chain(ledger)
 
