@@ -45,6 +45,10 @@ from .websocket import websocket_session
 log = logging.getLogger("node.rpc")
 
 
+#: Concurrent websocket sessions per server; each holds subscriptions and an outbox.
+MAX_WEBSOCKETS = 100
+
+
 class _TooLarge(Exception):
     pass
 
@@ -70,8 +74,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def build_rpc_app(backend: NodeBackend, events: EventBus, config: RPCSection, *,
                   observer: CallObserver | None = None,
-                  server_urls: list[str] | None = None) -> Starlette:
+                  server_urls: list[str] | None = None,
+                  max_websockets: int = MAX_WEBSOCKETS) -> Starlette:
     """The ASGI app serving JSON-RPC over ``backend``.
+
+    At most ``max_websockets`` websocket sessions run at once; further
+    upgrade requests are refused (HTTP 403 from the handshake) until one ends.
 
     Returned with ``app.state.dispatcher`` set so callers (and tests) can
     reach the method table and the context.
@@ -101,8 +109,18 @@ def build_rpc_app(backend: NodeBackend, events: EventBus, config: RPCSection, *,
     async def health(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    open_websockets = 0
+
     async def ws_endpoint(ws: WebSocket) -> None:
-        await websocket_session(ws, dispatcher)
+        nonlocal open_websockets
+        if open_websockets >= max_websockets:
+            await ws.close(code=1013)  # before accept: the handshake is refused
+            return
+        open_websockets += 1
+        try:
+            await websocket_session(ws, dispatcher)
+        finally:
+            open_websockets -= 1
 
     app = Starlette(routes=[
         Route("/", rpc_post, methods=["POST"]),
@@ -144,6 +162,7 @@ async def serve_app(app: Any, laddr: str, *,
 
 async def serve_rpc(backend: NodeBackend, events: EventBus, config: RPCSection, *,
                     observer: CallObserver | None = None,
+                    max_websockets: int = MAX_WEBSOCKETS,
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Build the RPC app and serve it on ``config.laddr`` (see :func:`serve_app`)."""
@@ -153,7 +172,8 @@ async def serve_rpc(backend: NodeBackend, events: EventBus, config: RPCSection, 
         await serve_app(app, config.laddr, shutdown_trigger=shutdown_trigger,
                         max_ws_message=config.max_body_bytes, task_status=task_status)
 
-    app = build_rpc_app(backend, events, config, observer=observer)
+    app = build_rpc_app(backend, events, config, observer=observer,
+                        max_websockets=max_websockets)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(started)
         app.state.dispatcher.context.server_urls[:] = list(urls)

@@ -125,3 +125,41 @@ async def test_subscribe_in_a_batch_is_refused(rpc: Harness) -> None:
         assert out[0]["error"]["code"] == -32600 and "batch" in out[0]["error"]["message"]
         assert out[1]["result"] == {}
     assert len(rpc.events) == 0
+
+
+async def test_websocket_connection_cap() -> None:
+    from functools import partial
+
+    from trio_websocket import HandshakeError
+
+    from node.rpc import EventBus, serve_rpc
+
+    from .conftest import TEST_CONFIG
+    from .fake_backend import FakeBackend
+
+    events = EventBus()
+    stop = trio.Event()
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(partial(serve_rpc, FakeBackend(events), events,
+                                               TEST_CONFIG, max_websockets=1,
+                                               shutdown_trigger=stop.wait))
+            url = urls[0].replace("http://", "ws://") + "/websocket"
+            async with open_websocket_url(url) as first:
+                await send(first, 1, "health")
+                assert (await recv(first))["result"] == {}
+                try:
+                    async with open_websocket_url(url):
+                        raise AssertionError("second websocket accepted over the cap")
+                except HandshakeError:
+                    pass
+            # the slot is free again once the first client left
+            while True:
+                try:
+                    async with open_websocket_url(url) as again:
+                        await send(again, 2, "health")
+                        assert (await recv(again))["result"] == {}
+                        break
+                except HandshakeError:
+                    await trio.sleep(0.02)
+            stop.set()
