@@ -31,6 +31,7 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 
 import lmdb
 
@@ -93,7 +94,7 @@ class BlockStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
-             sync: bool = True) -> "BlockStore":
+             sync: bool = True) -> BlockStore:
         """Open (or create) a store in its own environment at directory ``path``.
 
         ``sync=False`` skips LMDB's fsync on commit (tests and benchmarks only:
@@ -112,7 +113,7 @@ class BlockStore:
             self._env.close()
             self._owns_env = False
 
-    def __enter__(self) -> "BlockStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,7 +172,7 @@ class BlockStore:
         if len(block_hash) != HASH_SIZE:
             raise BlockStoreUsageError("block_hash must not be empty")
         with self._env.begin(write=True) as txn:
-            base, top = self._meta(txn, b"base"), self._meta(txn, b"height")
+            top = self._meta(txn, b"height")
             if top and height != top + 1:
                 raise BlockStoreUsageError(f"next height is {top + 1}, got {height}")
             if top:

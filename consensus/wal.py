@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +210,7 @@ class FileWAL:
             elif entry.name.endswith(".tmp"):
                 entry.unlink()  # a rewrite interrupted before its rename: never live data
         found.sort()
-        for (a, _), (b, _) in zip(found, found[1:]):
+        for (a, _), (b, _) in itertools.pairwise(found):
             if b != a + 1:
                 raise WALCorruptError(f"WAL {self._dir}: segment {a + 1} missing")
         return found
@@ -413,7 +415,7 @@ class FileWAL:
             os.close(self._lock_fd)  # closing the fd releases the flock
             self._lock_fd = None
 
-    def __enter__(self) -> "FileWAL":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -48,7 +48,7 @@ class Chain:
     blocks: list[Block] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)  # commits[i] is for blocks[i]
 
-    def extend(self, count: int, *, txs_per_block: int = 2) -> "Chain":
+    def extend(self, count: int, *, txs_per_block: int = 2) -> Chain:
         for _ in range(count):
             height = len(self.blocks) + 1
             prev = self.blocks[-1].id() if self.blocks else b""

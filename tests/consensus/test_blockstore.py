@@ -89,8 +89,8 @@ def test_missing_heights_and_hashes_are_typed(tmp_path: Path) -> None:
 def test_bad_saves_are_rejected_and_change_nothing(tmp_path: Path) -> None:
     with BlockStore.open(tmp_path / "db") as store:
         hashes = fill(store, 1, 3)
-        good = dict(block_hash=h(b"block 4"), prev_hash=hashes[2], block=b"B4",
-                    last_commit=b"C3", seen_commit=b"S4")
+        good = {"block_hash": h(b"block 4"), "prev_hash": hashes[2], "block": b"B4",
+            "last_commit": b"C3", "seen_commit": b"S4"}
         with pytest.raises(BlockStoreUsageError, match="next height is 4"):
             store.save_block_bytes(height=5, **good)
         with pytest.raises(BlockStoreUsageError):
@@ -162,9 +162,8 @@ def test_corrupt_entries_are_typed(tmp_path: Path) -> None:
         txn.put(hashes[0], (3).to_bytes(8, "big"), db=env.open_db(b"block.hashes", txn=txn))
         txn.put(b"base", b"\x01", db=env.open_db(b"block.meta", txn=txn))
     env.close()
-    with BlockStore.open(path) as store:
-        with pytest.raises(BlockStoreCorruptError):
-            store.range()
+    with BlockStore.open(path) as store, pytest.raises(BlockStoreCorruptError):
+        store.range()
     env = lmdb.open(str(path), max_dbs=MAX_DBS_NEEDED)
     with env.begin(write=True) as txn:
         txn.put(b"base", (1).to_bytes(8, "big"), db=env.open_db(b"block.meta", txn=txn))

@@ -138,7 +138,7 @@ def _rebuilt(block: Block, **header_changes: object) -> Block:
 
 def test_validator_set_and_proposer_checks(chain: Chain) -> None:
     b1 = chain.blocks[0]
-    other_set, other_signers = make_signers(4, salt=5)
+    other_set, _ = make_signers(4, salt=5)
     wrong_set = _rebuilt(b1, validators_hash=other_set.hash())
     commit = sign_commit(chain.chain_id, chain.valset, chain.signers, 1, wrong_set.id())
     assert fault_of(chain, wrong_set, commit) == SyncFault.WRONG_VALIDATORS
@@ -211,7 +211,7 @@ def test_request_planning_respects_peer_ranges_and_in_flight(chain: Chain) -> No
 def test_more_blocks_than_asked_is_unsolicited(chain: Chain) -> None:
     cu = new_catchup(chain, batch=2)
     cu.on_peer_status("A", 12)
-    [req] = cu.next_requests()
+    assert len(cu.next_requests()) == 1
     res = cu.on_blocks("A", chain.pairs(1, 3))
     assert res.rejected[0].error.fault == SyncFault.UNSOLICITED and res.ready == ()
     assert cu.height == 0
