@@ -62,9 +62,10 @@ def run(genesis: Genesis, txs: list[bytes], block: int, proposer: bytes, *, veri
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--txs", type=int, default=20_000, help="transfers to apply (default 20000)")
-    ap.add_argument("--block", type=int, default=1_000, help="transactions per block (default 1000)")
+    ap.add_argument("--block", type=int, default=1_000, help="txs per block (default 1000)")
     ap.add_argument("--senders", type=int, default=1_000, help="distinct sender accounts")
     ap.add_argument("--threads", type=int, default=2, help="verification threads (default 2)")
     args = ap.parse_args()

@@ -20,8 +20,14 @@ from __future__ import annotations
 from .errors import Code, TxFailed
 from .records import HostRecord, HostStatus
 from .state import Ctx, checked_add
-from .txs import (BeginWithdrawalBody, CommitOmlizationBody, CompleteWithdrawalBody,
-                  FundChannelBody, RequestAccessBody, Role)
+from .txs import (
+    BeginWithdrawalBody,
+    CommitOmlizationBody,
+    CompleteWithdrawalBody,
+    FundChannelBody,
+    RequestAccessBody,
+    Role,
+)
 
 # Transitions allowed by each host transaction: kind -> statuses it may start from.
 ALLOWED_FROM = {

@@ -30,8 +30,20 @@ from .genesis import META_CHAIN_ID, META_PARAMS, genesis_writes, parse_app_state
 from .params import Params
 from .records import Account, Claim, ClaimStatus, HostRecord, Model, RoleRecord
 from .results import BlockResult, TxCheck, TxResult
-from .state import (ACCOUNTS, CLAIMS, HOSTS, META, META_BURNED, META_GENESIS_SUPPLY, ROLES,
-                    TABLES, Ctx, Overlay, State, u64)
+from .state import (
+    ACCOUNTS,
+    CLAIMS,
+    HOSTS,
+    META,
+    META_BURNED,
+    META_GENESIS_SUPPLY,
+    ROLES,
+    TABLES,
+    Ctx,
+    Overlay,
+    State,
+    u64,
+)
 from .store import DEFAULT_MAP_SIZE, Store, TxnReader
 from .txs import Role
 
@@ -101,7 +113,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path, genesis: Genesis, *, map_size: int = DEFAULT_MAP_SIZE,
              verify_signatures: bool = True, verify_threads: int = 2,
-             durable: bool = True) -> "Ledger":
+             durable: bool = True) -> Ledger:
         """Open the store at ``path``; initialise it from ``genesis`` on first open.
 
         ``verify_signatures=False`` is for benchmarks and replaying blocks that
@@ -287,7 +299,7 @@ class Ledger:
             self._pool.shutdown(wait=True)
         self._store.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

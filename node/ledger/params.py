@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from consensus.encoding import DecodeError, U64_MAX, decode, encode, expect_int, expect_list
+from consensus.encoding import U64_MAX, DecodeError, decode, encode, expect_int, expect_list
 
 from .errors import GenesisStateError, InvariantError
 
@@ -28,7 +28,8 @@ def _p(default: int, doc: str, lo: int = 0, hi: int = U64_MAX) -> Any:
 class Params:
     """Ledger parameters; amounts in the smallest unit, windows in blocks."""
 
-    slash_fraction_bp: int = _p(5_000, "share of a host's collateral slashed per proven claim", 0, BP)
+    slash_fraction_bp: int = _p(5_000, "share of a host's collateral slashed per proven claim",
+                                0, BP)
     prover_reward_bp: int = _p(5_000, "share of a slash paid to the prover", 0, BP)
     owner_slash_share_bp: int = _p(3_000, "share of a slash paid to the model owner", 0, BP)
     protocol_fee_bp: int = _p(100, "share of every redemption paid to the block proposer", 0, BP)
@@ -41,7 +42,8 @@ class Params:
     max_splits: int = _p(16, "most contributor splits one model may list", 0, 256)
     max_omlizers: int = _p(16, "most authorised OMLizers one model may list", 1, 256)
     max_fp_count: int = _p(65_536, "most fingerprints one host commitment may hold", 1, 2**32)
-    max_parent_depth: int = _p(8, "longest parent chain a model may have (royalty recursion cap)", 0, 64)
+    max_parent_depth: int = _p(8, "longest parent chain a model may have (royalty recursion cap)",
+                               0, 64)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -55,7 +57,7 @@ class Params:
             raise GenesisStateError("params: prover_reward_bp + owner_slash_share_bp exceed 10000")
 
     @classmethod
-    def from_json(cls, data: Any) -> "Params":
+    def from_json(cls, data: Any) -> Params:
         """Parse genesis ``app_state.params``; missing keys take their defaults."""
         if data is None:
             data = {}
@@ -74,15 +76,16 @@ class Params:
         return encode([getattr(self, f.name) for f in fields(self)])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Params":
+    def decode(cls, data: bytes) -> Params:
         try:
             items = expect_list(decode(data), len(fields(cls)), what="params")
-            values = {f.name: expect_int(v, what=f.name) for f, v in zip(fields(cls), items)}
+            values = {f.name: expect_int(v, what=f.name)
+                      for f, v in zip(fields(cls), items, strict=True)}
             return cls(**values)
         except (DecodeError, GenesisStateError) as exc:
             raise InvariantError(f"stored params do not decode: {exc}") from None
 
-    def replace(self, **changes: int) -> "Params":
+    def replace(self, **changes: int) -> Params:
         return dataclasses.replace(self, **changes)
 
     @staticmethod

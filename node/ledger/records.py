@@ -17,9 +17,28 @@ import msgpack
 from consensus.encoding import DecodeError
 
 from .errors import InvariantError
-from .schema import (ADDRESS, BASIS_POINTS, HASH, MODEL_ID, U64, Bytes, ListOf, Pair, Schema, Text,
-                     UInt, layout)
-from .txs import MAX_ENDPOINT, MAX_KEY_TEXT, MAX_LIST, MAX_METADATA, MAX_OUTPUT_TEXT, MAX_RESPONSE_TEXT
+from .schema import (
+    ADDRESS,
+    BASIS_POINTS,
+    HASH,
+    MODEL_ID,
+    U64,
+    Bytes,
+    ListOf,
+    Pair,
+    Schema,
+    Text,
+    UInt,
+    layout,
+)
+from .txs import (
+    MAX_ENDPOINT,
+    MAX_KEY_TEXT,
+    MAX_LIST,
+    MAX_METADATA,
+    MAX_OUTPUT_TEXT,
+    MAX_RESPONSE_TEXT,
+)
 
 R = TypeVar("R", bound="Record")
 

@@ -159,7 +159,7 @@ class Schema:
             raise TxDecodeError(f"{what or cls.__name__}: expected {len(lay)} fields, "
                                 f"got {len(v)}")
         obj = object.__new__(cls)
-        for (name, spec), x in zip(lay, v):  # checked here: skip __post_init__
+        for (name, spec), x in zip(lay, v, strict=True):  # checked here: skip __post_init__
             object.__setattr__(obj, name, spec.dec(x, name if what is None else f"{what}.{name}"))
         return obj
 

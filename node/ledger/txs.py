@@ -23,8 +23,20 @@ from consensus.crypto import PrivateKey, Signer, address_of, verify
 from consensus.encoding import DecodeError, decode, encode
 
 from .errors import Code, TxDecodeError
-from .schema import (ADDRESS, BASIS_POINTS, HASH, MODEL_ID, U64, Bytes, ListOf, Pair, Schema,
-                     Text, UInt, to_json_value)
+from .schema import (
+    ADDRESS,
+    BASIS_POINTS,
+    HASH,
+    MODEL_ID,
+    U64,
+    Bytes,
+    ListOf,
+    Pair,
+    Schema,
+    Text,
+    UInt,
+    to_json_value,
+)
 
 TX_DOMAIN = b"oml/tx/v1"
 MAX_TX_BYTES = 64 * 1024

@@ -61,7 +61,7 @@ class Chain:
         h = self.ledger.height + 1
         result = self.ledger.apply_block(h, 1_000 + h * 1_000, ADDR["proposer"], list(txs))
         # A rejected tx did not consume its nonce: let the bookkeeping follow the chain.
-        for name, k in KEYS.items():
+        for k in KEYS.values():
             acct = self.ledger.account(k.address)
             if k.address in self.nonces and acct is not None:
                 self.nonces[k.address] = acct.nonce
@@ -163,8 +163,13 @@ def setup_oml(chain: Chain, *, collateral: int = 100_000, min_collateral: int = 
               n_fp: int = 5, splits=(), parent: bytes = b"", model_id: bytes = MODEL,
               register_roles: bool = True) -> Fingerprints:
     """Owner registers, host requests access, OMLizer commits, prover registers."""
-    from node.ledger import (CommitOmlizationBody, RegisterModelBody, RegisterRoleBody,
-                             RequestAccessBody, Role)
+    from node.ledger import (
+        CommitOmlizationBody,
+        RegisterModelBody,
+        RegisterRoleBody,
+        RequestAccessBody,
+        Role,
+    )
     chain.ok("owner", RegisterModelBody(model_id=model_id, weights_hash=WEIGHTS,
                                         price_per_query=10, min_collateral=min_collateral,
                                         omlizers=(ADDR["omlizer"],), splits=tuple(splits),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ledger_helpers import ADDR, CHAIN, KEYS, START_BALANCE, key
+
 from consensus.encoding import U64_MAX, encode
 from node.ledger import Code, RegisterRoleBody, Role, TransferBody, build_tx, decode_tx
-
-from ledger_helpers import ADDR, CHAIN, KEYS, START_BALANCE, key
 
 
 def test_transfer_moves_funds_and_bumps_nonce(chain):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from node.ledger import (Code, FundChannelBody, RedeemBody, RegisterModelBody, RequestAccessBody,
-                         sign_voucher, verify_voucher)
-
 from ledger_helpers import ADDR, CHAIN, KEYS, MODEL, START_BALANCE, WEIGHTS
+
+from node.ledger import (
+    Code,
+    FundChannelBody,
+    RedeemBody,
+    RegisterModelBody,
+    RequestAccessBody,
+    sign_voucher,
+    verify_voucher,
+)
 
 
 def voucher(count, amount, signer="host", model_id=MODEL, chain_id=CHAIN):

@@ -4,11 +4,20 @@ expiry, slashing at the end of the challenge window, burned indices."""
 from __future__ import annotations
 
 import pytest
-
-from node.ledger import (ClaimStatus, Code, RebutBody, RegisterRoleBody, RevealBody, Role,
-                         SubmitClaimBody, query_hash, sign_permission, verify_permission)
-
 from ledger_helpers import ADDR, CHAIN, KEYS, MODEL, START_BALANCE, setup_oml
+
+from node.ledger import (
+    ClaimStatus,
+    Code,
+    RebutBody,
+    RegisterRoleBody,
+    RevealBody,
+    Role,
+    SubmitClaimBody,
+    query_hash,
+    sign_permission,
+    verify_permission,
+)
 
 PARAMS = {"reveal_window": 6, "challenge_window": 6, "slash_fraction_bp": 5_000,
           "prover_reward_bp": 6_000, "owner_slash_share_bp": 3_000, "min_claim_bond": 100}
@@ -68,8 +77,9 @@ def test_submit_claim_failures(oml):
 
 
 def test_claim_against_pending_host_fails(make_chain):
-    from node.ledger import RegisterModelBody, RequestAccessBody
     from ledger_helpers import WEIGHTS
+
+    from node.ledger import RegisterModelBody, RequestAccessBody
     c = make_chain()
     c.ok("owner", RegisterModelBody(model_id=MODEL, weights_hash=WEIGHTS))
     c.ok("host", RequestAccessBody(model_id=MODEL, collateral=0))

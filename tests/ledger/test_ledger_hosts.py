@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from node.ledger import (BeginWithdrawalBody, Code, CommitOmlizationBody, CompleteWithdrawalBody,
-                         FundChannelBody, HostStatus, RegisterModelBody, RegisterRoleBody,
-                         RequestAccessBody, Role, SubmitClaimBody)
+from ledger_helpers import (
+    ADDR,
+    MODEL,
+    PACKAGE,
+    START_BALANCE,
+    WEIGHTS,
+    make_fingerprints,
+    setup_oml,
+)
 
-from ledger_helpers import ADDR, MODEL, PACKAGE, START_BALANCE, WEIGHTS, make_fingerprints, setup_oml
+from node.ledger import (
+    BeginWithdrawalBody,
+    Code,
+    CommitOmlizationBody,
+    CompleteWithdrawalBody,
+    FundChannelBody,
+    HostStatus,
+    RegisterModelBody,
+    RegisterRoleBody,
+    RequestAccessBody,
+    Role,
+    SubmitClaimBody,
+)
 
 
 def register(chain, min_collateral=1_000):

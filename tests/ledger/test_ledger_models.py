@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from node.ledger import Code, RegisterModelBody, UpdateModelBody
-
 from ledger_helpers import ADDR, WEIGHTS
+
+from node.ledger import Code, RegisterModelBody, UpdateModelBody
 
 
 def reg(model_id=b"m1", **kw):

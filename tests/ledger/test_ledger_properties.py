@@ -16,15 +16,31 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from node.ledger import (Account, BeginWithdrawalBody, Claim, ClaimStatus, CommitOmlizationBody,
-                         CompleteWithdrawalBody, FundChannelBody, HostRecord, Ledger, RebutBody,
-                         RedeemBody, RegisterModelBody, RegisterRoleBody, RequestAccessBody,
-                         RevealBody, SubmitClaimBody, TransferBody, build_tx, sign_permission,
-                         sign_voucher)
-from node.ledger.state import ACCOUNTS, CLAIMS, HOSTS
-
 from ledger_helpers import ADDR, CHAIN, KEYS, PACKAGE, WEIGHTS, make_fingerprints, make_genesis
+
+from node.ledger import (
+    Account,
+    BeginWithdrawalBody,
+    Claim,
+    ClaimStatus,
+    CommitOmlizationBody,
+    CompleteWithdrawalBody,
+    FundChannelBody,
+    HostRecord,
+    Ledger,
+    RebutBody,
+    RedeemBody,
+    RegisterModelBody,
+    RegisterRoleBody,
+    RequestAccessBody,
+    RevealBody,
+    SubmitClaimBody,
+    TransferBody,
+    build_tx,
+    sign_permission,
+    sign_voucher,
+)
+from node.ledger.state import ACCOUNTS, CLAIMS, HOSTS
 
 PARAMS = {"reveal_window": 3, "challenge_window": 2, "unbonding_delay": 1,
           "min_omlizer_bond": 500, "min_prover_bond": 500, "min_claim_bond": 10,
@@ -85,7 +101,8 @@ def body_for(draw, ledger: Ledger):
         claims = [c for c in (ledger.claim(i) for i in range(64)) if c is not None]
         open_ids = [c.claim_id for c in claims if ClaimStatus(c.status).open]
         # mostly claims that are still open; sometimes a decided or unknown one
-        claim_id = draw(st.sampled_from(open_ids * 4 + [len(claims)] + [c.claim_id for c in claims]))
+        claim_id = draw(st.sampled_from(open_ids * 4 + [len(claims)]
+                                        + [c.claim_id for c in claims]))
         claim = ledger.claim(claim_id)
         if claim is None:
             return actor, RevealBody(claim_id=claim_id, salt=b"", response="", path=())

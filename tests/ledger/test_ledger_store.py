@@ -5,14 +5,22 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from ledger_helpers import ADDR, CHAIN, START_BALANCE, WEIGHTS, Chain, make_genesis, setup_oml
 
 from consensus.encoding import U64_MAX
 from node.genesis import Genesis
-from node.ledger import (Code, GenesisStateError, Ledger, LedgerUsageError, Params,
-                         RegisterModelBody, TransferBody, next_app_hash, parse_app_state)
+from node.ledger import (
+    Code,
+    GenesisStateError,
+    Ledger,
+    LedgerUsageError,
+    Params,
+    RegisterModelBody,
+    TransferBody,
+    next_app_hash,
+    parse_app_state,
+)
 from node.ledger.apphash import GENESIS_PREV, write_set_hash
-
-from ledger_helpers import ADDR, CHAIN, START_BALANCE, WEIGHTS, Chain, make_genesis, setup_oml
 
 
 def test_genesis_state_and_hash(tmp_path):

@@ -10,12 +10,24 @@ a false claim loses its bond. The supply invariant is checked after every block
 
 from __future__ import annotations
 
-from node.ledger import (ClaimStatus, CommitOmlizationBody, FundChannelBody, HostStatus,
-                         RebutBody, RedeemBody, RegisterModelBody, RegisterRoleBody,
-                         RequestAccessBody, RevealBody, Role, SubmitClaimBody, sign_permission,
-                         sign_voucher)
-
 from ledger_helpers import ADDR, CHAIN, KEYS, PACKAGE, START_BALANCE, WEIGHTS, make_fingerprints
+
+from node.ledger import (
+    ClaimStatus,
+    CommitOmlizationBody,
+    FundChannelBody,
+    HostStatus,
+    RebutBody,
+    RedeemBody,
+    RegisterModelBody,
+    RegisterRoleBody,
+    RequestAccessBody,
+    RevealBody,
+    Role,
+    SubmitClaimBody,
+    sign_permission,
+    sign_voucher,
+)
 
 PARAMS = {"protocol_fee_bp": 200, "slash_fraction_bp": 4_000, "prover_reward_bp": 5_000,
           "owner_slash_share_bp": 2_500, "challenge_window": 2, "reveal_window": 3,

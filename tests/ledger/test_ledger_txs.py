@@ -1,19 +1,35 @@
-"""Transaction encoding: round trips for every kind, and malformed bytes rejected with the typed error."""
+"""Transaction encoding: round trips for every kind; malformed bytes get the typed error."""
 
 from __future__ import annotations
 
 import msgpack
 import pytest
+from ledger_helpers import ADDR, CHAIN, KEYS
 
 from consensus.encoding import DecodeError, encode
-from node.ledger import (MAX_TX_BYTES, BeginWithdrawalBody, Code, CommitOmlizationBody,
-                         CompleteWithdrawalBody, FundChannelBody, Kind, LedgerUsageError,
-                         RebutBody, RedeemBody, RegisterModelBody, RegisterRoleBody,
-                         RequestAccessBody, RevealBody, SubmitClaimBody, TransferBody,
-                         TxDecodeError, UpdateModelBody, build_tx, decode_tx)
+from node.ledger import (
+    MAX_TX_BYTES,
+    BeginWithdrawalBody,
+    Code,
+    CommitOmlizationBody,
+    CompleteWithdrawalBody,
+    FundChannelBody,
+    Kind,
+    LedgerUsageError,
+    RebutBody,
+    RedeemBody,
+    RegisterModelBody,
+    RegisterRoleBody,
+    RequestAccessBody,
+    RevealBody,
+    SubmitClaimBody,
+    TransferBody,
+    TxDecodeError,
+    UpdateModelBody,
+    build_tx,
+    decode_tx,
+)
 from node.ledger.txs import BODY_TYPES, encode_unsigned
-
-from ledger_helpers import ADDR, CHAIN, KEYS
 
 A = ADDR["alice"]
 H = bytes(range(32))

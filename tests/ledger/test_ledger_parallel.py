@@ -1,0 +1,57 @@
+"""The pipelined signature verification gives exactly the sequential results."""
+
+from __future__ import annotations
+
+import hashlib
+
+from consensus.crypto import PrivateKey, Signer
+from node.genesis import Genesis, GenesisValidator
+from node.ledger import Code, Ledger, TransferBody, build_tx
+from node.ledger.ledger import PARALLEL_MIN_TXS
+
+CHAIN = "par-chain"
+SENDERS = [Signer(PrivateKey(hashlib.sha256(b"s%d" % i).digest())) for i in range(20)]
+PROPOSER = b"\x07" * 20
+
+
+def genesis() -> Genesis:
+    return Genesis(chain_id=CHAIN, genesis_time_ms=0,
+                   validators=(GenesisValidator("v", SENDERS[0].public_key, 1),),
+                   app_state={"accounts": [{"address": s.address.hex(), "balance": 10_000}
+                                           for s in SENDERS]})
+
+
+def block(n: int) -> tuple[list[bytes], set[int]]:
+    nonces = [0] * len(SENDERS)
+    txs, forged = [], set()
+    for i in range(n):
+        s = i % len(SENDERS)
+        raw = build_tx(SENDERS[s], CHAIN, nonces[s],
+                       TransferBody(to=SENDERS[(s + 3) % len(SENDERS)].address, amount=i + 1))
+        if i % 37 == 5:
+            raw = raw[:-1] + bytes([raw[-1] ^ 1])  # last byte of the signature
+            forged.add(i)
+        elif i % 53 == 7:
+            raw = b"\x93junk"
+            forged.add(i)
+        else:
+            nonces[s] += 1
+        txs.append(raw)
+    return txs, forged
+
+
+def test_threaded_verification_matches_sequential(tmp_path):
+    txs, forged = block(3 * PARALLEL_MIN_TXS + 11)
+    results = {}
+    for name, kw in (("seq", dict(verify_threads=1)), ("par", dict(verify_threads=2)),
+                     ("noverify", dict(verify_signatures=False))):
+        with Ledger.open(tmp_path / name, genesis(), durable=False, **kw) as ledger:
+            r = ledger.apply_block(1, 1, PROPOSER, txs)
+            results[name] = (r.app_hash, [x.code for x in r.tx_results],
+                             ledger.export_state())
+    assert results["seq"] == results["par"]
+    codes = results["par"][1]
+    assert {i for i, c in enumerate(codes) if c != Code.OK} == forged
+    assert {codes[i] for i in forged} == {Code.BAD_SIGNATURE, Code.MALFORMED}
+    # without verification, the forged signatures are accepted (and later nonces shift)
+    assert results["noverify"][0] != results["par"][0]
