@@ -311,22 +311,28 @@ class CatchUp:
 
     # --- answers -------------------------------------------------------------
 
-    def on_blocks(self, peer: str, pairs: Sequence[tuple[bytes | Block, bytes | Commit]]
-                  ) -> SyncResult:
+    def on_blocks(self, peer: str, pairs: Sequence[tuple[bytes | Block, bytes | Commit]],
+                  *, first: int | None = None) -> SyncResult:
         """Take ``peer``'s answer; return blocks now verified in order, and rejections.
 
-        ``pairs`` are consecutive heights starting at the peer's in-flight
-        request, or, with no request in flight, at our next height (so a
-        caller with its own fetch loop can use this as a plain verifier).
+        ``pairs`` are consecutive heights starting at ``first``: by default
+        the start of the peer's in-flight request or, with none in flight, our
+        next height (so a caller with its own fetch loop can use this as a
+        plain verifier). Passing the request's ``first`` lets a late answer to
+        a request already given up (:meth:`on_request_failed`) be told apart:
+        one that does not match the request in flight is ignored.
         An empty answer means the peer lacks those blocks: its height is
         lowered so it is not asked again until it reports more.
         """
         p = self._s.peers.get(peer)
         if p is not None and p.in_flight is not None:
+            if first is not None and first != p.in_flight[0]:
+                return SyncResult()  # a stale answer; the live request stays open
             first, last = p.in_flight
             p.in_flight = None
         else:
-            first, last = self.height + 1, self.height + len(pairs)
+            first = self.height + 1 if first is None else first
+            last = first + len(pairs) - 1
         if len(pairs) > last - first + 1:
             err = SyncBlockError(SyncFault.UNSOLICITED, first,
                                  f"{len(pairs)} blocks for a request of {last - first + 1}")

@@ -13,6 +13,7 @@ from consensus.catchup import (
     CatchUp,
     SyncBlockError,
     SyncFault,
+    SyncResult,
     verify_synced_block,
 )
 from consensus.errors import ConsensusMisuseError, InvalidMessageError
@@ -262,3 +263,26 @@ def test_nil_precommits_do_not_count() -> None:
                             block_id=b"", validator_index=i).signature for i in (2, 3)]
     mixed = replace(good, signatures=good.signatures[:2] + tuple(nil_sigs))
     assert fault_of(ch, block, mixed) == SyncFault.BAD_SIGNATURE
+
+
+def test_stale_answer_after_a_given_up_request_is_ignored(chain: Chain) -> None:
+    cu = new_catchup(chain, batch=3)
+    cu.on_peer_status("A", 12)
+    assert cu.next_requests() == [BlockRequest(peer="A", first=1, last=3)]
+    cu.on_request_failed("A")  # timed out
+    assert cu.next_requests() == [BlockRequest(peer="A", first=1, last=3)]
+    # Both answers arrive; they are for the same range, so the first one counts.
+    res = cu.on_blocks("A", chain.pairs(1, 3), first=1)
+    assert [v.block.height for v in res.ready] == [1, 2, 3]
+    assert cu.next_requests() == [BlockRequest(peer="A", first=4, last=6)]
+    # A late answer for 1..3 now meets a request for 4..6: ignored, request kept open.
+    res = cu.on_blocks("A", chain.pairs(1, 3), first=1)
+    assert res == SyncResult()
+    assert cu.next_requests() == []
+    res = cu.on_blocks("A", chain.pairs(4, 6), first=4)
+    assert [v.block.height for v in res.ready] == [4, 5, 6]
+    # Unplanned pairs at an explicit height are buffered until they connect.
+    res = cu.on_blocks("B", chain.pairs(8, 8), first=8)
+    assert res.ready == ()
+    res = cu.on_blocks("B", chain.pairs(7, 7), first=7)
+    assert [v.block.height for v in res.ready] == [7, 8]
