@@ -6,11 +6,14 @@ publishes a :class:`NewBlockEvent` per committed block and runs
 """
 
 from .adapters import check_result_from_add as check_result_from_add
+from .adapters import mempool_view as mempool_view
 from .adapters import new_block_event as new_block_event
 from .adapters import tx_result_from_ledger as tx_result_from_ledger
 from .backend import BlockView as BlockView
 from .backend import CheckResult as CheckResult
 from .backend import JSONRecord as JSONRecord
+from .backend import MempoolBackend as MempoolBackend
+from .backend import MempoolView as MempoolView
 from .backend import NetInfo as NetInfo
 from .backend import NewBlockEvent as NewBlockEvent
 from .backend import NodeBackend as NodeBackend

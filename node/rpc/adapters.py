@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .backend import BlockView, CheckResult, NewBlockEvent, TxResult, TxView
+from .backend import BlockView, CheckResult, MempoolView, NewBlockEvent, TxResult, TxView
 
 
 def _codespace(code: Any) -> str:
@@ -45,3 +45,10 @@ def new_block_event(block: BlockView, results: Sequence[Any],
         views.append(TxView(hash=h, height=block.height, index=i, tx=tx,
                             result=tx_result_from_ledger(res)))
     return NewBlockEvent(block=block, txs=tuple(views))
+
+
+def mempool_view(mempool: Any, limit: int) -> MempoolView:
+    """:class:`MempoolView` of a ``Mempool`` (``len``, ``size_bytes``, ``reap``), for
+    ``unconfirmed_txs``: a backend's method can be ``return mempool_view(self.mempool, limit)``."""
+    txs = mempool.reap(mempool.size_bytes, limit) if limit > 0 else []
+    return MempoolView(total=len(mempool), total_bytes=mempool.size_bytes, txs=tuple(txs))

@@ -156,6 +156,26 @@ class NewBlockEvent:
     txs: tuple[TxView, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MempoolView:
+    """Pending transactions: the pool's totals and its oldest ``txs`` (arrival order)."""
+
+    total: int
+    total_bytes: int
+    txs: tuple[bytes, ...] = ()
+
+
+class MempoolBackend(Protocol):
+    """Optional extra of a backend: serves ``num_unconfirmed_txs`` / ``unconfirmed_txs``.
+
+    A backend without this method answers those two with -32004.
+    """
+
+    def unconfirmed_txs(self, limit: int) -> MempoolView:
+        """Totals, and at most ``limit`` of the oldest pending transactions."""
+        ...
+
+
 class NodeBackend(Protocol):
     """What the RPC server needs from the node. The daemon implements it.
 

@@ -28,6 +28,7 @@ from .errors import (
     TX_REJECTED,
     BadArgument,
     MethodNotFound,
+    NodeUnavailable,
     NotFound,
     Timeout,
 )
@@ -163,6 +164,26 @@ async def _broadcast_tx_commit(ctx: Context, tx: bytes) -> JSON:
                   "to be committed; it may still be included later")
 
 
+#: Default and largest ``limit`` of ``unconfirmed_txs`` (CometBFT: 30 and 100).
+UNCONFIRMED_DEFAULT = 30
+UNCONFIRMED_MAX = 100
+
+
+async def _mempool_view(ctx: Context, limit: int) -> Any:
+    fn = getattr(ctx.backend, "unconfirmed_txs", None)
+    if fn is None:
+        raise NodeUnavailable("this node does not expose its mempool")
+    return await _call(fn, limit)
+
+
+async def _num_unconfirmed_txs(ctx: Context) -> JSON:
+    return R.render_unconfirmed(await _mempool_view(ctx, 0), with_txs=False)
+
+
+async def _unconfirmed_txs(ctx: Context, limit: int = UNCONFIRMED_DEFAULT) -> JSON:
+    return R.render_unconfirmed(await _mempool_view(ctx, limit), with_txs=True)
+
+
 async def _account(ctx: Context, address: bytes) -> JSON:
     return _found(await _call(ctx.backend.account, address), f"account {address.hex()}")
 
@@ -243,6 +264,14 @@ def build_methods() -> dict[str, Method]:
                "(up to rpc.timeout_broadcast_tx_commit_ms). If the check fails, returns at "
                "once with check_tx.code != 0, tx_result null and height 0.",
                (TX_REJECTED, TIMEOUT, NODE_UNAVAILABLE, OVERLOADED)),
+        Method("num_unconfirmed_txs", _num_unconfirmed_txs, (), R.NUM_UNCONFIRMED_SCHEMA,
+               "How many transactions (and bytes) wait in the mempool.", (NODE_UNAVAILABLE,)),
+        Method("unconfirmed_txs", _unconfirmed_txs,
+               (Param("limit", Integer(0, UNCONFIRMED_MAX),
+                      f"most txs to list (default {UNCONFIRMED_DEFAULT})", False),),
+               R.UNCONFIRMED_SCHEMA,
+               "The oldest pending transactions in arrival order, with the mempool totals.",
+               (NODE_UNAVAILABLE,)),
         Method("account", _account, (Param("address", ADDRESS, "account address (20 bytes)"),),
                RECORD, "An account record (balance, nonce, ...).", (NOT_FOUND,)),
         Method("model", _model, (Param("model_id", MODEL_ID, "model id"),), RECORD,

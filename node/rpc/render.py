@@ -22,6 +22,7 @@ from .backend import (
     BlockView,
     CheckResult,
     JSONRecord,
+    MempoolView,
     NetInfo,
     NodeStatus,
     TxResult,
@@ -178,6 +179,19 @@ def render_validators(v: ValidatorSetView) -> JSON:
     return {"block_height": v.block_height,
             "validators": [render_validator(x) for x in v.validators],
             "count": len(v.validators), "total": len(v.validators)}
+
+
+NUM_UNCONFIRMED_SCHEMA = obj({"n_txs": UINT, "total": UINT, "total_bytes": UINT})
+UNCONFIRMED_SCHEMA = obj({"n_txs": UINT, "total": UINT, "total_bytes": UINT, "txs": array(HEX)})
+
+
+def render_unconfirmed(m: MempoolView, *, with_txs: bool) -> JSON:
+    """CometBFT's shape: ``n_txs`` is how many are listed, ``total`` how many are pending."""
+    out = {"n_txs": len(m.txs) if with_txs else m.total, "total": m.total,
+           "total_bytes": m.total_bytes}
+    if with_txs:
+        out["txs"] = [t.hex() for t in m.txs]
+    return out
 
 
 def render_record(r: JSONRecord) -> JSON:

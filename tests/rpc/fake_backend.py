@@ -11,6 +11,7 @@ from node.rpc import (
     BlockView,
     CheckResult,
     EventBus,
+    MempoolView,
     NetInfo,
     NewBlockEvent,
     NodeInfo,
@@ -128,6 +129,10 @@ class FakeBackend:
         if self.auto_commit:
             self.commit()
         return CheckResult(code=0, hash=h)
+
+    def unconfirmed_txs(self, limit: int) -> MempoolView:
+        return MempoolView(total=len(self.pending), total_bytes=sum(map(len, self.pending)),
+                           txs=tuple(self.pending[:limit]))
 
     def account(self, address: bytes) -> Record | None:
         return self.accounts.get(address)

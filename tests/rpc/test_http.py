@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 
-from node.rpc import build_methods
+from node.rpc import NodeUnavailable, build_methods
 
 from .conftest import TEST_CONFIG, Harness
 from .fake_backend import VAL_ADDR, txhash
@@ -292,3 +292,32 @@ async def test_server_stops_on_shutdown_trigger() -> None:
             pass
         else:
             raise AssertionError("server still answering after shutdown")
+
+
+async def test_unconfirmed_txs(rpc: Harness) -> None:
+    rpc.backend.pending += [b"ok-1", b"ok-22", b"ok-333"]
+    assert await rpc.result("num_unconfirmed_txs") == {"n_txs": 3, "total": 3, "total_bytes": 15}
+    res = await rpc.result("unconfirmed_txs", {"limit": 2})
+    assert res == {"n_txs": 2, "total": 3, "total_bytes": 15,
+                   "txs": [b"ok-1".hex(), b"ok-22".hex()]}
+    assert (await rpc.result("unconfirmed_txs"))["n_txs"] == 3
+    assert (await rpc.call("unconfirmed_txs", {"limit": 101}))["error"]["code"] == -32602
+
+
+async def test_backend_without_mempool_view() -> None:
+    from node.rpc import EventBus
+    from node.rpc.methods import Context, _num_unconfirmed_txs
+
+    from .fake_backend import FakeBackend
+
+    class Minimal(FakeBackend):
+        unconfirmed_txs = None  # type: ignore[assignment]
+
+    events = EventBus()
+    ctx = Context(backend=Minimal(events), events=events, config=TEST_CONFIG)
+    try:
+        await _num_unconfirmed_txs(ctx)
+    except NodeUnavailable as exc:
+        assert "mempool" in str(exc)
+    else:
+        raise AssertionError("expected NodeUnavailable")

@@ -26,6 +26,7 @@ from node.rpc import (
     BlockView,
     CheckResult,
     EventBus,
+    MempoolView,
     NetInfo,
     NodeInfo,
     NodeStatus,
@@ -35,6 +36,7 @@ from node.rpc import (
     ValidatorInfo,
     ValidatorSetView,
     check_result_from_add,
+    mempool_view,
     new_block_event,
     serve_rpc,
 )
@@ -97,6 +99,9 @@ class LedgerBackend:
     async def broadcast_tx(self, tx: bytes) -> CheckResult:
         return check_result_from_add(self.mempool.add(tx))
 
+    def unconfirmed_txs(self, limit: int) -> MempoolView:
+        return mempool_view(self.mempool, limit)
+
     def account(self, address: bytes):
         return self.ledger.account(address)
 
@@ -155,7 +160,10 @@ async def test_transfer_through_rpc(served: tuple[LedgerBackend, httpx.AsyncClie
             nursery.start_soon(send)
             while len(backend.mempool) == 0:
                 await trio.sleep(0.01)
+            pending = (await call(client, "unconfirmed_txs", {}))["result"]
+            assert pending == {"n_txs": 1, "total": 1, "total_bytes": len(tx), "txs": [tx.hex()]}
             backend.commit()
+    assert (await call(client, "num_unconfirmed_txs", {}))["result"]["total"] == 0
     res = out["result"]
     assert res["check_tx"]["code"] == 0 and res["tx_result"]["code"] == 0
     assert res["height"] == 1
