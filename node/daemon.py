@@ -34,9 +34,9 @@ from .config import Config
 from .genesis import Genesis
 from .home import Home
 from .keys import AccountKey, NodeKey
-from .logs import setup_logging
+from .logs import route_library_logs, setup_logging
 from .mempool import Mempool
-from .sync import SYNC_PROTOCOL, BlockSyncer, SyncError, serve_request
+from .sync import SYNC_PROTOCOL, BlockSyncer, follower_committer, serve_request
 from .txgossip import TX_TOPIC, TxGossip
 
 log = logging.getLogger("node.daemon")
@@ -117,6 +117,7 @@ class Daemon:
                            max_msg_bytes=p2p.max_msg_bytes)
         mempool = Mempool(self.config.mempool, chain.ledger.check_tx)
         async with open_transport(netcfg) as transport:
+            route_library_logs()  # libp2p is imported by now
             self.transport = transport
             log.info("libp2p listening on %s", ", ".join(transport.listen_addrs))
             async with trio.open_nursery() as nursery:
@@ -190,34 +191,10 @@ class Daemon:
         else:
             log.info("not a validator: following the chain by block sync")
             syncer = BlockSyncer(transport, lambda: chain.height,
-                                 self._commit_fetched_fn(chain), request_timeout=timeout_s,
+                                 follower_committer(chain), request_timeout=timeout_s,
                                  max_msg_bytes=self.config.p2p.max_msg_bytes)
             self._syncer = syncer
             nursery.start_soon(self._follower_loop, syncer)
-
-    def _commit_fetched_fn(self, chain: Chain) -> Any:
-        from consensus.catchup import SyncBlockError, decode_pair
-
-        from .chain import BlockRejected
-
-        async def commit_fetched(peer: str, pairs: list[tuple[bytes, bytes]]) -> int:
-            n = 0
-            for raw_block, raw_commit in pairs:
-                try:
-                    block, commit = decode_pair(raw_block, raw_commit, chain.height + 1)
-                    chain.verify_fetched(block, commit)
-                except (SyncBlockError, BlockRejected) as exc:
-                    if n:
-                        return n
-                    raise SyncError(str(exc)) from None
-                chain.commit_synced(block, commit)
-                n += 1
-                await trio.lowlevel.checkpoint()
-            if n:
-                log.info("synced to height %d from %s", chain.height, peer[-8:])
-            return n
-
-        return commit_fetched
 
     def _catching_up(self) -> bool:
         """True while a peer reports a height more than one block above ours."""

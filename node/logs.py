@@ -20,8 +20,12 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 _HANDLER_NAME = "oml-node"
 #: Noisy third-party loggers kept at WARNING unless we run at debug.
-_QUIET = ("libp2p", "multiaddr", "hypercorn.access", "hypercorn.error", "httpx", "httpcore",
+_QUIET = ("multiaddr", "hypercorn.access", "hypercorn.error", "httpx", "httpcore",
           "async_service")
+#: libp2p logs every failed redial of a peer that is down at ERROR, every few
+#: seconds; the transport reports what matters itself, so below debug these
+#: are silenced.
+_SILENT = ("libp2p",)
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,6 +73,22 @@ def setup_logging(section: LogSection, moniker: str, *, stream: IO[str] | None =
     root.setLevel(level)
     for name in _QUIET:
         logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+    route_library_logs(level)
 
 
-__all__ = ["JsonFormatter", "PlainFormatter", "setup_logging"]
+def route_library_logs(level: int | None = None) -> None:
+    """Send libp2p's records through our handler (call again after importing libp2p).
+
+    py-libp2p detaches its logger at import (``propagate = False``, no
+    handler), so its records would reach stderr raw via logging's last-resort
+    handler. This re-attaches it, at debug only when we run at debug.
+    """
+    if level is None:
+        level = logging.getLogger().level
+    for name in _SILENT:
+        lg = logging.getLogger(name)
+        lg.propagate = True
+        lg.setLevel(logging.DEBUG if level == logging.DEBUG else logging.CRITICAL)
+
+
+__all__ = ["JsonFormatter", "PlainFormatter", "route_library_logs", "setup_logging"]

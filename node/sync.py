@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -287,6 +287,38 @@ class BlockSyncer:
                 self._ban(peer)
 
 
-__all__ = ["BlockSource", "BlockSyncer", "CommitFetched", "MAX_BLOCKS_PER_RESPONSE",
+def follower_committer(chain: Any) -> CommitFetched:
+    """The ``commit_fetched`` callback of a node that follows by sync alone (no consensus).
+
+    Each pair is decoded, verified against ``chain`` (a :class:`node.chain.Chain`)
+    and committed through ``Chain.commit_synced``. A bad first pair blames the
+    peer (:class:`SyncError`); a bad later pair just ends the batch, keeping
+    the good blocks before it.
+    """
+    from consensus.catchup import SyncBlockError, decode_pair
+
+    from .chain import BlockRejected
+
+    async def commit_fetched(peer: str, pairs: list[tuple[bytes, bytes]]) -> int:
+        n = 0
+        for raw_block, raw_commit in pairs:
+            try:
+                block, commit = decode_pair(raw_block, raw_commit, chain.height + 1)
+                chain.verify_fetched(block, commit)
+            except (SyncBlockError, BlockRejected) as exc:
+                if n:
+                    break
+                raise SyncError(str(exc)) from None
+            chain.commit_synced(block, commit)
+            n += 1
+            await trio.lowlevel.checkpoint()
+        if n:
+            log.info("synced to height %d from %s", chain.height, peer[-8:])
+        return n
+
+    return commit_fetched
+
+
+__all__ = ["follower_committer", "BlockSource", "BlockSyncer", "CommitFetched", "MAX_BLOCKS_PER_RESPONSE",
            "SYNC_PROTOCOL", "SyncError", "SyncProtocolError", "decode_blocks", "decode_status",
            "encode_blocks_request", "encode_status_request", "peer_id_of", "serve_request"]

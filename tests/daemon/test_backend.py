@@ -1,0 +1,91 @@
+"""node.backend: the RPC NodeBackend over a real chain, ledger and mempool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.backend import Backend
+from node.config import Config
+from node.mempool import Mempool, encode_batch, tx_hash
+from node.rpc import BadArgument, NotFound
+from node.txgossip import TX_TOPIC, TxGossip
+
+from ._chainkit import Producer, close_chain, make_genesis, open_chain
+from ._fakes import FakeTransport
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    genesis, signers, accounts = make_genesis()
+    chain = open_chain(tmp_path / "c", genesis)
+    producer = Producer(chain, signers, accounts)
+    mempool = Mempool(Config().mempool, chain.ledger.check_tx)
+    transport = FakeTransport("me")
+    gossip = TxGossip(Config().mempool, mempool, transport, max_msg_bytes=1 << 20)
+    backend = Backend(chain=chain, mempool=mempool, gossip=gossip, peer_id="me", moniker="m",
+                      listen_addr="/ip4/127.0.0.1/tcp/1", pub_key=signers[0].public_key,
+                      catching_up=lambda: False, peers=transport.connected_peers,
+                      listeners=lambda: transport.listen_addrs)
+    yield backend, producer, mempool, gossip, transport
+    close_chain(chain)
+
+
+def test_status_and_blocks(setup) -> None:
+    backend, producer, *_ = setup
+    with pytest.raises(NotFound):
+        backend.block(None)
+    tx = producer.transfer(0, producer.accounts[1].address, 9)
+    block, _ = producer.produce((tx,))
+    producer.produce()
+    st = backend.status()
+    assert st.sync_info.latest_block_height == 2
+    assert st.sync_info.latest_app_hash == producer.chain.ledger.app_hash
+    assert st.validator_info.voting_power == 10
+    assert st.node_info.network == producer.chain.chain_id
+    view = backend.block(1)
+    assert view.hash == block.id() and view.txs == (tx,)
+    assert view.header["app_hash"] == block.header.app_hash.hex()
+    assert backend.block(None).height == 2
+    with pytest.raises(BadArgument):
+        backend.block(3)
+    t = backend.tx(tx_hash(tx))
+    assert (t.height, t.index, t.result.code, t.tx) == (1, 0, 0, tx)
+    with pytest.raises(NotFound):
+        backend.tx(b"\x00" * 32)
+    assert len(backend.validators(None).validators) == 4
+    assert backend.account(producer.accounts[1].address).balance == 10**9 + 9
+
+
+async def test_broadcast_admits_valid_txs_and_gossips_them_in_batches(setup) -> None:
+    backend, producer, mempool, gossip, transport = setup
+    good = [producer.transfer(0, producer.accounts[1].address, i + 1) for i in range(3)]
+    for tx in good:
+        res = await backend.broadcast_tx(tx)
+        assert res.code == 0 and res.hash == tx_hash(tx)
+    bad = await backend.broadcast_tx(b"\x93junk")
+    assert bad.code != 0 and bad.log
+    dup = await backend.broadcast_tx(good[0])
+    assert dup.code != 0
+    assert len(mempool) == 3
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gossip.run_publisher)
+            while not transport.published:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    topic, data = transport.published[0]
+    assert topic == TX_TOPIC and data == encode_batch(good)  # one batch, not three messages
+
+
+async def test_peer_batches_feed_the_mempool_and_garbage_is_dropped(setup) -> None:
+    backend, producer, mempool, gossip, transport = setup
+    txs = [producer.transfer(1, producer.accounts[0].address, 5 + i) for i in range(2)]
+    assert not gossip.validate("peer", b"\xc1")
+    assert not gossip.validate("peer", encode_batch([b"x"])[:-1])
+    assert gossip.validate("peer", encode_batch(txs + [b"not a tx"]))
+    assert gossip.on_batch("peer", encode_batch(txs + [b"not a tx"])) == 2
+    assert gossip.on_batch("peer", b"garbage") == 0
+    assert len(mempool) == 2 and gossip.stats["bad_batches"] == 3

@@ -1,0 +1,114 @@
+"""node.driver: the real consensus core driven with trio timers, the file WAL and a fake network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from consensus.encoding import encode
+from consensus.messages import VoteMessage, encode_message
+from consensus.vote import Vote, VoteType
+from node.config import Config, with_changes
+from node.driver import CONSENSUS_TOPIC, ConsensusDriver
+from node.mempool import Mempool
+from node.sync import BlockSyncer
+
+from ._chainkit import close_chain, make_genesis, open_chain
+from ._fakes import FakeTransport
+
+FAST = with_changes(Config(), consensus={"timeout_commit_ms": 20, "timeout_propose_ms": 500})
+
+
+def _driver(tmp: Path, n_validators: int = 1):
+    genesis, signers, accounts = make_genesis(n_validators)
+    chain = open_chain(tmp / "chain", genesis)
+    mempool = Mempool(FAST.mempool, chain.ledger.check_tx)
+    chain.on_committed.append(lambda b, _c, _r: mempool.update(b.height, b.txs))
+    transport = FakeTransport("me")
+    driver = ConsensusDriver(config=FAST, chain=chain, mempool=mempool, signer=signers[0],
+                             transport=transport, syncer=None, wal_dir=tmp / "wal",
+                             max_gossip_bytes=1 << 20)
+    driver.syncer = BlockSyncer(transport, lambda: chain.height, driver.commit_fetched)
+    return driver, chain, mempool, accounts, transport
+
+
+async def _run_until(driver: ConsensusDriver, chain, height: int, timeout: float = 20) -> None:
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.run)
+            while chain.height < height:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+
+async def test_single_validator_commits_mempool_txs_and_resumes_after_restart(
+        tmp_path: Path) -> None:
+    from node.ledger import TransferBody, build_tx
+
+    driver, chain, mempool, accounts, transport = _driver(tmp_path)
+    tx = build_tx(accounts[0], chain.chain_id, 0, TransferBody(to=accounts[1].address, amount=42))
+    assert mempool.add(tx).accepted
+    await _run_until(driver, chain, 3)
+    assert len(mempool) == 0
+    from node.mempool import tx_hash
+    found = chain.indexed_tx(tx_hash(tx))
+    assert found is not None and found.code == 0
+    assert chain.ledger.height == chain.height
+    assert chain.state.app_hash == chain.ledger.app_hash
+    # proposals and votes went out on the consensus topic
+    assert {t for t, _ in transport.published} == {CONSENSUS_TOPIC}
+    assert list((tmp_path / "wal").glob("seg-*.wal"))
+    reached = chain.height
+    genesis = chain.genesis
+    close_chain(chain)
+
+    # restart on the same data: resumes after the stored height, same WAL
+    chain2 = open_chain(tmp_path / "chain", genesis)
+    assert chain2.recover() == 0
+    assert chain2.height == reached
+    signer = driver.signer
+    mempool2 = Mempool(FAST.mempool, chain2.ledger.check_tx)
+    t2 = FakeTransport("me2")
+    d2 = ConsensusDriver(config=FAST, chain=chain2, mempool=mempool2, signer=signer,
+                         transport=t2, syncer=None, wal_dir=tmp_path / "wal",
+                         max_gossip_bytes=1 << 20)
+    d2.syncer = BlockSyncer(t2, lambda: chain2.height, d2.commit_fetched)
+    try:
+        await _run_until(d2, chain2, reached + 2)
+        assert chain2.block(reached + 1).header.prev_block_id == chain2.block(reached).id()
+        acct = chain2.ledger.account(accounts[1].address)
+        assert acct is not None and acct.balance == 10**9 + 42
+    finally:
+        close_chain(chain2)
+
+
+def test_gossip_validator_drops_malformed_and_foreign_messages(tmp_path: Path) -> None:
+    driver, chain, _mempool, _accounts, _t = _driver(tmp_path, n_validators=4)
+    try:
+        assert not driver.validate("p", b"\xc1")
+        assert not driver.validate("p", encode([2, [1, 2]]))
+        assert not driver.validate("p", b"")
+        # a vote whose index names another validator's slot
+        from consensus.crypto import PrivateKey, Signer
+        stranger = Signer(PrivateKey(b"\x33" * 32))
+        forged = Vote.create(stranger, chain.chain_id, type=VoteType.PREVOTE, height=1, round=0,
+                             block_id=b"", validator_index=0)
+        assert not driver.validate("p", encode_message(VoteMessage(vote=forged)))
+        good = Vote.create(driver.signer, chain.chain_id, type=VoteType.PREVOTE, height=1,
+                           round=0, block_id=b"",
+                           validator_index=chain.valset.index_of(driver.signer.address))
+        assert driver.validate("p", encode_message(VoteMessage(vote=good)))
+        assert driver.stats["bad_messages"] == 4
+    finally:
+        close_chain(chain)
+
+
+@pytest.mark.parametrize("size", [2, 1 << 21])
+def test_validator_rejects_bad_sizes(tmp_path: Path, size: int) -> None:
+    driver, chain, *_ = _driver(tmp_path)
+    try:
+        assert not driver.validate("p", b"\x92" + b"\x00" * (size - 1))
+    finally:
+        close_chain(chain)
