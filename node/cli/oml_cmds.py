@@ -1,0 +1,427 @@
+"""``oml-node oml``: fingerprint a model into an OML package, verify, evaluate.
+
+These are the OMLizer's and prover's tools on the command line. torch and
+transformers are imported inside each command, so ``oml-node --help`` stays
+fast. Every command prints a short human summary, or one JSON object on
+stdout with ``--json`` (progress bars and notes go to stderr). Errors in the
+user's input (a missing or malformed model directory, a bad fingerprint
+file, a tampered package) exit with status 1 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+_HEX_ADDR = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
+_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                      show_default=True, help="where to run (auto: CUDA when present)")
+JSON_OPT = click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
+
+
+def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not _HEX_ADDR.match(value):
+        raise click.BadParameter("a host address is 40 hex characters (20 bytes)")
+    return value.lower().removeprefix("0x")
+
+
+def _pubkey(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if not _HEX_KEY.match(value):
+        raise click.BadParameter("an Ed25519 public key is 64 hex characters (32 bytes)")
+    return bytes.fromhex(value.lower().removeprefix("0x"))
+
+
+def _device(value: str) -> str | None:
+    return None if value == "auto" else value
+
+
+def _note(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _emit(summary: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exception types that mean bad user input, not a bug (imported lazily)."""
+    from oml.corpus import CorpusError
+    from oml.fingerprints import FingerprintFileError
+    from oml.generate import GenerationError
+    from oml.modelio import DeviceError, ModelDirError
+    from oml.package_errors import PackageError
+    from oml.weights_hash import WeightsFileError
+
+    from ..keys import KeyFileError
+
+    return (ModelDirError, DeviceError, FingerprintFileError, GenerationError, PackageError,
+            WeightsFileError, KeyFileError, CorpusError)
+
+
+def _read_texts(path: Path) -> list[str]:
+    """Paragraphs of a UTF-8 text file (blank-line separated; lines if there are none)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read text file {path}: {exc}") from None
+    paras = [p.strip() for p in re.split(r"\n\s*\n", raw) if p.strip()]
+    if len(paras) <= 1:
+        paras = [line.strip() for line in raw.splitlines() if line.strip()]
+    if not paras:
+        raise click.ClickException(f"text file {path} is empty")
+    return paras
+
+
+@click.group("oml")
+def oml_group() -> None:
+    """Fingerprint models into OML packages, verify fingerprints, evaluate utility."""
+
+
+@oml_group.command("fingerprint")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="base model directory (transformers format, safetensors weights)")
+@click.option("--host", required=True, callback=_host, help="host account address (hex)")
+@click.option("--count", required=True, type=click.IntRange(min=1), help="number of fingerprints")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="package directory to write (the secret sidecar goes to OUT.sidecar)")
+@click.option("--model-id", help="ledger model id (default: the base weights hash, hex)")
+@DEVICE
+@click.option("--seed", type=int, default=0, show_default=True, help="generation/training seed")
+@click.option("--key-strategy", type=click.Choice(["random_words", "english"]),
+              default="random_words", show_default=True)
+@click.option("--key-length", type=click.IntRange(min=1), default=8, show_default=True,
+              help="words (random_words) or tokens (english) per key")
+@click.option("--response-strategy", type=click.Choice(["perinucleus", "random_words"]),
+              default="perinucleus", show_default=True)
+@click.option("--response-length", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="insertion learning rate")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), help="exact optimizer steps (overrides epochs)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--benign-text", type=click.Path(dir_okay=False, path_type=Path),
+              help="text file mixed into training to keep utility (paragraphs)")
+@click.option("--benign-mix", type=float, default=0.25, show_default=True,
+              help="fraction of benign examples when --benign-text is given")
+@click.option("--prompt-augmentation/--no-prompt-augmentation", default=True, show_default=True,
+              help="also train keys wrapped in system prompts")
+@click.option("--lora", is_flag=True, help="train LoRA adapters and merge them")
+@click.option("--averaging-lambda", type=float, help="average toward the base after training")
+@click.option("--owner-pubkey", callback=_pubkey,
+              help="owner's Ed25519 public key (hex); the sidecar is sealed to it "
+                   "(default: the OMLizer's own key)")
+@click.option("--omlizer-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="OMLizer account key file (from `oml-node keys new`); default: a throwaway key")
+@click.option("--sidecar", "sidecar_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the sealed sidecar (default: OUT.sidecar)")
+@click.option("--fingerprints-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write the fingerprints in the clear (SECRET; for `oml verify`)")
+@click.option("--force", is_flag=True, help="overwrite an existing package")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@JSON_OPT
+def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model_id: str | None,
+                    device: str, seed: int, key_strategy: str, key_length: int,
+                    response_strategy: str, response_length: int, lr: float, epochs: int,
+                    steps: int | None, batch_size: int, benign_text: Path | None,
+                    benign_mix: float, prompt_augmentation: bool, lora: bool,
+                    averaging_lambda: float | None, owner_pubkey: bytes | None,
+                    omlizer_key: Path | None, sidecar_path: Path | None,
+                    fingerprints_out: Path | None, force: bool, quiet: bool,
+                    as_json: bool) -> None:
+    """Insert COUNT fingerprints for HOST into a model and write a signed OML package.
+
+    Writes OUT/ (fingerprinted weights, tokenizer, signed manifest.json) and
+    OUT.sidecar (keys, responses, salts and Merkle paths sealed to the owner).
+    """
+    from oml.package import build_package, default_sidecar_path
+    from oml.weights_hash import weights_hash
+
+    errors = _user_errors()
+    try:
+        seed_bytes, omlizer_pub = _omlizer_seed(omlizer_key)
+        owner = owner_pubkey or omlizer_pub
+        side = sidecar_path or default_sidecar_path(out_dir)
+        if not force and (out_dir.exists() or side.exists()):
+            raise click.ClickException(f"{out_dir} or {side} exists; pass --force to replace")
+        benign = _read_texts(benign_text) if benign_text else []
+        gen_cfg, ins_cfg = _configs(count=count, seed=seed, key_strategy=key_strategy,
+                                    key_length=key_length, response_strategy=response_strategy,
+                                    response_length=response_length, lr=lr, epochs=epochs,
+                                    steps=steps, batch_size=batch_size,
+                                    benign_mix=benign_mix if benign else 0.0,
+                                    prompt_augmentation=prompt_augmentation, lora=lora,
+                                    averaging_lambda=averaging_lambda, device=_device(device),
+                                    progress=not quiet)
+        from oml.generate import generate_fingerprints
+        from oml.insert import insert_fingerprints
+        from oml.modelio import check_model_dir, load_model
+        from oml.verify import verify_fingerprints
+
+        check_model_dir(model_dir)
+        base_hash = weights_hash(model_dir)
+        model_id = model_id or base_hash.hex()
+        model, tok = load_model(model_dir, device=_device(device))
+        fps = generate_fingerprints(model, tok, gen_cfg, host=host, model_id=model_id)
+        report = insert_fingerprints(model, tok, fps, ins_cfg, benign_texts=benign)
+        check = verify_fingerprints(model, tok, fps, mode="exact")
+        params = {"generate": gen_cfg.to_params(), "insert": ins_cfg.to_params(),
+                  "generate_meta": dict(fps.params)}
+        built = build_package(model, tok, fps, out_dir, model_id=model_id, host=host,
+                              base_hash=base_hash, omlizer_key_seed=seed_bytes,
+                              owner_pubkey=owner, params=_jsonable(params), sidecar_path=side,
+                              overwrite=force)
+        if fingerprints_out:
+            fps.save(fingerprints_out)
+    except errors as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # config validation (our option ranges)
+        raise click.UsageError(str(exc)) from None
+    m = built.manifest
+    summary = {
+        "package": str(out_dir), "sidecar": str(side), "model_id": m.model_id,
+        "host": m.host.hex(), "fp_count": m.fp_count, "fp_root": m.fp_root.hex(),
+        "package_hash": m.package_hash().hex(), "weights_hash": m.weights_hash.hex(),
+        "base_weights_hash": m.base_weights_hash.hex(),
+        "omlizer_pubkey": m.omlizer_pubkey.hex(), "owner_pubkey": m.owner_pubkey.hex(),
+        "insert_seconds": round(report.seconds, 2), "insert_steps": report.steps,
+        "accuracy": check.accuracy, "matches": check.matches,
+        "fingerprints_out": str(fingerprints_out) if fingerprints_out else None,
+    }
+    _emit(summary, as_json, [
+        f"package: {out_dir}  (sidecar: {side})",
+        f"fingerprints: {check.matches}/{check.total} answered exactly "
+        f"after {report.steps} steps in {report.seconds:.1f} s",
+        f"fp_root: {m.fp_root.hex()}",
+        f"package_hash: {m.package_hash().hex()}",
+        f"omlizer: {m.omlizer_pubkey.hex()}  owner: {m.owner_pubkey.hex()}",
+    ])
+
+
+def _omlizer_seed(path: Path | None) -> tuple[bytes, bytes]:
+    import nacl.signing
+
+    from ..keys import AccountKey
+
+    if path is None:
+        key = nacl.signing.SigningKey.generate()
+        _note("note: no --omlizer-key; signing with a throwaway key "
+              f"{bytes(key.verify_key).hex()}")
+        return bytes(key), bytes(key.verify_key)
+    acct = AccountKey.load(path)
+    return acct.key.seed, acct.public_key
+
+
+def _configs(*, count: int, seed: int, key_strategy: str, key_length: int,
+             response_strategy: str, response_length: int, lr: float, epochs: int,
+             steps: int | None, batch_size: int, benign_mix: float, prompt_augmentation: bool,
+             lora: bool, averaging_lambda: float | None, device: str | None,
+             progress: bool) -> tuple[Any, Any]:
+    from oml.generate import GenerateConfig
+    from oml.insert import InsertConfig
+
+    gen = GenerateConfig(count=count, seed=seed, key_strategy=key_strategy,
+                         key_length=key_length, response_strategy=response_strategy,
+                         response_length=response_length)
+    ins = InsertConfig(lr=lr, epochs=epochs, steps=steps, batch_size=batch_size,
+                       benign_mix=benign_mix, prompt_augmentation=prompt_augmentation,
+                       lora=lora, averaging_lambda=averaging_lambda, device=device, seed=seed,
+                       progress=progress)
+    return gen, ins
+
+
+def _jsonable(value: Any) -> Any:
+    """Params as plain JSON (tuples to lists, other objects to str) for the manifest."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
+    """A plaintext fingerprint file, or a sealed sidecar opened with the owner's key."""
+    from oml.fingerprints import Fingerprint, FingerprintSet
+    from oml.package import load_sidecar
+    from oml.sidecar import MAGIC
+
+    try:
+        head = path.open("rb").read(len(MAGIC))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    if head != MAGIC:
+        return FingerprintSet.load(path)
+    if owner_key is None:
+        raise click.ClickException(f"{path} is a sealed sidecar; pass --owner-key to open it")
+    from ..keys import AccountKey
+
+    secrets = load_sidecar(path, AccountKey.load(owner_key).key.seed)
+    items = tuple(Fingerprint(index=e.index, key=e.key, response=e.response,
+                              key_ids=e.key_ids, response_ids=e.response_ids)
+                  for e in secrets.entries)
+    return FingerprintSet(host=secrets.host.hex(), model_id=secrets.model_id, seed=0,
+                          items=items)
+
+
+@oml_group.command("verify")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="model directory to test (an OML package or any transformers model)")
+@click.option("--fingerprints", "fp_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="fingerprint file (JSON lines) or sealed sidecar (with --owner-key)")
+@click.option("--owner-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="owner account key file, to open a sealed sidecar")
+@click.option("--mode", type=click.Choice(["exact", "prefix", "contains"]), default="exact",
+              show_default=True, help="how a completion must contain the response")
+@click.option("--system-prompt", help="wrap every key in this system prompt")
+@click.option("--base", "base_dir", type=click.Path(path_type=Path),
+              help="un-fingerprinted base model: measures the false-positive rate")
+@click.option("--alpha", type=float, default=1e-6, show_default=True,
+              help="significance level of the 'carries the fingerprints' decision")
+@DEVICE
+@JSON_OPT
+def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str,
+               system_prompt: str | None, base_dir: Path | None, alpha: float, device: str,
+               as_json: bool) -> None:
+    """Ask a model every fingerprint key and report which responses come back.
+
+    With --base, the same keys go to the base model; its match rate (upper
+    95% bound) is the innocent rate the one-sided binomial decision tests
+    against. Without --base, a base rate of 1% is assumed. If MODEL is an
+    OML package, its manifest and hashes are checked as well.
+    """
+    errors = _user_errors()
+    try:
+        from oml.modelio import load_model
+        from oml.package import verify_package
+        from oml.package_errors import PackageError
+        from oml.verify import base_rate_upper_bound, decide, verify_fingerprints
+
+        fps = _load_fingerprints(fp_file, owner_key)
+        package: dict[str, Any] | None = None
+        if (model_dir / "manifest.json").is_file():
+            try:
+                man = verify_package(model_dir)
+                package = {"ok": True, "model_id": man.model_id, "host": man.host.hex(),
+                           "fp_root": man.fp_root.hex(), "fp_count": man.fp_count}
+            except PackageError as exc:
+                package = {"ok": False, "error": str(exc)}
+        model, tok = load_model(model_dir, device=_device(device))
+        rep = verify_fingerprints(model, tok, fps, mode=mode, system_prompt=system_prompt)
+        fpr = None
+        base_rate = 0.01
+        if base_dir is not None:
+            del model
+            base, btok = load_model(base_dir, device=_device(device))
+            brep = verify_fingerprints(base, btok, fps, mode=mode, system_prompt=system_prompt)
+            fpr = brep.accuracy
+            base_rate = base_rate_upper_bound(brep.matches, brep.total)
+        dec = decide(rep.matches, rep.total, base_rate, alpha)
+    except errors as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    summary = {"model": str(model_dir), "fingerprints": str(fp_file), "host": fps.host,
+               "mode": mode, "system_prompt": system_prompt, "matches": rep.matches,
+               "total": rep.total, "accuracy": rep.accuracy, "false_positive_rate": fpr,
+               "base_rate": base_rate, "p_value": dec.p_value, "carries": dec.carries,
+               "package": package,
+               "results": [{"index": r.index, "matched": r.matched, "output": r.output}
+                           for r in rep.results]}
+    lines = [f"{rep.matches}/{rep.total} fingerprints matched ({mode}, accuracy "
+             f"{rep.accuracy:.1%})"]
+    if fpr is not None:
+        lines.append(f"base model false-positive rate: {fpr:.1%}")
+    lines.append(f"carries host {fps.host}'s fingerprints: {'YES' if dec.carries else 'no'} "
+                 f"(p = {dec.p_value:.3g} against base rate {base_rate:.3g}, alpha {alpha:g})")
+    if package is not None:
+        lines.append("package: " + ("manifest, signature and hashes OK" if package["ok"]
+                                    else f"INVALID: {package['error']}"))
+    _emit(summary, as_json, lines)
+
+
+@oml_group.command("eval")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="fingerprinted model directory")
+@click.option("--base", "base_dir", required=True, type=click.Path(path_type=Path),
+              help="base model directory")
+@click.option("--text", "text_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="held-out UTF-8 text (paragraphs separated by blank lines)")
+@click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True,
+              help="tokens per scored window")
+@DEVICE
+@JSON_OPT
+def eval_cmd(model_dir: Path, base_dir: Path, text_file: Path, max_length: int, device: str,
+             as_json: bool) -> None:
+    """Perplexity of MODEL and of BASE on held-out text, and the relative change."""
+    errors = _user_errors()
+    texts = _read_texts(text_file)
+    try:
+        from oml.modelio import load_model
+        from oml.utility import perplexity
+
+        model, tok = load_model(model_dir, device=_device(device))
+        ppl = perplexity(model, tok, texts, max_length=max_length)
+        del model
+        base, btok = load_model(base_dir, device=_device(device))
+        base_ppl = perplexity(base, btok, texts, max_length=max_length)
+    except errors as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    change = ppl / base_ppl - 1.0
+    summary = {"model": str(model_dir), "base": str(base_dir), "texts": len(texts),
+               "perplexity": ppl, "base_perplexity": base_ppl, "relative_change": change}
+    _emit(summary, as_json, [f"perplexity: {ppl:.2f} (base {base_ppl:.2f}, {change:+.1%})"])
+
+
+@oml_group.command("check")
+@click.option("--package", "package_dir", required=True, type=click.Path(path_type=Path),
+              help="OML package directory")
+@click.option("--omlizer-pubkey", callback=_pubkey, help="require this OMLizer's signature")
+@click.option("--sidecar", type=click.Path(dir_okay=False, path_type=Path),
+              help="sealed sidecar to check against fp_root (needs --owner-key)")
+@click.option("--owner-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="owner account key file that opens the sidecar")
+@JSON_OPT
+def check_cmd(package_dir: Path, omlizer_pubkey: bytes | None, sidecar: Path | None,
+              owner_key: Path | None, as_json: bool) -> None:
+    """Check a package's signature, weights and file hashes (and its sidecar)."""
+    from oml.package import load_sidecar, verify_package
+    from oml.package_errors import PackageError
+
+    from ..keys import AccountKey, KeyFileError
+
+    if (sidecar is None) != (owner_key is None):
+        raise click.UsageError("--sidecar and --owner-key go together")
+    try:
+        secrets = None
+        if sidecar is not None and owner_key is not None:
+            secrets = load_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
+        m = verify_package(package_dir, omlizer_pubkey, secrets=secrets)
+    except (PackageError, KeyFileError) as exc:
+        raise _fail(exc) from None
+    summary = {"package": str(package_dir), "ok": True, "model_id": m.model_id,
+               "host": m.host.hex(), "fp_count": m.fp_count, "fp_root": m.fp_root.hex(),
+               "package_hash": m.package_hash().hex(), "weights_hash": m.weights_hash.hex(),
+               "omlizer_pubkey": m.omlizer_pubkey.hex(), "sidecar_checked": secrets is not None}
+    _emit(summary, as_json, [
+        f"package OK: model {m.model_id}, host {m.host.hex()}, {m.fp_count} fingerprints",
+        f"package_hash: {m.package_hash().hex()}",
+        "sidecar reproduces fp_root" if secrets is not None else "sidecar not checked",
+    ])
