@@ -36,3 +36,7 @@ main.add_command(start_cmd)
 main.add_command(testnet_group)
 main.add_command(query_group)
 main.add_command(tx_group)
+
+from .oml_cmds import oml_group  # noqa: E402
+
+main.add_command(oml_group)
