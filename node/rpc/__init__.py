@@ -36,6 +36,7 @@ from .errors import TxRejected as TxRejected
 from .events import EventBus as EventBus
 from .events import EventQuery as EventQuery
 from .events import Subscription as Subscription
+from .events import TxWaiter as TxWaiter
 from .events import parse_query as parse_query
 from .jsonrpc import Dispatcher as Dispatcher
 from .methods import Method as Method

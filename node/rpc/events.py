@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
 
 import trio
 
-from .backend import NewBlockEvent
+from .backend import NewBlockEvent, TxView
 from .errors import InvalidParams, Overloaded
 
 EVENT_TYPES = ("NewBlock", "NewBlockHeader", "Tx")
@@ -125,12 +126,38 @@ class Subscription:
             return False
 
 
-class EventBus:
-    """Fan-out of committed blocks to bounded subscriber queues."""
+class TxWaiter:
+    """Waits for one transaction hash to appear in a published block."""
 
-    def __init__(self, *, max_subscribers: int = 1000) -> None:
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.tx: TxView | None = None
+
+    async def wait(self) -> TxView:
+        await self._event.wait()
+        assert self.tx is not None
+        return self.tx
+
+    def _resolve(self, tx: TxView) -> None:
+        if self.tx is None:
+            self.tx = tx
+            self._event.set()
+
+
+class EventBus:
+    """Fan-out of committed blocks to bounded subscriber queues, plus per-hash tx waiters.
+
+    Tx waiters (``broadcast_tx_commit``) are kept in a dict by hash, so a
+    block costs one lookup per transaction however many callers wait, instead
+    of every waiter scanning every block.
+    """
+
+    def __init__(self, *, max_subscribers: int = 1000, max_tx_waiters: int = 10_000) -> None:
         self._subs: list[Subscription] = []
         self._max = max_subscribers
+        self._waiters: dict[bytes, list[TxWaiter]] = {}
+        self._n_waiters = 0
+        self._max_waiters = max_tx_waiters
         self.published = 0
         self.dropped_subscribers = 0
 
@@ -149,6 +176,31 @@ class EventBus:
         self._subs.append(sub)
         return sub
 
+    @contextmanager
+    def watch_tx(self, tx_hash: bytes) -> Iterator[TxWaiter]:
+        """Register a waiter for ``tx_hash`` for the duration of the ``with`` block.
+
+        Raises:
+            Overloaded: ``max_tx_waiters`` callers are already waiting.
+        """
+        if self._n_waiters >= self._max_waiters:
+            raise Overloaded(f"too many callers waiting for commits (max {self._max_waiters})")
+        waiter = TxWaiter()
+        self._waiters.setdefault(tx_hash, []).append(waiter)
+        self._n_waiters += 1
+        try:
+            yield waiter
+        finally:
+            self._n_waiters -= 1
+            waiting = self._waiters.get(tx_hash, [])
+            waiting.remove(waiter)
+            if not waiting:
+                self._waiters.pop(tx_hash, None)
+
+    @property
+    def tx_waiters(self) -> int:
+        return self._n_waiters
+
     def publish(self, event: NewBlockEvent) -> None:
         """Offer ``event`` to every subscriber; never blocks; drops full subscribers.
 
@@ -156,6 +208,10 @@ class EventBus:
         not thread-safe); from a worker thread use ``trio.from_thread.run_sync``.
         """
         self.published += 1
+        if self._waiters:
+            for tx in event.txs:
+                for waiter in self._waiters.get(tx.hash, ()):
+                    waiter._resolve(tx)
         for sub in list(self._subs):
             if not sub._offer(event):
                 self._remove(sub)

@@ -38,8 +38,6 @@ from .params import HexBytes, Integer, Param, Text
 #: Most block metas one ``blockchain`` call returns (CometBFT's limit too).
 MAX_BLOCKCHAIN_RANGE = 20
 MAX_TX_HEX_BYTES = 1 << 20
-#: Events a broadcast_tx_commit waiter may lag behind before falling back to a lookup.
-COMMIT_WAIT_QUEUE = 64
 
 
 @dataclass
@@ -128,40 +126,33 @@ async def _broadcast_tx_sync(ctx: Context, tx: bytes) -> JSON:
 
 
 async def _broadcast_tx_commit(ctx: Context, tx: bytes) -> JSON:
-    """Subscribe BEFORE broadcasting, so a block committed between the two is not missed.
+    """Broadcast, then wait for the tx's block through a hash-keyed waiter on the bus.
 
-    If this waiter lags so far behind that the bus drops it, it resubscribes
-    and asks the backend whether the tx was committed in the meantime.
+    No race: the waiter is registered (synchronously) before the backend is
+    asked whether the tx is already committed (it may have been, while
+    broadcast_tx ran), so a commit at any point after the broadcast is seen
+    either by the lookup or by the waiter.
     """
     timeout_s = ctx.config.timeout_broadcast_tx_commit_ms / 1000
-    sub = ctx.events.subscribe(COMMIT_WAIT_QUEUE)
-    try:
-        check = await _call(ctx.backend.broadcast_tx, tx)
-        out: dict[str, Any] = {"check_tx": R.render_check(check), "tx_result": None,
-                               "hash": check.hash.hex(), "height": 0}
-        if check.code != 0:
-            return out
-        with trio.move_on_after(timeout_s):
-            while True:
-                async for event in sub:
-                    for t in event.txs:
-                        if t.hash == check.hash:
-                            out["tx_result"] = R.render_tx_result(t.result)
-                            out["height"] = t.height
-                            return out
-                sub.close()
-                sub = ctx.events.subscribe(COMMIT_WAIT_QUEUE)
-                try:
-                    found = await _call(ctx.backend.tx, check.hash)
-                except NotFound:
-                    continue
-                out["tx_result"] = R.render_tx_result(found.result)
-                out["height"] = found.height
-                return out
-    finally:
-        sub.close()
-    raise Timeout(f"timed out after {timeout_s:g}s waiting for tx {check.hash.hex()} "
-                  "to be committed; it may still be included later")
+    check = await _call(ctx.backend.broadcast_tx, tx)
+    out: dict[str, Any] = {"check_tx": R.render_check(check), "tx_result": None,
+                           "hash": check.hash.hex(), "height": 0}
+    if check.code != 0:
+        return out
+    with ctx.events.watch_tx(check.hash) as waiter:
+        try:
+            found = await _call(ctx.backend.tx, check.hash)
+        except NotFound:
+            with trio.move_on_after(timeout_s):
+                await waiter.wait()
+            if waiter.tx is None:
+                raise Timeout(f"timed out after {timeout_s:g}s waiting for tx "
+                              f"{check.hash.hex()} to be committed; it may still be included "
+                              "later") from None
+            found = waiter.tx
+    out["tx_result"] = R.render_tx_result(found.result)
+    out["height"] = found.height
+    return out
 
 
 #: Default and largest ``limit`` of ``unconfirmed_txs`` (CometBFT: 30 and 100).

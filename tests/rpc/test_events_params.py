@@ -92,3 +92,25 @@ def test_rfc3339_is_exact() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
     assert rfc3339(1_795_314_600_999) == "2026-11-22T02:30:00.999Z"
     assert rfc3339(1_795_314_601_000) == "2026-11-22T02:30:01.000Z"
+
+
+async def test_tx_waiters_by_hash() -> None:
+    from node.rpc import TxResult, TxView
+
+    bus = EventBus(max_tx_waiters=2)
+
+    def tv(h: bytes, height: int) -> TxView:
+        return TxView(hash=h, height=height, index=0, tx=b"t", result=TxResult(code=0))
+
+    with bus.watch_tx(b"a" * 32) as wa, bus.watch_tx(b"b" * 32) as wb:
+        assert bus.tx_waiters == 2
+        with pytest.raises(Overloaded), bus.watch_tx(b"c" * 32):
+            pass
+        bus.publish(NewBlockEvent(block=event(1).block, txs=(tv(b"a" * 32, 1),)))
+        with trio.fail_after(1):
+            assert (await wa.wait()).height == 1
+        assert wb.tx is None
+        # a later block with the same hash does not overwrite the first sighting
+        bus.publish(NewBlockEvent(block=event(2).block, txs=(tv(b"a" * 32, 2),)))
+        assert wa.tx is not None and wa.tx.height == 1
+    assert bus.tx_waiters == 0

@@ -236,7 +236,7 @@ async def test_broadcast_tx_commit_timeout(rpc: Harness) -> None:
     with trio.fail_after(TEST_CONFIG.timeout_broadcast_tx_commit_ms / 1000 + 5):
         out = await rpc.call("broadcast_tx_commit", {"tx": b"ok-never".hex()})
     assert out["error"]["code"] == -32003 and "timed out" in out["error"]["message"]
-    assert len(rpc.events) == 0  # the waiter's subscription was released
+    assert rpc.events.tx_waiters == 0  # the waiter was released
     await assert_alive(rpc)
 
 
