@@ -1,0 +1,274 @@
+"""The transport facade: one libp2p host with gossipsub and our protocols.
+
+``open_transport`` builds the host with the settings LIBP2P.md measured
+(deterministic Ed25519 identity from the seed, Noise + yamux over TCP, one
+connection per peer, GossipSub v1.1 with degree 6/4/12, 1 s heartbeat, spam
+and eclipse protection off, strict signing) and runs host, pubsub and
+gossipsub as services for the lifetime of the ``async with`` block. The
+:class:`Transport` it yields speaks only in peer-id strings and bytes, so
+callers never see a libp2p type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import multiaddr
+import trio
+
+from ._lib import (
+    PROTOCOL_ID_V11,
+    ConnectionConfig,
+    GossipSub,
+    IHost,
+    Pubsub,
+    PubsubMessage,
+    background_trio_service,
+    create_identity_from_seed,
+    new_host,
+)
+from .config import NetConfig, parse_peer_addr
+from .errors import NetUsageError, PeerUnreachable
+from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
+from .peers import PeerBook
+from .ratelimit import TokenBucket
+from .reqresp import Handler, ReqResp, parse_peer_id
+from .types import NetStats, PeerInfo
+
+
+def _content_id(msg: PubsubMessage) -> bytes:
+    return hashlib.sha256(msg.data).digest()
+
+
+def _peer_seqno_id(msg: PubsubMessage) -> bytes:
+    return bytes(msg.from_id) + bytes(msg.seqno)
+
+
+class Transport:
+    """A running libp2p node, as the daemon sees it. Build with :func:`open_transport`."""
+
+    def __init__(self, host: IHost, gossip: Gossip, reqresp: ReqResp, peers: PeerBook) -> None:
+        self._host = host
+        self._gossip = gossip
+        self._reqresp = reqresp
+        self._peers = peers
+        self.peer_id: str = host.get_id().to_base58()
+        """Our base58 peer id (``12D3KooW...``), equal to ``peer_id_from_seed(seed)``."""
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        """Dialable addresses, each ending in ``/p2p/<our id>`` (real port if 0 was asked)."""
+        out = []
+        for addr in self._host.get_addrs():
+            text = str(addr)
+            out.append(text if "/p2p/" in text else f"{text}/p2p/{self.peer_id}")
+        return out
+
+    # ------------------------------------------------------------------ gossip
+
+    def subscribe(
+        self,
+        topic: str,
+        validator: Validator | None = None,
+        *,
+        buffer: int | None = None,
+    ) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
+        """Join ``topic`` and get its messages as ``(origin_peer_id, data)``.
+
+        ``validator(origin, data)`` runs before a message is delivered or
+        forwarded; ``False`` (or an exception) drops it for good. Messages
+        over the gossip size cap are dropped before the validator. Our own
+        publishes are not delivered back. ``buffer`` (default
+        ``subscription_buffer``) bounds the channel; when it is full, new
+        messages are dropped and counted in ``stats().topics[t].dropped_full``.
+        Closing the returned channel leaves the topic. One subscription per
+        topic.
+
+        Raises:
+            NetUsageError: bad topic name or buffer, or already subscribed.
+        """
+        return self._gossip.subscribe(topic, validator, buffer=buffer)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip ``data`` on ``topic``, waiting first if over the publish rate.
+
+        Publishing needs no subscription. Delivery is best effort: gossip does
+        not recover messages lost while a peer was down.
+
+        Raises:
+            MessageTooLarge: ``data`` is over ``max_gossip_bytes``.
+            NetUsageError: bad topic name or data type.
+        """
+        await self._gossip.publish(topic, data)
+
+    @property
+    def max_gossip_bytes(self) -> int:
+        """Largest publishable message: ``max_msg_bytes`` capped by libp2p's 1 MiB RPC limit."""
+        return self._gossip.max_msg_bytes
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """Connected peers that have told us they subscribe to ``topic``."""
+        return self._gossip.topic_peers(check_topic(topic))
+
+    # --------------------------------------------------------- request/response
+
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        """Answer requests and direct messages on ``protocol`` (e.g. ``/oml/sync/1``).
+
+        ``await handler(peer_id, data)`` returns the response bytes (ignored
+        for direct messages) or raises :class:`HandlerError` to answer with
+        a typed error. Calls run concurrently up to ``max_inbound_requests``
+        and each is cancelled after ``handler_timeout_s``.
+
+        Raises:
+            NetUsageError: bad protocol id or handler.
+        """
+        self._reqresp.set_handler(protocol, handler)
+
+    async def request(
+        self, peer: str, protocol: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes:
+        """Send one request and return the response.
+
+        ``timeout`` (default ``stream_timeout_s``) bounds the whole exchange,
+        dial included. Dials the peer if it is not connected but its address
+        is known (persistent peers, or peers seen before).
+
+        Raises:
+            MessageTooLarge: ``data`` over ``max_msg_bytes`` (nothing sent).
+            PeerUnreachable: no connection or stream, or it broke mid-exchange.
+            RequestTimeout: no complete response in time (e.g. a frozen handler).
+            RemoteError: the peer answered with an error (handler error,
+                busy, unsupported protocol, ...).
+            ProtocolViolation: the response was malformed or oversize.
+        """
+        return await self._reqresp.request(peer, protocol, data, timeout=timeout)
+
+    async def send(self, peer: str, protocol: str, data: bytes) -> None:
+        """Send a one-way message on a long-lived stream to ``peer``.
+
+        Messages to one peer on one protocol arrive in order, at most once.
+        Returns when the bytes are handed to the connection, not when the
+        peer has handled them.
+
+        Raises:
+            MessageTooLarge, PeerUnreachable, RequestTimeout (write stalled
+            past ``stream_timeout_s``), RemoteError (protocol unsupported).
+        """
+        await self._reqresp.send(peer, protocol, data)
+
+    # ------------------------------------------------------------------- peers
+
+    def connected_peers(self) -> list[PeerInfo]:
+        """Live connections, one entry per peer, sorted by peer id."""
+        return self._peers.connected_peers()
+
+    def is_connected(self, peer: str) -> bool:
+        """Whether a live connection to ``peer`` exists."""
+        parse_peer_id(peer)
+        return self._peers.is_connected(peer)
+
+    async def connect(self, addr: str) -> str:
+        """Dial ``/ip4/H/tcp/P/p2p/ID`` now (once; no redial) and return the peer id.
+
+        Raises:
+            NetUsageError: malformed address.
+            PeerUnreachable: the dial failed or timed out.
+        """
+        base, peer = parse_peer_addr(addr)
+        if not await self._peers.dial(peer, parse_peer_id(peer), multiaddr.Multiaddr(base)):
+            raise PeerUnreachable(peer, f"dial to {base} failed")
+        return peer
+
+    async def wait_for_topic_peers(self, topic: str, count: int, timeout: float) -> None:
+        """Wait until at least ``count`` peers subscribe to ``topic`` (start-up, tests).
+
+        Raises:
+            trio.TooSlowError: not reached within ``timeout``.
+        """
+        check_topic(topic)
+        with trio.fail_after(timeout):
+            while len(self._gossip.topic_peers(topic)) < count:
+                await trio.sleep(0.02)
+
+    def stats(self) -> NetStats:
+        """Counters for metrics: peers, per-topic and per-protocol traffic."""
+        return NetStats(
+            peers=len(self.connected_peers()),
+            topics=self._gossip.stats(),
+            protocols=self._reqresp.stats(),
+        )
+
+
+@asynccontextmanager
+async def open_transport(config: NetConfig) -> AsyncIterator[Transport]:
+    """Start a libp2p node for the duration of the ``async with`` block.
+
+    Listening has started and the redial loop is running when the block is
+    entered; on exit every task, stream and connection is closed.
+
+    Raises:
+        NetUsageError: ``config`` is not a :class:`NetConfig`.
+        OSError: the listen address cannot be bound.
+    """
+    if not isinstance(config, NetConfig):
+        raise NetUsageError("open_transport needs a NetConfig")
+    listen = multiaddr.Multiaddr(config.listen_addr)
+    host = new_host(
+        key_pair=create_identity_from_seed(config.seed),
+        muxer_preference="YAMUX",
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        listen_addrs=[listen],
+    )
+    gossipsub = GossipSub(
+        protocols=[PROTOCOL_ID_V11],
+        degree=config.gossip_degree,
+        degree_low=config.gossip_degree_low,
+        degree_high=config.gossip_degree_high,
+        heartbeat_interval=config.heartbeat_interval_s,
+        spam_protection_enabled=False,
+        eclipse_protection_enabled=False,
+    )
+    pubsub = Pubsub(
+        host,
+        gossipsub,
+        strict_signing=True,
+        seen_ttl=config.seen_ttl_s,
+        msg_id_constructor=_content_id if config.msg_id == "content" else _peer_seqno_id,
+        max_inbound_rpc_size=GOSSIP_WIRE_CAP + 16 * 1024,
+    )
+    async with (
+        host.run([listen]),
+        background_trio_service(pubsub),
+        background_trio_service(gossipsub),
+        trio.open_nursery() as nursery,
+    ):
+        await pubsub.wait_until_ready()
+        gossip = Gossip(
+            pubsub,
+            host.get_id(),
+            nursery,
+            max_msg_bytes=config.max_msg_bytes,
+            default_buffer=config.subscription_buffer,
+            pacer=TokenBucket(config.publish_rate, config.publish_burst),
+        )
+        reqresp = ReqResp(
+            host,
+            max_msg_bytes=config.max_msg_bytes,
+            stream_timeout=config.stream_timeout_s,
+            handler_timeout=config.handler_timeout_s,
+            max_inbound=config.max_inbound_requests,
+        )
+        peers = PeerBook(
+            host,
+            config.persistent_peers,
+            redial_interval=config.redial_interval_s,
+            dial_timeout=config.dial_timeout_s,
+        )
+        nursery.start_soon(peers.redial_loop)
+        try:
+            yield Transport(host, gossip, reqresp, peers)
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,69 @@
+"""Plain values the transport hands out: peer info and statistics.
+
+They carry peer ids as base58 strings and addresses as multiaddr strings,
+never libp2p objects, so ``node/`` and ``consensus/`` stay free of libp2p
+types (STYLE.md point 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Direction = Literal["inbound", "outbound", "unknown"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    """A currently connected peer."""
+
+    peer_id: str
+    addrs: tuple[str, ...]
+    """Transport addresses of the live connection(s)."""
+    direction: Direction
+    """Who dialled: ``outbound`` if we did."""
+    connected_since: float
+    """Wall-clock UNIX time (s) when this connection was established (for display)."""
+    persistent: bool
+    """Whether the peer is in ``persistent_peers`` (kept connected by redial)."""
+
+
+@dataclass(slots=True)
+class TopicStats:
+    """Per-topic gossip counters (monotonic; read a snapshot via ``Transport.stats``)."""
+
+    published: int = 0
+    """Messages we published."""
+    delivered: int = 0
+    """Messages from other peers put on our subscription channel."""
+    rejected: int = 0
+    """Messages our validator rejected (not delivered, not forwarded)."""
+    oversize: int = 0
+    """Messages over ``max_msg_bytes`` dropped before validation."""
+    dropped_full: int = 0
+    """Valid messages dropped because the subscription channel was full."""
+
+
+@dataclass(slots=True)
+class ProtocolStats:
+    """Per-protocol request/response and direct-message counters."""
+
+    requests_out: int = 0
+    requests_in: int = 0
+    direct_out: int = 0
+    direct_in: int = 0
+    errors_out: int = 0
+    """Outbound requests/sends that ended in a typed error."""
+    errors_in: int = 0
+    """Inbound exchanges answered with an error or aborted (busy, timeout, handler failure)."""
+    violations: int = 0
+    """Inbound streams reset because the peer broke the framing."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetStats:
+    """A snapshot for metrics: peer count and per-topic/per-protocol counters."""
+
+    peers: int
+    topics: dict[str, TopicStats] = field(default_factory=dict)
+    protocols: dict[str, ProtocolStats] = field(default_factory=dict)

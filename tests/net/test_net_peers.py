@@ -1,0 +1,103 @@
+"""Identity, connection info and the persistent-peer redial loop."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import trio
+from net_helpers import config, hosts, link, seed, wait_until
+
+from net import PeerUnreachable, open_transport, peer_id_from_seed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_peer_id_from_seed_matches_libp2p() -> None:
+    from libp2p.identity_utils import create_identity_from_seed
+    from libp2p.peer.id import ID
+
+    for _ in range(25):
+        s = os.urandom(32)
+        assert (
+            peer_id_from_seed(s)
+            == ID.from_pubkey(create_identity_from_seed(s).public_key).to_base58()
+        )
+
+
+async def test_transport_identity_and_peer_info() -> None:
+    async with hosts(config("pa"), config("pb")) as (a, b):
+        assert a.peer_id == peer_id_from_seed(seed("pa"))
+        assert all(
+            addr.endswith(f"/p2p/{a.peer_id}") and "/tcp/0/" not in addr for addr in a.listen_addrs
+        )
+        assert a.connected_peers() == []
+        await link(b, a)
+        (info_b,) = a.connected_peers()
+        (info_a,) = b.connected_peers()
+        assert (
+            info_b.peer_id == b.peer_id and info_b.direction == "inbound" and not info_b.persistent
+        )
+        assert (
+            info_a.direction == "outbound"
+            and info_a.addrs[0] == a.listen_addrs[0].split("/p2p/")[0]
+        )
+        assert info_a.connected_since > 0
+
+
+async def test_redial_through_negative_cache_and_restart() -> None:
+    port = free_port()
+    b_cfg = config("rb", listen_addr=f"/ip4/127.0.0.1/tcp/{port}")
+    b_addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{b_cfg.peer_id}"
+
+    async def answer(peer: str, data: bytes) -> bytes:
+        return b"pong:" + data
+
+    async with open_transport(config("ra", persistent_peers=(b_addr,))) as a:
+        # B is down: the first dials fail and put B in libp2p's negative cache.
+        await wait_until(lambda: a._peers.dial_failures >= 1, what="a failed dial")
+        with trio.fail_after(5):
+            try:
+                await a.request(b_cfg.peer_id, "/oml/test/ping/1", b"x")
+                raise AssertionError("request to a down peer succeeded")
+            except PeerUnreachable:
+                pass
+        for round_ in range(2):  # first start, then a restart with the same seed and port
+            async with open_transport(b_cfg) as b:
+                b.set_handler("/oml/test/ping/1", answer)
+                assert b.peer_id == b_cfg.peer_id
+                await wait_until(
+                    lambda: a.is_connected(b.peer_id), timeout=10, what=f"redial {round_}"
+                )
+                (info,) = a.connected_peers()
+                assert info.persistent and info.direction == "outbound"
+                assert (
+                    await a.request(b.peer_id, "/oml/test/ping/1", b"%d" % round_)
+                    == b"pong:%d" % round_
+                )
+                await a.send(b.peer_id, "/oml/test/ping/1", b"direct")  # caches a stream to this B
+            await wait_until(lambda: not a.is_connected(b_cfg.peer_id), what="disconnect seen")
+        # The cached direct stream died with the old B; after a restart, send opens a new one.
+        async with open_transport(b_cfg) as b:
+            got: list[bytes] = []
+
+            async def sink(peer: str, data: bytes) -> bytes:
+                got.append(data)
+                return b""
+
+            b.set_handler("/oml/test/ping/1", sink)
+            await wait_until(lambda: a.is_connected(b.peer_id), timeout=10, what="third connect")
+            await a.send(b.peer_id, "/oml/test/ping/1", b"after restart")
+            await wait_until(lambda: got == [b"after restart"], what="direct after restart")
+
+
+async def test_persistent_list_may_name_ourselves() -> None:
+    cfg = config("self")
+    me = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{cfg.peer_id}"
+    async with hosts(config("self", persistent_peers=(me,))) as (a,):
+        assert a._peers._persistent == {}  # filtered out: the redial loop never dials itself
+        assert a._peers.dial_failures == 0 and a.connected_peers() == []
