@@ -48,12 +48,13 @@ class Chain:
     blocks: list[Block] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)  # commits[i] is for blocks[i]
 
-    def extend(self, count: int, *, txs_per_block: int = 2) -> Chain:
+    def extend(self, count: int, *, txs_per_block: int = 2, tx_size: int = 0) -> Chain:
         for _ in range(count):
             height = len(self.blocks) + 1
             prev = self.blocks[-1].id() if self.blocks else b""
             last_commit = self.commits[-1] if self.commits else None
-            txs = tuple(b"tx-%d-%d" % (height, i) for i in range(txs_per_block))
+            txs = tuple((b"tx-%d-%d-" % (height, i)).ljust(tx_size, b"x")
+                        for i in range(txs_per_block))
             header = Header(chain_id=self.chain_id, height=height, time_ms=1_000 * height,
                             prev_block_id=prev, txs_root=txs_root(txs),
                             app_hash=b"app-%d" % (height - 1),
