@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consensus.blockstore import BlockStore  # noqa: E402
-from consensus.catchup import CatchUp  # noqa: E402
-from consensus.wal import FileWAL  # noqa: E402
-from tests.consensus._persist_chain import Chain, make_signers  # noqa: E402
+from consensus.blockstore import BlockStore
+from consensus.catchup import CatchUp
+from consensus.wal import FileWAL
+from tests.consensus._persist_chain import Chain, make_signers
 
 
 def bench_wal(root: Path) -> list[tuple[str, str]]:
