@@ -178,3 +178,50 @@ def test_remove_and_misuse() -> None:
         mp.add("not bytes")  # type: ignore[arg-type]
     with pytest.raises(MempoolError):
         Mempool(MempoolSection(), NonceLedger().check, committed_cache_size=-1)
+
+
+@dataclass(frozen=True)
+class LedgerLikeOutcome:
+    code: int
+    log: str = ""
+    sender: bytes = b""
+    nonce: int = 0
+
+
+def test_fast_recheck_by_nonce_skips_the_full_check() -> None:
+    accounts = {b"A": 0, b"B": 0}
+    full_checks: list[bytes] = []
+
+    def check(t: bytes) -> LedgerLikeOutcome:
+        full_checks.append(t)
+        sender, nonce = t[:1], t[1]
+        if sender not in accounts:
+            return LedgerLikeOutcome(6, "unknown sender")
+        if nonce < accounts[sender]:
+            return LedgerLikeOutcome(5, "old nonce", sender, nonce)
+        return LedgerLikeOutcome(0, "", sender, nonce)
+
+    mp = Mempool(MempoolSection(), check, next_nonce=accounts.get)
+    a0, a1, b0, b1 = b"A\x00", b"A\x01", b"B\x00", b"B\x01"
+    for t in (a0, a1, b0, b1):
+        assert mp.add(t).accepted
+    full_checks.clear()
+    accounts[b"A"] = 1       # a0 committed in block 1 ...
+    accounts[b"B"] = 1       # ... and another B tx with nonce 0 from elsewhere
+    report = mp.update(1, [a0, b"B\x00x"])
+    assert full_checks == []  # no signature re-verification
+    assert report.evicted == (tx_hash(b0),)
+    assert list(mp) == [a1, b1]
+    del accounts[b"B"]        # sender gone: its txs go too
+    assert mp.update(2, []).evicted == (tx_hash(b1),)
+    assert full_checks == [] and list(mp) == [a1]
+
+
+def test_outcomes_without_sender_fall_back_to_full_check() -> None:
+    ledger = NonceLedger()
+    mp = Mempool(MempoolSection(), ledger.check, next_nonce=lambda _s: 0)
+    mp.add(tx(1, 0))
+    ledger.commit([tx(1, 0, size=11)])
+    calls = ledger.calls
+    assert mp.update(1, []).evicted == (tx_hash(tx(1, 0)),)
+    assert ledger.calls == calls + 1

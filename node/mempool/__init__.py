@@ -17,5 +17,6 @@ from .pool import CheckFn as CheckFn
 from .pool import CheckOutcome as CheckOutcome
 from .pool import Mempool as Mempool
 from .pool import MempoolError as MempoolError
+from .pool import NextNonceFn as NextNonceFn
 from .pool import UpdateReport as UpdateReport
 from .pool import tx_hash as tx_hash

@@ -54,6 +54,8 @@ class CheckOutcome(Protocol):
 
 
 CheckFn = Callable[[bytes], CheckOutcome]
+#: ``next_nonce(sender) -> the account's next nonce``, or None if it has no account.
+NextNonceFn = Callable[[bytes], "int | None"]
 
 
 class MempoolError(Exception):
@@ -110,21 +112,32 @@ class Mempool:
     Args:
         config: caps (``max_txs``, ``max_bytes``, ``max_tx_bytes``).
         check: called with the raw transaction on add and on every recheck.
+        next_nonce: optional fast recheck. If the check outcome reports
+            ``sender`` and ``nonce`` (the ledger's ``TxCheck`` does), a pending
+            tx is rechecked after a block as "is ``nonce`` still >=
+            ``next_nonce(sender)``" (None = the sender is gone) instead of
+            re-running ``check``, which would verify its signature again. For the
+            ledger that is exactly what ``check_tx`` re-decides after a block
+            (its other checks are stateless), at one account read per sender.
         committed_cache_size: how many recently committed hashes are
             remembered to refuse re-gossiped transactions.
         hasher: transaction id function; must match the ledger's tx hash.
     """
 
     def __init__(self, config: MempoolSection, check: CheckFn, *,
+                 next_nonce: NextNonceFn | None = None,
                  committed_cache_size: int = 100_000,
                  hasher: Callable[[bytes], bytes] = tx_hash) -> None:
         if committed_cache_size < 0:
             raise MempoolError("committed_cache_size must not be negative")
         self._config = config
         self._check = check
+        self._next_nonce = next_nonce
         self._hash = hasher
         # Insertion-ordered: iteration order is arrival order (FIFO).
         self._txs: dict[bytes, bytes] = {}
+        # (sender, nonce) from the check outcome, when it reports them.
+        self._meta: dict[bytes, tuple[bytes, int]] = {}
         self._bytes = 0
         self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._committed_cap = committed_cache_size
@@ -190,6 +203,9 @@ class Mempool:
                              log=outcome.log)
         self._txs[h] = tx
         self._bytes += len(tx)
+        sender, nonce = getattr(outcome, "sender", None), getattr(outcome, "nonce", None)
+        if isinstance(sender, bytes) and sender and isinstance(nonce, int):
+            self._meta[h] = (sender, nonce)
         return AddResult(status=AddStatus.ACCEPTED, tx_hash=h)
 
     def reap(self, max_bytes: int, max_count: int) -> list[bytes]:
@@ -237,12 +253,24 @@ class Mempool:
             old = self._txs.pop(h, None)
             if old is not None:
                 self._bytes -= len(old)
+                self._meta.pop(h, None)
                 removed += 1
         evicted: list[bytes] = []
         if recheck:
+            nonces: dict[bytes, int | None] = {}  # one account read per sender per block
             for h, tx in list(self._txs.items()):
-                if self._check(tx).code != 0:
+                meta = self._meta.get(h) if self._next_nonce is not None else None
+                if meta is not None:
+                    sender, nonce = meta
+                    if sender not in nonces:
+                        nonces[sender] = self._next_nonce(sender)  # type: ignore[misc]
+                    expected = nonces[sender]
+                    keep = expected is not None and nonce >= expected
+                else:
+                    keep = self._check(tx).code == 0
+                if not keep:
                     del self._txs[h]
+                    self._meta.pop(h, None)
                     self._bytes -= len(tx)
                     evicted.append(h)
         return UpdateReport(height=height, removed=removed, evicted=tuple(evicted))
@@ -254,6 +282,7 @@ class Mempool:
             tx = self._txs.pop(h, None)
             if tx is not None:
                 self._bytes -= len(tx)
+                self._meta.pop(h, None)
                 n += 1
         return n
 

@@ -127,7 +127,12 @@ async def served(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
                                                "balance": 1000}], "params": {}})
     ledger = Ledger.open(tmp_path / "state", genesis)
     events = EventBus()
-    backend = LedgerBackend(ledger, Mempool(MempoolSection(), ledger.check_tx), events)
+    def next_nonce(address: bytes) -> int | None:
+        acct = ledger.account(address)
+        return acct.nonce if acct is not None else None
+
+    mempool = Mempool(MempoolSection(), ledger.check_tx, next_nonce=next_nonce)
+    backend = LedgerBackend(ledger, mempool, events)
     stop = trio.Event()
     config = RPCSection(laddr="127.0.0.1:0", timeout_broadcast_tx_commit_ms=5000)
     with trio.fail_after(10):
@@ -173,6 +178,12 @@ async def test_transfer_through_rpc(served: tuple[LedgerBackend, httpx.AsyncClie
     assert tx_json["tx"] == tx.hex() and tx_json["tx_result"]["code"] == 0
     st = (await call(client, "status", {}))["result"]
     assert st["sync_info"]["latest_app_hash"] == backend.ledger.app_hash.hex()
+
+    # the fast nonce recheck keeps a pending next-nonce tx and drops nothing else
+    nxt = build_tx(ALICE, CHAIN, 1, TransferBody(to=BOB.address, amount=5))
+    assert (await call(client, "broadcast_tx_sync", {"tx": nxt.hex()}))["result"]["code"] == 0
+    backend.mempool.update(backend.ledger.height + 1, [])  # a block without it
+    assert list(backend.mempool) == [nxt]
 
     # replaying the same tx: the committed cache refuses it; a reused nonce is rejected
     again = (await call(client, "broadcast_tx_sync", {"tx": tx.hex()}))["result"]
