@@ -14,7 +14,7 @@ thread applies them in order as soon as each chunk is ready.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +25,12 @@ from node.genesis import Genesis
 from .apphash import GENESIS_PREV, next_app_hash
 from .claims import settle_due
 from .errors import Code, InvariantError, LedgerUsageError, TxFailed
-from .executor import decode_and_check_chain, execute, preflight, signature_check
+from .executor import decode_and_check_chain, execute, preflight
 from .genesis import META_CHAIN_ID, META_PARAMS, genesis_writes, parse_app_state
 from .params import Params
 from .records import Account, Claim, ClaimStatus, HostRecord, Model, RoleRecord
 from .results import BlockResult, TxCheck, TxResult
+from .sigverify import verify_all
 from .state import (
     ACCOUNTS,
     CLAIMS,
@@ -173,29 +174,22 @@ class Ledger:
         return check
 
     # -- blocks ------------------------------------------------------------------
-    def _preflighted(self, txs: Sequence[bytes]) -> Iterator[tuple[Any, TxCheck]]:
-        """Decode every transaction here, verify signatures on the pool in chunks,
-        and yield in block order as soon as each chunk is verified."""
-        chain = self.chain_id
-        if not self._verify or self._pool is None or len(txs) < PARALLEL_MIN_TXS:
-            for raw in txs:
-                yield preflight(raw, chain, self._verify)
-            return
-        decoded = [decode_and_check_chain(raw, chain) for raw in txs]
-
-        def verify_chunk(part: list[tuple[Any, TxCheck]]) -> list[TxCheck]:
-            return [check if tx is None else signature_check(tx, check) for tx, check in part]
-
-        futures = [self._pool.submit(verify_chunk, decoded[i:i + VERIFY_CHUNK])
-                   for i in range(0, len(decoded), VERIFY_CHUNK)]
-        try:
-            for i, fut in enumerate(futures):
-                base = i * VERIFY_CHUNK
-                for j, check in enumerate(fut.result()):
-                    yield decoded[base + j][0], check
-        finally:
-            for fut in futures:
-                fut.cancel()
+    def _preflighted(self, txs: Sequence[bytes]) -> list[tuple[Any, TxCheck]]:
+        """Decode every transaction, then verify all signatures as one phase
+        (on the pool when the block is big enough; see :mod:`.sigverify`)."""
+        decoded = [decode_and_check_chain(raw, self.chain_id) for raw in txs]
+        if not self._verify:
+            return decoded
+        to_verify = [tx for tx, check in decoded if check.ok]
+        pool = self._pool if len(to_verify) >= PARALLEL_MIN_TXS else None
+        valid = iter(verify_all(to_verify, pool, VERIFY_CHUNK))
+        out = []
+        for tx, check in decoded:
+            if check.ok and not next(valid):
+                check = TxCheck(Code.BAD_SIGNATURE, "signature does not verify", tx.hash,
+                                tx.sender, tx.nonce)
+            out.append((tx, check))
+        return out
 
     def apply_block(self, height: int, time_ms: int, proposer: bytes,
                     txs: Sequence[bytes]) -> BlockResult:

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
+import msgpack
+
 from consensus.crypto import PrivateKey, Signer, address_of, verify
-from consensus.encoding import DecodeError, decode, encode
+from consensus.encoding import encode
 
 from .errors import Code, TxDecodeError
 from .schema import (
@@ -276,6 +278,27 @@ def tx_hash(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
+def _canonical_unpack(data: bytes) -> object:
+    """Unpack msgpack and insist the bytes are the canonical encoding.
+
+    Like :func:`consensus.encoding.decode` minus its value-type walk: every
+    field of a transaction then goes through a spec that accepts only ints,
+    bytes and arrays, which rejects the same things (nil, bool, float, str
+    and maps never pass a spec) at a third of the cost on the hot path.
+    """
+    try:
+        value = msgpack.unpackb(data, raw=True, use_list=True, strict_map_key=True,
+                                max_bin_len=len(data), max_str_len=len(data),
+                                max_array_len=len(data), max_map_len=len(data),
+                                max_ext_len=len(data))
+        again = msgpack.packb(value, use_bin_type=True)
+    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, ...)
+        raise TxDecodeError(f"tx: malformed msgpack: {type(exc).__name__}: {exc}") from None
+    if again != data:
+        raise TxDecodeError("tx: non-canonical encoding")
+    return value
+
+
 def decode_tx(raw: bytes) -> Tx:
     """Parse untrusted transaction bytes (the signature is *not* checked here).
 
@@ -289,20 +312,19 @@ def decode_tx(raw: bytes) -> Tx:
     if len(raw) > MAX_TX_BYTES:
         raise TxDecodeError(f"transaction of {len(raw)} bytes exceeds {MAX_TX_BYTES}",
                             Code.TOO_LARGE)
-    try:
-        outer = decode(raw, MAX_TX_BYTES)
-        if not isinstance(outer, list) or len(outer) != 2:
-            raise TxDecodeError("tx: expected [unsigned, signature]")
-        unsigned, signature = outer
-        if not isinstance(unsigned, bytes) or not isinstance(signature, bytes):
-            raise TxDecodeError("tx: unsigned part and signature must be bytes")
-        if len(signature) != 64:
-            raise TxDecodeError("tx: signature must be 64 bytes")
-        inner = decode(unsigned, MAX_TX_BYTES)
-    except TxDecodeError:
-        raise
-    except DecodeError as exc:
-        raise TxDecodeError(f"tx: {exc}") from None
+    if not raw:
+        raise TxDecodeError("tx: empty input")
+    outer = _canonical_unpack(raw)
+    if not isinstance(outer, list) or len(outer) != 2:
+        raise TxDecodeError("tx: expected [unsigned, signature]")
+    unsigned, signature = outer
+    if not isinstance(unsigned, bytes) or not isinstance(signature, bytes):
+        raise TxDecodeError("tx: unsigned part and signature must be bytes")
+    if len(signature) != 64:
+        raise TxDecodeError("tx: signature must be 64 bytes")
+    if not unsigned:
+        raise TxDecodeError("tx: empty unsigned part")
+    inner = _canonical_unpack(unsigned)
     if not isinstance(inner, list) or len(inner) != 5:
         raise TxDecodeError("tx: expected [chain_id, sender_pubkey, nonce, kind, body]")
     chain_raw, pubkey, nonce, kind, body = inner
