@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import render as R
 from .backend import JSON, NewBlockEvent
-from .errors import InvalidParams, NotFound, Overloaded, RPCError, to_error_object
+from .errors import InvalidParams, InvalidRequest, NotFound, Overloaded, RPCError, to_error_object
 from .events import EventQuery, parse_query
 from .jsonrpc import Dispatcher, dump_json, error_response, parse_json
 from .params import bind_params
@@ -108,8 +108,17 @@ class _Connection:
         id_ = msg.get("id")
         method = msg["method"]
         try:
+            if msg.get("jsonrpc") != "2.0":
+                raise InvalidRequest('jsonrpc must be exactly "2.0"')
+            if not isinstance(id_, (str, int)) or isinstance(id_, bool):
+                id_ = None
+                raise InvalidRequest(f"{method} needs a string or integer id "
+                                     "(pushed events carry it)")
+            params = msg.get("params")
+            if "params" in msg and not isinstance(params, (dict, list)):
+                raise InvalidRequest("params must be an object or an array")
             method_spec = self.dispatcher.methods[method]
-            kwargs = bind_params(method_spec.params, msg.get("params"))
+            kwargs = bind_params(method_spec.params, params)
             if method == "unsubscribe_all":
                 for scope in self.subs.values():
                     scope.cancel()

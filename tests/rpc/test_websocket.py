@@ -163,3 +163,15 @@ async def test_websocket_connection_cap() -> None:
                 except HandshakeError:
                     await trio.sleep(0.02)
             stop.set()
+
+
+async def test_subscription_requests_are_validated(rpc: Harness) -> None:
+    async with open_websocket_url(ws_url(rpc)) as ws:
+        q = {"query": "tm.event='NewBlock'"}
+        for bad in ({"jsonrpc": "2.0", "method": "subscribe", "params": q},             # no id
+                    {"jsonrpc": "2.0", "id": None, "method": "subscribe", "params": q},
+                    {"jsonrpc": "1.0", "id": 1, "method": "subscribe", "params": q},
+                    {"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": "x"}):
+            await ws.send_message(json.dumps(bad))
+            assert (await recv(ws))["error"]["code"] == -32600, bad
+        assert len(rpc.events) == 0
