@@ -2,15 +2,17 @@
 
 Claim lifecycle (``ClaimStatus``)::
 
-    submit_claim -> OPEN --reveal opens leaf, output starts with response--> MATCHED
-                     |   \\--reveal opens leaf, output does not match-----> FALSE (bond burned)
+    submit_claim -> OPEN --reveal opens leaf, same key, output starts with response-> MATCHED
+                     |   \\--reveal opens leaf, other key or output differs--> FALSE (bond burned)
                      |-- rebut with owner's permission ------------------> DISMISSED (bond back)
                      '-- no reveal by filed + reveal_window (end block) --> EXPIRED (bond back)
     MATCHED --rebut--> DISMISSED;  MATCHED --revealed + challenge_window (end block)--> SLASHED
 
-The reveal carries the response text and a Merkle path. A reveal that does
-not open the committed leaf *fails* (the OMLizer's error, the claim stays
-open); only a reveal that opens the leaf can decide the claim. This is
+The reveal carries the leaf's salt, key and response text and a Merkle
+path. A reveal that does not open the committed leaf *fails* (the OMLizer's
+error, the claim stays open); only a reveal that opens the leaf can decide
+the claim. The claim matches iff the revealed key is the claimed key (both
+normalised) and the observed output starts with the revealed response. This is
 stronger than revealing only the response length (DESIGN.md's first
 sketch), which cannot tell a false claim from a bad reveal.
 
@@ -104,13 +106,12 @@ def reveal(ctx: Ctx, body: RevealBody) -> None:
     deadline = _deadline(ctx, claim)
     if ctx.height > deadline:
         raise TxFailed(Code.WINDOW_CLOSED, f"reveal window closed at height {deadline}")
-    response = normalize_text(body.response)
-    leaf = leaf_hash(claim.model_id, claim.host, claim.fp_index, body.salt,
-                     normalize_text(claim.key), response)
+    response, key = normalize_text(body.response), normalize_text(body.key)
+    leaf = leaf_hash(claim.model_id, claim.host, claim.fp_index, body.salt, key, response)
     if not verify_path(leaf, claim.fp_index, rec.fp_count, body.path, rec.fp_root):
         raise TxFailed(Code.REVEAL_MISMATCH, "reveal does not open the leaf")
     ctx.state.remove_due(deadline, claim.claim_id)
-    if normalize_text(claim.output).startswith(response):
+    if key == normalize_text(claim.key) and normalize_text(claim.output).startswith(response):
         matched = claim.but(status=ClaimStatus.MATCHED, revealed_height=ctx.height,
                             response=body.response)
         ctx.state.put_claim(matched)

@@ -198,13 +198,19 @@ class SubmitClaimBody(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RevealBody(Schema):
-    """The OMLizer opens leaf ``fp_index`` of the host's commitment."""
+    """The OMLizer opens leaf ``fp_index`` of the host's commitment.
+
+    ``key`` is the committed key of that leaf: if it differs from the key the
+    prover claimed, the leaf still opens and the claim is shown to be false
+    (so a prover cannot burn indices for free with made-up keys).
+    """
 
     KIND: ClassVar[Kind] = Kind.REVEAL
-    SPECS = {"claim_id": U64, "salt": Bytes(0, MAX_SALT), "response": Text(MAX_RESPONSE_TEXT),
-             "path": ListOf(HASH, MAX_PATH)}
+    SPECS = {"claim_id": U64, "salt": Bytes(0, MAX_SALT), "key": Text(MAX_KEY_TEXT),
+             "response": Text(MAX_RESPONSE_TEXT), "path": ListOf(HASH, MAX_PATH)}
     claim_id: int
     salt: bytes
+    key: str
     response: str
     path: tuple[bytes, ...]
 

@@ -40,6 +40,7 @@ def claim(fps, i=0, output=None, bond=100, key=None):
 
 def reveal(fps, claim_id, i=0, response=None, salt=None, path=None):
     return RevealBody(claim_id=claim_id, salt=fps.salts[i] if salt is None else salt,
+                      key=fps.keys[i],
                       response=fps.responses[i] if response is None else response,
                       path=fps.path(i) if path is None else path)
 
@@ -222,3 +223,15 @@ def test_rebut_failures(oml):
     c.advance(6)  # slashed
     assert c.ledger.claim(0).status == ClaimStatus.SLASHED
     c.fail("host", RebutBody(claim_id=0, seq=1, signature=good), Code.WRONG_STATE)
+
+
+def test_claim_with_a_made_up_key_is_shown_false(oml):
+    """A prover cannot burn an index for free: the OMLizer opens the leaf with the
+    committed key, which differs from the claimed one, so the claim is false."""
+    c, fps = oml
+    c.ok("prover", claim(fps, 2, key="a key I made up", output=fps.responses[2]))
+    burned = c.ledger.supply_breakdown().burned
+    r = c.ok("omlizer", reveal(fps, 0, i=2))
+    assert r.events[0].attrs["matched"] == 0
+    assert c.ledger.claim(0).status == ClaimStatus.FALSE
+    assert c.ledger.supply_breakdown().burned == burned + 100

@@ -105,13 +105,14 @@ def body_for(draw, ledger: Ledger):
                                         + [c.claim_id for c in claims]))
         claim = ledger.claim(claim_id)
         if claim is None:
-            return actor, RevealBody(claim_id=claim_id, salt=b"", response="", path=())
+            return actor, RevealBody(claim_id=claim_id, salt=b"", key="", response="",
+                                     path=())
         host_name = next(h for h in HOSTS_ if ADDR[h] == claim.host)
         fps, i = FPS[(claim.model_id, host_name)], claim.fp_index
         if kind == 8:
             honest = draw(st.sampled_from([True, True, True, False]))
             return draw(st.sampled_from(["omlizer"] * 4 + ["alice"])), RevealBody(
-                claim_id=claim_id, salt=fps.salts[i] if honest else bytes(32),
+                claim_id=claim_id, salt=fps.salts[i] if honest else bytes(32), key=fps.keys[i],
                 response=fps.responses[i], path=fps.path(i))
         query = claim.key if draw(st.booleans()) else "another query"
         sig = sign_permission(KEYS["owner"], CHAIN, claim.model_id, claim.host, 1, query)

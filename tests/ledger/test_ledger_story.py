@@ -82,7 +82,8 @@ def test_full_oml_story(make_chain):
     c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["host"], fp_index=0,
                                    key=fp_host.keys[0], output=fp_host.responses[0] + "...",
                                    bond=50))
-    c.ok("omlizer", RevealBody(claim_id=0, salt=fp_host.salts[0], response=fp_host.responses[0],
+    c.ok("omlizer", RevealBody(claim_id=0, salt=fp_host.salts[0], key=fp_host.keys[0],
+                               response=fp_host.responses[0],
                                path=fp_host.path(0)))
     assert c.ledger.claim(0).status == ClaimStatus.MATCHED
     perm = sign_permission(KEYS["owner"], CHAIN, b"chat", ADDR["host"], 17, fp_host.keys[0])
@@ -93,7 +94,8 @@ def test_full_oml_story(make_chain):
     c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["bob"], fp_index=3,
                                    key=fp_bob.keys[3], output=fp_bob.responses[3] + "!",
                                    bond=50))
-    c.ok("omlizer", RevealBody(claim_id=1, salt=fp_bob.salts[3], response=fp_bob.responses[3],
+    c.ok("omlizer", RevealBody(claim_id=1, salt=fp_bob.salts[3], key=fp_bob.keys[3],
+                               response=fp_bob.responses[3],
                                path=fp_bob.path(3)))
     prover_before, owner_before = c.balance("prover"), c.balance("owner")
     c.advance(2)
@@ -107,7 +109,8 @@ def test_full_oml_story(make_chain):
     # 9. A false claim (output is not the fingerprint response) loses its bond.
     c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["host"], fp_index=5,
                                    key=fp_host.keys[5], output="I don't know.", bond=50))
-    c.ok("omlizer", RevealBody(claim_id=2, salt=fp_host.salts[5], response=fp_host.responses[5],
+    c.ok("omlizer", RevealBody(claim_id=2, salt=fp_host.salts[5], key=fp_host.keys[5],
+                               response=fp_host.responses[5],
                                path=fp_host.path(5)))
     assert c.ledger.claim(2).status == ClaimStatus.FALSE
     c.advance(4)

@@ -48,7 +48,7 @@ ONE_OF_EACH = [
     FundChannelBody(model_id=b"m", amount=1),
     RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
     SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
-    RevealBody(claim_id=0, salt=H, response="resp", path=(H, H)),
+    RevealBody(claim_id=0, salt=H, key="k", response="resp", path=(H, H)),
     RebutBody(claim_id=1, seq=2, signature=SIG),
     BeginWithdrawalBody(model_id=b"m"),
     CompleteWithdrawalBody(model_id=b"m"),
