@@ -321,3 +321,20 @@ async def test_backend_without_mempool_view() -> None:
         assert "mempool" in str(exc)
     else:
         raise AssertionError("expected NodeUnavailable")
+
+
+async def test_garbage_http_does_not_hurt_the_server(rpc: Harness) -> None:
+    host, port = rpc.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    for junk in (b"\x00\xff garbage\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                 b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n"):
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream(host, int(port))
+            try:
+                await stream.send_all(junk)
+                with trio.move_on_after(2):
+                    await stream.receive_some(4096)  # a 400, or the server hangs up
+            except trio.BrokenResourceError:
+                pass
+            finally:
+                await stream.aclose()
+    await assert_alive(rpc)
