@@ -166,13 +166,15 @@ class MempoolView:
 
 
 class MempoolBackend(Protocol):
-    """Optional extra of a backend: serves ``num_unconfirmed_txs`` / ``unconfirmed_txs``.
-
-    A backend without this method answers those two with -32004.
-    """
+    """Optional extras of a backend. Without them the matching methods answer -32004."""
 
     def unconfirmed_txs(self, limit: int) -> MempoolView:
-        """Totals, and at most ``limit`` of the oldest pending transactions."""
+        """Totals, and at most ``limit`` of the oldest pending transactions
+        (``num_unconfirmed_txs``, ``unconfirmed_txs``)."""
+        ...
+
+    def genesis(self) -> JSONRecord:
+        """The genesis document (``node.genesis.Genesis`` has ``to_json``) (``genesis``)."""
         ...
 
 

@@ -175,6 +175,13 @@ async def _unconfirmed_txs(ctx: Context, limit: int = UNCONFIRMED_DEFAULT) -> JS
     return R.render_unconfirmed(await _mempool_view(ctx, limit), with_txs=True)
 
 
+async def _genesis(ctx: Context) -> JSON:
+    fn = getattr(ctx.backend, "genesis", None)
+    if fn is None:
+        raise NodeUnavailable("this node does not serve its genesis document")
+    return R.render_record(await _call(fn))
+
+
 async def _account(ctx: Context, address: bytes) -> JSON:
     return _found(await _call(ctx.backend.account, address), f"account {address.hex()}")
 
@@ -255,6 +262,10 @@ def build_methods() -> dict[str, Method]:
                "(up to rpc.timeout_broadcast_tx_commit_ms). If the check fails, returns at "
                "once with check_tx.code != 0, tx_result null and height 0.",
                (TX_REJECTED, TIMEOUT, NODE_UNAVAILABLE, OVERLOADED)),
+        Method("genesis", _genesis, (), {"type": "object", "description":
+                                         "genesis.json: chain_id, genesis_time_ms, "
+                                         "validators, app_state"},
+               "The genesis document this node started from.", (NODE_UNAVAILABLE,)),
         Method("num_unconfirmed_txs", _num_unconfirmed_txs, (), R.NUM_UNCONFIRMED_SCHEMA,
                "How many transactions (and bytes) wait in the mempool.", (NODE_UNAVAILABLE,)),
         Method("unconfirmed_txs", _unconfirmed_txs,

@@ -130,6 +130,9 @@ class FakeBackend:
             self.commit()
         return CheckResult(code=0, hash=h)
 
+    def genesis(self) -> Record:
+        return Record({"chain_id": "test-chain", "genesis_time_ms": GENESIS_MS})
+
     def unconfirmed_txs(self, limit: int) -> MempoolView:
         return MempoolView(total=len(self.pending), total_bytes=sum(map(len, self.pending)),
                            txs=tuple(self.pending[:limit]))

@@ -56,6 +56,7 @@ async def test_query_methods_by_name_and_position(rpc: Harness) -> None:
     assert (await rpc.result("host", {"model_id": "aa", "host": "11" * 20}))["host"] == "11" * 20
     assert (await rpc.result("claim", {"claim_id": 3})) == {"claim_id": 3}
     assert (await rpc.result("params"))["slash_fraction_bp"] == 5000
+    assert (await rpc.result("genesis"))["chain_id"] == "test-chain"
     vals = await rpc.result("validators")
     assert vals["count"] == 1 and vals["validators"][0]["voting_power"] == 10
     ni = await rpc.result("net_info")
@@ -306,21 +307,23 @@ async def test_unconfirmed_txs(rpc: Harness) -> None:
 
 async def test_backend_without_mempool_view() -> None:
     from node.rpc import EventBus
-    from node.rpc.methods import Context, _num_unconfirmed_txs
+    from node.rpc.methods import Context, _genesis, _num_unconfirmed_txs
 
     from .fake_backend import FakeBackend
 
     class Minimal(FakeBackend):
         unconfirmed_txs = None  # type: ignore[assignment]
+        genesis = None  # type: ignore[assignment]
 
     events = EventBus()
     ctx = Context(backend=Minimal(events), events=events, config=TEST_CONFIG)
-    try:
-        await _num_unconfirmed_txs(ctx)
-    except NodeUnavailable as exc:
-        assert "mempool" in str(exc)
-    else:
-        raise AssertionError("expected NodeUnavailable")
+    for handler, word in ((_num_unconfirmed_txs, "mempool"), (_genesis, "genesis")):
+        try:
+            await handler(ctx)
+        except NodeUnavailable as exc:
+            assert word in str(exc)
+        else:
+            raise AssertionError("expected NodeUnavailable")
 
 
 async def test_garbage_http_does_not_hurt_the_server(rpc: Harness) -> None:

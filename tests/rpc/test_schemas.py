@@ -82,7 +82,7 @@ async def test_results_match_discover_schemas(rpc: Harness) -> None:
         "broadcast_tx_commit": {"tx": b"ok-b".hex()},
         "account": {"address": VAL_ADDR.hex()}, "model": {"model_id": "aa"},
         "host": {"model_id": "aa", "host": "11" * 20}, "claim": {"claim_id": 3},
-        "params": None, "rpc.discover": None, "num_unconfirmed_txs": None,
+        "params": None, "rpc.discover": None, "num_unconfirmed_txs": None, "genesis": None,
         "unconfirmed_txs": {"limit": 5},
     }
     ws_only = {m["name"] for m in doc["methods"] if m.get("x-websocket-only")}
