@@ -78,7 +78,7 @@ class Network:
         """Delivery delays for one message from ``src`` to ``dst`` sent at ``now_ms``."""
         c, rng = self.c, self.rng
         if now_ms >= c.gst_ms:
-            return [rng.randint(1, max(1, c.delta_ms))]
+            return [rng.randint(min(1, c.delta_ms), c.delta_ms)]
         if self.partition is not None and self.partition.cuts(src, dst, now_ms):
             return []
         if rng.random() < c.loss:
