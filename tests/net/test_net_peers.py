@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import trio
-from net_helpers import config, hosts, link, seed, wait_until
+from net_helpers import config, free_port, hosts, link, seed, wait_until
 
 from net import PeerUnreachable, open_transport, peer_id_from_seed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_peer_id_from_seed_matches_libp2p() -> None:
