@@ -12,9 +12,13 @@ with consecutive 16-digit indexes. Each segment starts with an 8-byte magic
 and holds frames::
 
     length  u32 big-endian   payload length in bytes
-    crc     u32 big-endian   zlib.crc32 over (length || height || payload)
     height  u64 big-endian   consensus height the record belongs to
+    hcrc    u32 big-endian   zlib.crc32 over (length || height)
+    crc     u32 big-endian   zlib.crc32 over (length || height || payload)
     payload length bytes     the record, opaque to this module
+
+The header has its own CRC so that a damaged length can never pass for a
+torn tail: a length is trusted only once ``hcrc`` vouches for it.
 
 The height comes from ``height_of(record)``, a function the caller injects
 (the core knows its own record format; this module does not). Keeping it in
@@ -24,10 +28,11 @@ height is above every height in the active segment, so one segment normally
 holds exactly one height.
 
 Damage. A crash can tear only the end of the newest segment (appends are
-sequential and each is synced before the next), so on open a frame that is
-incomplete, or fails its CRC with nothing but zeros or nothing at all after
-it, is cut off and reported in :attr:`FileWAL.repairs`; that is normal after
-power loss. Anything else that fails to parse (a bad frame followed by more
+sequential and each is synced before the next), so on open a frame whose
+header is incomplete, or fails ``hcrc`` with only zeros after it, or whose
+(vouched-for) payload runs past the end of the file, or fails ``crc`` with
+nothing but zeros after it, is cut off and reported in
+:attr:`FileWAL.repairs`; that is normal after power loss. Anything else that fails to parse (a bad frame followed by more
 data, damage in an older segment, a missing segment) means the disk lost
 data that was acknowledged as durable: :class:`WALCorruptError`, and the node
 must halt rather than risk signing twice.
@@ -51,7 +56,8 @@ from typing import Self
 log = logging.getLogger(__name__)
 
 MAGIC = b"OMLWAL1\n"
-_FRAME = struct.Struct(">IIQ")  # length, crc, height
+_FRAME = struct.Struct(">IQII")  # length, height, header crc, frame crc
+_HEAD = struct.Struct(">IQ")
 FRAME_HEADER_SIZE = _FRAME.size
 #: Largest record accepted; a proposal with a full block fits comfortably.
 MAX_RECORD_SIZE = 64 * 1024 * 1024
@@ -100,9 +106,8 @@ def _segment_name(index: int) -> str:
 
 
 def _frame(height: int, record: bytes) -> bytes:
-    head = struct.pack(">IQ", len(record), height)
-    crc = zlib.crc32(record, zlib.crc32(head))
-    return _FRAME.pack(len(record), crc, height) + record
+    hcrc = zlib.crc32(_HEAD.pack(len(record), height))
+    return _FRAME.pack(len(record), height, hcrc, zlib.crc32(record, hcrc)) + record
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,16 +143,21 @@ def _scan(data: bytes) -> _Scan:
     while pos < size:
         if size - pos < FRAME_HEADER_SIZE:
             return _Scan(frames, pos, "incomplete frame header", True)
-        length, crc, height = _FRAME.unpack_from(data, pos)
+        length, height, hcrc, crc = _FRAME.unpack_from(data, pos)
+        want_hcrc = zlib.crc32(_HEAD.pack(length, height))
+        if want_hcrc != hcrc:
+            # A header torn mid-write has only zero fill (or nothing) after it;
+            # anything else is a damaged header inside the log.
+            return _Scan(frames, pos, f"header CRC mismatch in frame at offset {pos}",
+                         not any(data[pos + FRAME_HEADER_SIZE:]))
         end = pos + FRAME_HEADER_SIZE + length
         if length > MAX_RECORD_SIZE:
-            return _Scan(frames, pos, f"frame length {length} over limit",
-                         not any(data[pos:]))
+            return _Scan(frames, pos, f"frame length {length} over limit", False)
         if end > size:
+            # The header is intact, so the length is real: the payload was cut short.
             return _Scan(frames, pos, "incomplete frame payload", True)
         payload = data[pos + FRAME_HEADER_SIZE:end]
-        want = zlib.crc32(payload, zlib.crc32(struct.pack(">IQ", length, height)))
-        if want != crc:
+        if zlib.crc32(payload, hcrc) != crc:
             # Torn tail: the bad frame is last, or only zero fill follows it
             # (a filesystem may extend the size before the data lands).
             tail = end == size or not any(data[end:])

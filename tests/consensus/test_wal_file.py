@@ -21,6 +21,7 @@ from consensus.wal import (
     WALCorruptError,
     WALLockedError,
     WALUsageError,
+    _frame,
 )
 
 
@@ -101,7 +102,7 @@ def test_truncate_rewrites_a_mixed_segment_exactly(tmp_path: Path) -> None:
         assert list(wal.records()) == [rec(4, "a"), rec(4, "b"), rec(4, "c")]
 
 
-@pytest.mark.parametrize("cut", [1, 5, 11, 16, 17, 20])
+@pytest.mark.parametrize("cut", [1, 5, 11, 16, 17, 20, 21, 25, 35, 40])
 def test_torn_tail_is_cut_and_reported(tmp_path: Path, cut: int) -> None:
     with open_wal(tmp_path) as wal:
         wal.append(rec(1, "keep me"))
@@ -131,7 +132,7 @@ def test_torn_tail_with_bad_crc_or_zero_fill(tmp_path: Path) -> None:
     with open_wal(tmp_path) as wal:
         assert list(wal.records()) == [rec(2, "good")]
         assert "CRC" in wal.repairs[0].reason
-        assert wal.repairs[0].dropped_bytes == 4096 + len(rec(2, "flipped")) + 16
+        assert wal.repairs[0].dropped_bytes == 4096 + len(rec(2, "flipped")) + 20
 
 
 def test_torn_new_segment_header_is_removed(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_corruption_in_the_middle_halts(tmp_path: Path) -> None:
             wal.append(rec(1, f"vote {i}"))
     seg = segments(tmp_path)[-1]
     data = bytearray(seg.read_bytes())
-    data[len(MAGIC) + 16 + 2] ^= 0x01  # inside the first record's payload
+    data[len(MAGIC) + 20 + 2] ^= 0x01  # inside the first record's payload
     seg.write_bytes(bytes(data))
     before = seg.read_bytes()
     with pytest.raises(WALCorruptError, match="CRC"):
@@ -161,6 +162,34 @@ def test_corruption_in_the_middle_halts(tmp_path: Path) -> None:
     open_wal(tmp_path / "other").close()  # and the lock was released on failure
     with pytest.raises(WALCorruptError):
         open_wal(tmp_path)
+
+
+@pytest.mark.parametrize("field_offset", [0, 3, 5, 12])
+def test_damaged_header_in_the_middle_halts(tmp_path: Path, field_offset: int) -> None:
+    """A flipped bit in a middle frame's length or height must not pass for a torn tail,
+    even when the damaged length points past the end of the file."""
+    with open_wal(tmp_path) as wal:
+        for i in range(4):
+            wal.append(rec(1, f"vote {i}"))
+    seg = segments(tmp_path)[-1]
+    data = bytearray(seg.read_bytes())
+    second = len(MAGIC) + 20 + len(rec(1, "vote 0"))
+    data[second + field_offset] ^= 0x40  # length (0..3) or height (4..11) or hcrc (12..15)
+    seg.write_bytes(bytes(data))
+    with pytest.raises(WALCorruptError, match="header CRC"):
+        open_wal(tmp_path)
+
+
+def test_torn_header_with_zero_fill_is_a_tail(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        wal.append(rec(1, "kept"))
+    seg = segments(tmp_path)[-1]
+    frame = bytearray(_frame(1, rec(1, "torn")))
+    frame[6:] = bytes(len(frame) - 6)  # only 6 header bytes reached the disk
+    seg.write_bytes(seg.read_bytes() + bytes(frame))
+    with open_wal(tmp_path) as wal:
+        assert list(wal.records()) == [rec(1, "kept")]
+        assert "header CRC" in wal.repairs[0].reason
 
 
 def test_damage_in_an_older_segment_halts(tmp_path: Path) -> None:
@@ -291,6 +320,7 @@ def test_frame_layout_is_documented(tmp_path: Path) -> None:
         wal.append(b"abc")
     data = segments(tmp_path)[0].read_bytes()
     assert data[:8] == MAGIC
-    length, crc, height = struct.unpack(">IIQ", data[8:24])
-    assert (length, height, data[24:]) == (3, 9, b"abc")
-    assert crc == zlib.crc32(b"abc", zlib.crc32(struct.pack(">IQ", 3, 9)))
+    length, height, hcrc, crc = struct.unpack(">IQII", data[8:28])
+    assert (length, height, data[28:]) == (3, 9, b"abc")
+    assert hcrc == zlib.crc32(struct.pack(">IQ", 3, 9))
+    assert crc == zlib.crc32(struct.pack(">IQ", 3, 9) + b"abc")
