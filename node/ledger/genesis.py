@@ -13,10 +13,13 @@ exceed the whole).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from consensus.encoding import U64_MAX
+from node.genesis import Genesis
 
 from .errors import GenesisStateError
 from .params import Params
@@ -68,6 +71,16 @@ def parse_app_state(app_state: Any) -> AppState:
     if result.supply > U64_MAX:
         raise GenesisStateError(f"total genesis supply {result.supply} exceeds 2**64-1")
     return result
+
+
+def genesis_hash(genesis: Genesis) -> bytes:
+    """SHA-256 of what the ledger takes from genesis (chain id, time, app_state),
+    as sorted compact JSON; stored so a store is never reopened with another
+    genesis. Validators are consensus's business and are left out."""
+    doc = {"chain_id": genesis.chain_id, "genesis_time_ms": genesis.genesis_time_ms,
+           "app_state": genesis.app_state}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"))
+                          .encode("utf-8")).digest()
 
 
 def genesis_writes(chain_id: str, app: AppState, parent: Reader) -> Overlay:

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lmdb
+
 from node.genesis import Genesis
 
 from .apphash import GENESIS_PREV, next_app_hash
 from .claims import settle_due
 from .errors import Code, InvariantError, LedgerUsageError, TxFailed
 from .executor import decode_and_check_chain, execute, preflight
-from .genesis import META_CHAIN_ID, META_PARAMS, genesis_writes, parse_app_state
+from .genesis import META_CHAIN_ID, genesis_hash, genesis_writes, parse_app_state
 from .params import Params
 from .records import Account, Claim, ClaimStatus, HostRecord, Model, RoleRecord
 from .results import BlockResult, TxCheck, TxResult
@@ -51,6 +53,8 @@ from .txs import Role
 META_HEIGHT = b"height"
 META_APP_HASH = b"app_hash"
 META_TIME = b"time_ms"
+META_GENESIS_HASH = b"genesis_hash"
+MAP_RESIZE_ATTEMPTS = 8
 VERIFY_CHUNK = 64
 PARALLEL_MIN_TXS = 2 * VERIFY_CHUNK
 
@@ -136,13 +140,13 @@ class Ledger:
                     app_hash = next_app_hash(GENESIS_PREV, 0, kv.writes)
                     store.apply(w, kv.writes)
                     store.apply(w, {(META, META_HEIGHT): u64(0), (META, META_APP_HASH): app_hash,
-                                    (META, META_TIME): u64(genesis.genesis_time_ms)})
+                                    (META, META_TIME): u64(genesis.genesis_time_ms),
+                                    (META, META_GENESIS_HASH): genesis_hash(genesis)})
                 elif stored_chain != genesis.chain_id.encode("utf-8"):
                     raise LedgerUsageError(f"store at {path} holds chain "
                                            f"{stored_chain.decode('utf-8', 'replace')!r}, "
                                            f"not {genesis.chain_id!r}")
-                elif (w.get(META, META_PARAMS) != app.params.encode()
-                      or _read_u64(w, META_GENESIS_SUPPLY) != app.supply):
+                elif w.get(META, META_GENESIS_HASH) != genesis_hash(genesis):
                     raise LedgerUsageError(f"store at {path} was made from another genesis")
             return cls(store, genesis.chain_id, app.params, verify_signatures=verify_signatures,
                        verify_threads=verify_threads)
@@ -213,12 +217,28 @@ class Ledger:
                                    f"{self.last_block_time_ms}")
         if not isinstance(proposer, bytes) or len(proposer) != 20:
             raise LedgerUsageError("proposer must be a 20-byte address")
+        checked = self._preflighted(txs)  # before taking LMDB's writer lock
+        for attempt in range(MAP_RESIZE_ATTEMPTS + 1):
+            try:
+                result = self._apply_checked(height, time_ms, proposer, checked)
+                break
+            except lmdb.MapFullError:
+                # Nothing was committed and the block is a pure function of the
+                # state, so growing the map and running it again is safe.
+                if attempt == MAP_RESIZE_ATTEMPTS:
+                    raise
+                self._store.grow()
+        self.height, self.app_hash, self.last_block_time_ms = height, result.app_hash, time_ms
+        return result
+
+    def _apply_checked(self, height: int, time_ms: int, proposer: bytes,
+                       checked: list[tuple[Any, TxCheck]]) -> BlockResult:
         results: list[TxResult] = []
         with self._store.write() as w:
             kv = Overlay(w)
             base = Ctx(state=State(kv), params=self._params, chain_id=self.chain_id,
                        height=height, time_ms=time_ms, proposer=proposer)
-            for parsed, check in self._preflighted(txs):
+            for parsed, check in checked:
                 if not check.ok:
                     kind = parsed.kind.name.lower() if parsed is not None else ""
                     results.append(TxResult(check.code, check.log, check.tx_hash, kind=kind))
@@ -233,7 +253,6 @@ class Ledger:
             self._store.apply(w, {(META, META_HEIGHT): u64(height),
                                   (META, META_APP_HASH): app_hash,
                                   (META, META_TIME): u64(time_ms)})
-        self.height, self.app_hash, self.last_block_time_ms = height, app_hash, time_ms
         return BlockResult(height, app_hash, tuple(results), tuple(base.events))
 
     # -- queries (committed state) -------------------------------------------

@@ -78,5 +78,9 @@ class Store:
             else:
                 txn.put(key, value, db=dbs[table])
 
+    def grow(self) -> None:
+        """Double the map size (after :class:`lmdb.MapFullError`; no txn may be open)."""
+        self._env.set_mapsize(self._env.info()["map_size"] * 2)
+
     def close(self) -> None:
         self._env.close()

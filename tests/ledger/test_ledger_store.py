@@ -192,3 +192,18 @@ def test_records_and_results_to_json(chain):
     assert chain.ledger.account(ADDR["alice"]).to_json() == {"balance": START_BALANCE - 1,
                                                              "nonce": 1}
     assert chain.ledger.supply_breakdown().to_json()["total"] > 0
+
+
+def test_store_grows_when_the_map_is_full(tmp_path):
+    """A block that does not fit the LMDB map is re-run after the map grows."""
+    g = make_genesis()
+    with Ledger.open(tmp_path / "small", g, map_size=64 * 1024, durable=False) as small, \
+            Ledger.open(tmp_path / "big", g, durable=False) as big:
+        chain = Chain(small)
+        txs = [chain.tx("alice", RegisterModelBody(model_id=b"m%03d" % i, weights_hash=WEIGHTS,
+                                                   metadata=b"x" * 4000)) for i in range(60)]
+        rs = small.apply_block(1, 5_000, ADDR["proposer"], txs)
+        rb = big.apply_block(1, 5_000, ADDR["proposer"], txs)
+        assert all(r.ok for r in rs.tx_results)
+        assert rs.app_hash == rb.app_hash and small.model(b"m059") is not None
+        assert small._store._env.info()["map_size"] > 64 * 1024  # it did grow
