@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consensus.sim import NetworkConditions, SimConfig, Simulation  # noqa: E402
+from consensus.sim import NetworkConditions, SimConfig, Simulation
 
 ZERO_DELAY = NetworkConditions(gst_ms=0, min_delay_ms=0, max_delay_ms=0, delta_ms=0, loss=0.0,
                                duplication=0.0, partitions=False)

@@ -68,3 +68,27 @@ from .vote import NIL as NIL
 from .vote import Proposal as Proposal
 from .vote import Vote as Vote
 from .vote import VoteType as VoteType
+# --- sans-IO core, events/actions, WAL interface (consensus-core helper) ---
+from .app import Application as Application
+from .core import Core as Core
+from .events import Action as Action
+from .events import Broadcast as Broadcast
+from .events import CommitBlock as CommitBlock
+from .events import CommittedBlockReceived as CommittedBlockReceived
+from .events import Event as Event
+from .events import Persist as Persist
+from .events import ProposalReceived as ProposalReceived
+from .events import ReportEvidence as ReportEvidence
+from .events import RequestSync as RequestSync
+from .events import ScheduleTimeout as ScheduleTimeout
+from .events import Start as Start
+from .events import Step as Step
+from .events import TimeoutFired as TimeoutFired
+from .events import VoteReceived as VoteReceived
+from .memwal import MemWAL as MemWAL
+from .state import ChainState as ChainState
+from .state import ConsensusParams as ConsensusParams
+from .wal_api import WAL as WAL
+from .wal_api import event_record as event_record
+from .wal_api import record_event as record_event
+from .wal_api import record_height as record_height

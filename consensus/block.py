@@ -21,8 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .crypto import ADDRESS_SIZE, SIGNATURE_SIZE, sha256
-from .encoding import (DecodeError, Value, decode, encode, expect_bytes, expect_int, expect_list,
-                       expect_text)
+from .encoding import (
+    DecodeError,
+    Value,
+    decode,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_text,
+)
 from .errors import ConsensusMisuseError, InvalidBlockError
 from .merkle import txs_root
 from .vote import HASH_SIZE, MAX_ROUND, NIL
@@ -90,7 +98,7 @@ class Header:
         return sha256(HEADER_DOMAIN + encode(self.to_value()))
 
     @classmethod
-    def from_value(cls, value: Value) -> "Header":
+    def from_value(cls, value: Value) -> Header:
         f = expect_list(value, 9, what="header")
         height = expect_int(f[1], what="header.height", lo=1, hi=2**63 - 1)
         prev = expect_bytes(f[3], what="header.prev_block_id", size=0 if height == 1 else HASH_SIZE)
@@ -137,7 +145,7 @@ class Commit:
         return sha256(COMMIT_DOMAIN + self.encode())
 
     @classmethod
-    def from_value(cls, value: Value) -> "Commit":
+    def from_value(cls, value: Value) -> Commit:
         f = expect_list(value, 4, what="commit")
         sigs = expect_list(f[3], what="commit.signatures", max_length=1000)
         if not sigs:
@@ -154,7 +162,7 @@ class Commit:
                    signatures=tuple(out))
 
     @classmethod
-    def decode(cls, data: bytes) -> "Commit":
+    def decode(cls, data: bytes) -> Commit:
         """Parse untrusted bytes; raise only :class:`DecodeError`."""
         try:
             return cls.from_value(decode(data))
@@ -220,7 +228,7 @@ class Block:
         return encode(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Value) -> "Block":
+    def from_value(cls, value: Value) -> Block:
         f = expect_list(value, 3, what="block")
         header = Header.from_value(f[0])
         txs = tuple(expect_bytes(t, what="tx", max_size=MAX_TX_BYTES)
@@ -229,7 +237,7 @@ class Block:
         return cls(header=header, txs=txs, last_commit=Commit.from_value(lc) if lc else None)
 
     @classmethod
-    def decode(cls, data: bytes) -> "Block":
+    def decode(cls, data: bytes) -> Block:
         """Parse untrusted bytes; raise only :class:`DecodeError`."""
         try:
             return cls.from_value(decode(data, MAX_BLOCK_BYTES))
@@ -237,4 +245,4 @@ class Block:
             raise DecodeError(f"block: {exc}") from None
 
 
-__all__ = ["Header", "Commit", "Block", "commit_hash", "EMPTY_COMMIT_HASH", "NIL"]
+__all__ = ["EMPTY_COMMIT_HASH", "NIL", "Block", "Commit", "Header", "commit_hash"]

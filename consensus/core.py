@@ -38,21 +38,33 @@ from .app import Application
 from .block import Block, Commit, Header, commit_hash
 from .crypto import Signer
 from .encoding import DecodeError
-from .errors import ConsensusMisuseError, InvalidBlockError, InvalidMessageError, InvariantError
-from .events import (Action, Broadcast, CommitBlock, CommittedBlockReceived, Event, Persist,
-                     ProposalReceived, ReportEvidence, RequestSync, ScheduleTimeout, Start, Step,
-                     TimeoutFired, VoteReceived)
+from .errors import ConsensusMisuseError, InvalidMessageError, InvariantError
+from .events import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    CommittedBlockReceived,
+    Event,
+    Persist,
+    ProposalReceived,
+    ReportEvidence,
+    RequestSync,
+    ScheduleTimeout,
+    Start,
+    Step,
+    TimeoutFired,
+    VoteReceived,
+)
 from .evidence import DuplicateVoteEvidence
 from .merkle import txs_root
-from .messages import Message, ProposalMessage, VoteMessage
+from .messages import ProposalMessage, VoteMessage
+from .signlog import VOTE_STEP, SignLog, vote_key
 from .state import ChainState, ConsensusParams
 from .validators import ValidatorSet, verify_commit
+from .validity import check_block, is_timely
 from .vote import NIL, Proposal, Vote, VoteType
 from .voteset import HeightVotes, RoundVotes
 from .wal_api import event_record, record_event
-
-_VOTE_STEP = {VoteType.PREVOTE: Step.PREVOTE, VoteType.PRECOMMIT: Step.PRECOMMIT}
-SignKey = tuple[int, int, Step]  # (height, round, step) of something this node signed
 
 
 class Core:
@@ -78,8 +90,7 @@ class Core:
         self._now = 0
         self._started = False
         self._replaying = False
-        self._signed: dict[SignKey, Message] = {}
-        self._last_signed: SignKey | None = None
+        self._signlog = SignLog()
         self._future: list[Event] = []
         self._last_sync_request_ms: int | None = None
         self._reset_height(state)
@@ -118,7 +129,7 @@ class Core:
     @classmethod
     def restore(cls, params: ConsensusParams, state: ChainState, app: Application,
                 signer: Signer | None, records: Iterable[bytes],
-                now_ms: int) -> tuple["Core", list[Action]]:
+                now_ms: int) -> tuple[Core, list[Action]]:
         """Rebuild a core after a restart from the committed ``state`` and the WAL.
 
         Records of heights at or below ``state.height`` are skipped (their blocks
@@ -152,7 +163,7 @@ class Core:
             out.extend(core.handle(ev))
         core._replaying = False
         actions = [a for a in out if not isinstance(a, Persist)]
-        actions.extend(Broadcast(m) for m in core._own_messages())
+        actions.extend(Broadcast(m) for m in core._signlog.messages_at(core.height))
         return core, actions
 
     @property
@@ -191,7 +202,7 @@ class Core:
         self._evidence: set[tuple[int, int, int]] = set()
         self._seen_later_height = False
         self._my_index = None if self.signer is None else self.valset.index_of(self.signer.address)
-        self._signed = {k: m for k, m in self._signed.items() if k[0] >= self.height}
+        self._signlog.prune_below(self.height)
 
     def _enter_height(self) -> None:
         h = self.height
@@ -262,7 +273,7 @@ class Core:
         existing = rv.votes.get(v.validator_index)
         if existing == v:
             return False
-        own = self._signed.get((v.height, v.round, _VOTE_STEP[v.type])) == v
+        own = self._signlog.get(vote_key(v)) == v
         if not own:
             try:
                 self.valset.verify_vote(self.chain_id, v)
@@ -311,7 +322,7 @@ class Core:
             if known != msg:
                 self._reject("second proposal for the round")
             return False
-        own = self._signed.get((p.height, p.round, Step.PROPOSE)) == msg
+        own = self._signlog.get((p.height, p.round, Step.PROPOSE)) == msg
         if not own:
             proposer = self.valset.proposer(p.round)
             if not p.verify_signature(self.chain_id, proposer.pub_key):
@@ -333,7 +344,7 @@ class Core:
         r, s = ev.round, ev.step
         if s == Step.GOSSIP:
             # not logged: it changes no state, only re-sends
-            self._out.extend(Broadcast(m) for m in self._own_messages())
+            self._out.extend(Broadcast(m) for m in self._signlog.messages_at(self.height))
             if self._seen_later_height:
                 self._request_sync()
             self._schedule(self.height, 0, Step.GOSSIP, self.params.gossip_interval_ms)
@@ -431,7 +442,7 @@ class Core:
             p, block = msg.proposal, msg.block
             if p.pol_round == -1:
                 # line 22: fresh proposal
-                ok = (self._is_valid(block) and self._timely(block, r)
+                ok = (self._is_valid(block) and is_timely(block, self._now, r, self.params)
                       and (self.locked_round == -1 or self.locked_id == p.block_id))
                 self._prevote(p.block_id if ok else NIL)
                 return True
@@ -482,9 +493,9 @@ class Core:
 
     def _propose(self) -> None:
         h, r = self.height, self.round
-        msg = self._signed.get((h, r, Step.PROPOSE))
+        msg = self._signlog.get((h, r, Step.PROPOSE))
         if msg is None:
-            if not self._may_sign((h, r, Step.PROPOSE)):
+            if not self._signlog.may_sign((h, r, Step.PROPOSE)):
                 return
             assert self.signer is not None
             if self.valid_id is not None:
@@ -499,7 +510,7 @@ class Core:
             proposal = Proposal.create(self.signer, self.chain_id, height=h, round=r,
                                        pol_round=pol_round, block_id=block.id())
             msg = ProposalMessage(proposal=proposal, block=block, pol_votes=pol_votes)
-            self._record_signed((h, r, Step.PROPOSE), msg)
+            self._signlog.record((h, r, Step.PROPOSE), msg)
         assert isinstance(msg, ProposalMessage)
         # persist and store first, send, and let the caller's _advance prevote
         self._accept_proposal(ProposalReceived(message=msg, now_ms=self._now))
@@ -529,16 +540,16 @@ class Core:
         """Sign (or re-use what we signed before) and send a vote; persist it first."""
         if self._my_index is None:
             return
-        key = (self.height, self.round, _VOTE_STEP[vote_type])
-        vote = self._signed.get(key)
+        key = (self.height, self.round, VOTE_STEP[vote_type])
+        vote = self._signlog.get(key)
         if vote is None:
-            if not self._may_sign(key):
+            if not self._signlog.may_sign(key):
                 return
             assert self.signer is not None
             vote = Vote.create(self.signer, self.chain_id, type=vote_type, height=self.height,
                                round=self.round, block_id=block_id,
                                validator_index=self._my_index)
-            self._record_signed(key, vote)
+            self._signlog.record(key, vote)
         else:
             assert isinstance(vote, Vote)
             if vote.block_id != block_id:
@@ -551,37 +562,19 @@ class Core:
         self._add_vote(vote, VoteReceived(vote=vote, now_ms=self._now))
         self._out.append(Broadcast(VoteMessage(vote=vote)))
 
-    def _may_sign(self, key: SignKey) -> bool:
-        if self._last_signed is not None and key < self._last_signed:
-            self.stats["refused_sign"] += 1
-            return False
-        return True
-
-    def _record_signed(self, key: SignKey, msg: Message) -> None:
-        self._signed[key] = msg
-        if self._last_signed is None or key > self._last_signed:
-            self._last_signed = key
-
     def _register_presigned(self, ev: Event) -> None:
         """Restore: remember a proposal or vote this node signed before the crash."""
         if self.signer is None:
             return
         if isinstance(ev, VoteReceived) and ev.vote.validator_address == self.signer.address:
             v = ev.vote
-            self._record_signed((v.height, v.round, _VOTE_STEP[v.type]), v)
+            self._signlog.record(vote_key(v), v)
         elif isinstance(ev, ProposalReceived):
             p = ev.message.proposal
             # only the round's proposer can have a valid proposal logged; ours if
             # our key signed it
             if p.verify_signature(self.chain_id, self.signer.public_key):
-                self._record_signed((p.height, p.round, Step.PROPOSE), ev.message)
-
-    def _own_messages(self) -> list[Message]:
-        out: list[Message] = []
-        for (h, _, _), m in sorted(self._signed.items(), key=lambda kv: kv[0]):
-            if h == self.height:
-                out.append(VoteMessage(vote=m) if isinstance(m, Vote) else m)
-        return out
+                self._signlog.record((p.height, p.round, Step.PROPOSE), ev.message)
 
     def _finalize(self, block: Block, commit: Commit) -> None:
         """Decide ``block``: execute it, hand it to the driver, start the next height."""
@@ -594,47 +587,18 @@ class Core:
 
     # ---------------------------------------------------------------- validity
 
-    def _timely(self, block: Block, round: int) -> bool:
-        """A fresh proposal's time is near our clock (proposer-based time, like PBTS)."""
-        t, now, drift = block.header.time_ms, self._now, self.params.clock_drift_ms
-        return now - drift - self.params.propose_timeout(round) <= t <= now + drift
-
     def _is_valid(self, block: Block) -> bool:
         """valid(v) of Algorithm 1: header rules against the chain, then the app."""
         bid = block.id()
         if bid in self._validity:
             return self._validity[bid] is None
         try:
-            self._check_block(block)
+            check_block(block, self._state, self.valset, self.params, self.app)
             self._validity[bid] = None
         except InvalidMessageError as exc:
             self._validity[bid] = exc
             self.stats["invalid_blocks"] += 1
         return self._validity[bid] is None
-
-    def _check_block(self, block: Block) -> None:
-        block.validate_basic()
-        h, st = block.header, self._state
-        if h.chain_id != self.chain_id or h.height != self.height:
-            raise InvalidBlockError("block for another chain or height")
-        if h.prev_block_id != st.last_block_id:
-            raise InvalidBlockError("block does not extend our last block")
-        if h.time_ms < st.min_next_time_ms():
-            raise InvalidBlockError("block time not after the previous block")
-        if h.app_hash != st.app_hash:
-            raise InvalidBlockError("app hash differs from ours after the previous block")
-        if h.validators_hash != self.valset.hash():
-            raise InvalidBlockError("validators hash differs")
-        if self.valset.index_of(h.proposer_address) is None:
-            raise InvalidBlockError("proposer is not a validator")
-        if sum(len(t) for t in block.txs) > self.params.max_block_txs_bytes:
-            raise InvalidBlockError("transactions exceed the block size limit")
-        if h.height > 1 and block.last_commit != st.last_commit:
-            assert block.last_commit is not None  # validate_basic checked it
-            # The validator set is fixed, so the previous height's members are ours.
-            verify_commit(self.chain_id, self.valset, st.last_block_id, h.height - 1,
-                          block.last_commit)
-        self.app.validate_block(block)
 
 
 def _event_height(ev: Event) -> int:

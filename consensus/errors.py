@@ -41,6 +41,12 @@ class InvariantError(ConsensusError):
 
 
 __all__ = [
-    "ConsensusError", "ConsensusMisuseError", "InvalidMessageError", "InvalidBlockError",
-    "InvalidCommitError", "InvalidEvidenceError", "InvariantError", "DecodeError",
+    "ConsensusError",
+    "ConsensusMisuseError",
+    "DecodeError",
+    "InvalidBlockError",
+    "InvalidCommitError",
+    "InvalidEvidenceError",
+    "InvalidMessageError",
+    "InvariantError",
 ]

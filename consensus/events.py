@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from .block import Block, Commit
 from .errors import ConsensusMisuseError
@@ -100,7 +99,7 @@ class CommittedBlockReceived:
         _now(self.now_ms)
 
 
-Event = Union[Start, ProposalReceived, VoteReceived, TimeoutFired, CommittedBlockReceived]
+Event = Start | ProposalReceived | VoteReceived | TimeoutFired | CommittedBlockReceived
 
 
 # --- actions ----------------------------------------------------------------
@@ -149,4 +148,4 @@ class RequestSync:
     height: int
 
 
-Action = Union[Broadcast, ScheduleTimeout, Persist, CommitBlock, ReportEvidence, RequestSync]
+Action = Broadcast | ScheduleTimeout | Persist | CommitBlock | ReportEvidence | RequestSync

@@ -37,7 +37,7 @@ class DuplicateVoteEvidence:
             raise ConsensusMisuseError("votes must differ and be ordered by block id")
 
     @classmethod
-    def from_votes(cls, x: Vote, y: Vote) -> "DuplicateVoteEvidence":
+    def from_votes(cls, x: Vote, y: Vote) -> DuplicateVoteEvidence:
         """Build evidence from two conflicting votes in either order."""
         a, b = (x, y) if x.block_id < y.block_id else (y, x)
         return cls(vote_a=a, vote_b=b)
@@ -72,7 +72,7 @@ class DuplicateVoteEvidence:
         return sha256(EVIDENCE_DOMAIN + self.encode())
 
     @classmethod
-    def from_value(cls, value: Value) -> "DuplicateVoteEvidence":
+    def from_value(cls, value: Value) -> DuplicateVoteEvidence:
         f = expect_list(value, 2, what="evidence")
         try:
             return cls(vote_a=Vote.from_value(f[0]), vote_b=Vote.from_value(f[1]))
@@ -80,5 +80,5 @@ class DuplicateVoteEvidence:
             raise DecodeError(f"evidence: {exc}") from None
 
     @classmethod
-    def decode(cls, data: bytes) -> "DuplicateVoteEvidence":
+    def decode(cls, data: bytes) -> DuplicateVoteEvidence:
         return cls.from_value(decode(data, 1024))

@@ -14,7 +14,6 @@ Envelope: ``[tag, ...fields]`` with tag 1 = proposal, 2 = vote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .block import MAX_BLOCK_BYTES, Block
 from .encoding import DecodeError, Value, decode, encode, expect_int, expect_list
@@ -61,7 +60,7 @@ class VoteMessage:
         return [TAG_VOTE, self.vote.to_value()]
 
 
-Message = Union[ProposalMessage, VoteMessage]
+Message = ProposalMessage | VoteMessage
 
 
 def encode_message(msg: Message) -> bytes:

@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from .block import Block, Commit
-from .encoding import DecodeError, Value, decode, encode, expect_bytes, expect_int, expect_list, expect_text
+from .encoding import (
+    DecodeError,
+    Value,
+    decode,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_text,
+)
 from .errors import ConsensusMisuseError
 from .validators import ValidatorSet
 
@@ -80,12 +89,12 @@ class ChainState:
 
     @classmethod
     def genesis(cls, chain_id: str, genesis_time_ms: int, validators: ValidatorSet,
-                app_hash: bytes = b"") -> "ChainState":
+                app_hash: bytes = b"") -> ChainState:
         return cls(chain_id=chain_id, height=0, last_block_id=b"",
                    last_block_time_ms=genesis_time_ms, last_commit=None, app_hash=app_hash,
                    validators=validators)
 
-    def next(self, block: Block, commit: Commit, app_hash: bytes) -> "ChainState":
+    def next(self, block: Block, commit: Commit, app_hash: bytes) -> ChainState:
         """The state after committing ``block`` with ``commit``."""
         return replace(self, height=block.height, last_block_id=block.id(),
                        last_block_time_ms=block.header.time_ms, last_commit=commit,
@@ -105,7 +114,7 @@ class ChainState:
         return encode(self.to_value())
 
     @classmethod
-    def decode(cls, data: bytes) -> "ChainState":
+    def decode(cls, data: bytes) -> ChainState:
         f = expect_list(decode(data), 7, what="chain state")
         lc = expect_list(f[4], what="chain_state.last_commit")
         try:

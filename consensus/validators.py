@@ -63,7 +63,7 @@ class ValidatorSet:
     for a round of the height this set belongs to.
     """
 
-    __slots__ = ("validators", "total_power", "_by_address", "_hash", "_proposers", "_addresses")
+    __slots__ = ("_addresses", "_by_address", "_hash", "_proposers", "total_power", "validators")
 
     def __init__(self, validators: Sequence[Validator]) -> None:
         if not validators:
@@ -85,7 +85,7 @@ class ValidatorSet:
         self._proposers: list[int] = []
 
     @classmethod
-    def from_powers(cls, members: Iterable[tuple[bytes, int]]) -> "ValidatorSet":
+    def from_powers(cls, members: Iterable[tuple[bytes, int]]) -> ValidatorSet:
         """A fresh set (all priorities zero) from (pub_key, power) pairs in any order."""
         vals = [Validator(pub_key=pk, power=p) for pk, p in members]
         return cls(sorted(vals, key=lambda v: (-v.power, v.address)))
@@ -169,7 +169,7 @@ class ValidatorSet:
     def proposer(self, round: int) -> Validator:
         return self.validators[self.proposer_index(round)]
 
-    def advanced(self, times: int = 1) -> "ValidatorSet":
+    def advanced(self, times: int = 1) -> ValidatorSet:
         """The set for the next height: priorities stepped ``times`` times."""
         prios = self._normalised()
         for _ in range(times):
@@ -200,7 +200,7 @@ class ValidatorSet:
         return encode(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Value) -> "ValidatorSet":
+    def from_value(cls, value: Value) -> ValidatorSet:
         items = expect_list(value, what="validators", max_length=MAX_VALIDATORS)
         vals = []
         for item in items:
@@ -217,7 +217,7 @@ class ValidatorSet:
             raise DecodeError(f"validators: {exc}") from None
 
     @classmethod
-    def decode(cls, data: bytes) -> "ValidatorSet":
+    def decode(cls, data: bytes) -> ValidatorSet:
         return cls.from_value(decode(data))
 
 

@@ -19,8 +19,7 @@ import enum
 from dataclasses import dataclass
 
 from .crypto import ADDRESS_SIZE, SIGNATURE_SIZE, Signer, verify
-from .encoding import (DecodeError, Value, decode, encode, expect_bytes, expect_int,
-                       expect_list)
+from .encoding import DecodeError, Value, decode, encode, expect_bytes, expect_int, expect_list
 from .errors import ConsensusMisuseError
 
 VOTE_DOMAIN = b"oml/vote/v1"
@@ -98,7 +97,7 @@ class Vote:
 
     @classmethod
     def create(cls, signer: Signer, chain_id: str, *, type: VoteType, height: int, round: int,
-               block_id: bytes, validator_index: int) -> "Vote":
+               block_id: bytes, validator_index: int) -> Vote:
         """Sign a new vote with ``signer``."""
         body = vote_sign_body(type, height, round, block_id)
         return cls(type=type, height=height, round=round, block_id=block_id,
@@ -113,7 +112,7 @@ class Vote:
         return encode(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Value) -> "Vote":
+    def from_value(cls, value: Value) -> Vote:
         f = expect_list(value, 7, what="vote")
         t = expect_int(f[0], what="vote.type", lo=1, hi=2)
         block_id = expect_bytes(f[3], what="vote.block_id", max_size=HASH_SIZE)
@@ -129,7 +128,7 @@ class Vote:
                    signature=expect_bytes(f[6], what="vote.signature", size=SIGNATURE_SIZE))
 
     @classmethod
-    def decode(cls, data: bytes) -> "Vote":
+    def decode(cls, data: bytes) -> Vote:
         """Parse untrusted bytes; raise only :class:`DecodeError`."""
         try:
             return cls.from_value(decode(data, MAX_VOTE_BYTES))
@@ -175,7 +174,7 @@ class Proposal:
 
     @classmethod
     def create(cls, signer: Signer, chain_id: str, *, height: int, round: int, pol_round: int,
-               block_id: bytes) -> "Proposal":
+               block_id: bytes) -> Proposal:
         body = proposal_sign_body(height, round, pol_round, block_id)
         return cls(height=height, round=round, pol_round=pol_round, block_id=block_id,
                    signature=signer.sign(PROPOSAL_DOMAIN, chain_id, body))
@@ -187,7 +186,7 @@ class Proposal:
         return encode(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Value) -> "Proposal":
+    def from_value(cls, value: Value) -> Proposal:
         f = expect_list(value, 5, what="proposal")
         height = expect_int(f[0], what="proposal.height", lo=1, hi=2**63 - 1)
         round = expect_int(f[1], what="proposal.round", hi=MAX_ROUND)
@@ -199,7 +198,7 @@ class Proposal:
                    signature=expect_bytes(f[4], what="proposal.signature", size=SIGNATURE_SIZE))
 
     @classmethod
-    def decode(cls, data: bytes) -> "Proposal":
+    def decode(cls, data: bytes) -> Proposal:
         """Parse untrusted bytes; raise only :class:`DecodeError`."""
         try:
             return cls.from_value(decode(data, MAX_PROPOSAL_BYTES))

@@ -23,7 +23,7 @@ class RoundVotes:
     is, whichever other votes those signers also sent.
     """
 
-    __slots__ = ("votes", "power_by_block", "total", "extra")
+    __slots__ = ("extra", "power_by_block", "total", "votes")
 
     def __init__(self) -> None:
         self.votes: dict[int, Vote] = {}

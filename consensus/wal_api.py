@@ -104,7 +104,7 @@ def record_height(record: bytes) -> int:
         height = unpacker.unpack()
     except DecodeError:
         raise
-    except Exception as exc:  # msgpack raises several types on malformed input
+    except (ValueError, msgpack.UnpackException, msgpack.OutOfData) as exc:
         raise DecodeError(f"wal record: {type(exc).__name__}") from None
     if isinstance(height, bool) or not isinstance(height, int) or height < 1:
         raise DecodeError("wal record: bad height")

@@ -19,7 +19,7 @@ TX_PREFIX = b"simtx:"
 class SimApp:
     """Stateless between calls: the hash after a block depends only on that block."""
 
-    __slots__ = ("txs_per_block", "tx_size", "tag", "applied")
+    __slots__ = ("applied", "tag", "tx_size", "txs_per_block")
 
     def __init__(self, txs_per_block: int = 2, tx_size: int = 16, tag: bytes = b"") -> None:
         self.txs_per_block = txs_per_block

@@ -31,9 +31,20 @@ from ..core import Core
 from ..crypto import PrivateKey, Signer
 from ..encoding import DecodeError, decode, encode, expect_list
 from ..errors import InvalidMessageError
-from ..events import (Action, Broadcast, CommitBlock, CommittedBlockReceived, Persist,
-                      ProposalReceived, ReportEvidence, RequestSync, ScheduleTimeout, Start,
-                      TimeoutFired, VoteReceived)
+from ..events import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    CommittedBlockReceived,
+    Persist,
+    ProposalReceived,
+    ReportEvidence,
+    RequestSync,
+    ScheduleTimeout,
+    Start,
+    TimeoutFired,
+    VoteReceived,
+)
 from ..memwal import MemWAL
 from ..messages import Message, ProposalMessage, VoteMessage, decode_message, encode_message
 from ..state import ChainState, ConsensusParams

@@ -12,8 +12,17 @@ from dataclasses import replace
 from consensus.block import Block, Commit, Header, commit_hash
 from consensus.core import Core
 from consensus.crypto import PrivateKey, Signer
-from consensus.events import (Action, Broadcast, CommitBlock, Persist, ProposalReceived, Start,
-                              Step, TimeoutFired, VoteReceived)
+from consensus.events import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    Persist,
+    ProposalReceived,
+    Start,
+    Step,
+    TimeoutFired,
+    VoteReceived,
+)
 from consensus.merkle import txs_root
 from consensus.messages import ProposalMessage, VoteMessage
 from consensus.state import ChainState, ConsensusParams
@@ -171,5 +180,18 @@ def timeouts(actions: list[Action]):
     return [a for a in actions if isinstance(a, ScheduleTimeout)]
 
 
-__all__ = ["Harness", "TxApp", "NIL", "VoteType", "Step", "Commit", "own_votes",
-           "own_proposals", "commits", "persisted_events", "timeouts", "NOW", "CHAIN"]
+__all__ = [
+    "CHAIN",
+    "NIL",
+    "NOW",
+    "Commit",
+    "Harness",
+    "Step",
+    "TxApp",
+    "VoteType",
+    "commits",
+    "own_proposals",
+    "own_votes",
+    "persisted_events",
+    "timeouts",
+]

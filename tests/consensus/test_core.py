@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 
 import pytest
 
 from consensus import ConsensusMisuseError, verify_commit
 from consensus.core import Core
-from consensus.events import (Broadcast, CommitBlock, CommittedBlockReceived, Persist,
-                              ProposalReceived, ReportEvidence, RequestSync, Start, VoteReceived)
+from consensus.events import (
+    Broadcast,
+    CommitBlock,
+    CommittedBlockReceived,
+    Persist,
+    ProposalReceived,
+    ReportEvidence,
+    RequestSync,
+    Start,
+    VoteReceived,
+)
 from consensus.messages import VoteMessage, decode_message, encode_message
 from consensus.wal_api import event_record
-from tests.consensus._core_harness import (CHAIN, NIL, NOW, Harness, Step, TxApp, VoteType,
-                                           commits, own_proposals, own_votes, timeouts)
+from tests.consensus._core_harness import (
+    CHAIN,
+    NIL,
+    NOW,
+    Harness,
+    Step,
+    TxApp,
+    VoteType,
+    commits,
+    own_proposals,
+    own_votes,
+    timeouts,
+)
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 
@@ -152,6 +173,7 @@ def test_unlock_on_newer_polka():
     """Locked on B in round 0; a re-proposal of C with a polka from round 1 wins (line 28)."""
     h = Harness()
     b, _ = lock_on_round0(h)
+    assert h.core.locked == (0, b.id())
     go_to_round(h, 1)
     c = h.make_block(txs=(b"c",), proposer=h.core.valset.proposer_index(1))
     # in round 1 the core never saw C's proposal and prevoted nil on timeout
@@ -184,6 +206,7 @@ def test_relock_via_polka_in_later_round():
     b, _ = lock_on_round0(h)
     go_to_round(h, 1)
     c = h.make_block(txs=(b"c",), proposer=h.core.valset.proposer_index(1))
+    assert c.id() != b.id()
     (pv,) = own_votes(h.propose(1, c), PV)
     assert pv.is_nil  # locked on b
     (pc,) = own_votes(h.votes(h.others(), PV, 1, c.id()), PC)
@@ -193,7 +216,7 @@ def test_relock_via_polka_in_later_round():
 def test_round_skip_on_one_third_of_a_later_round():
     h = Harness()
     h.start()
-    a, c, d = h.others()
+    a, c, _ = h.others()
     h.vote(a, PV, 2, NIL)
     assert h.core.round == 0  # 1/4 of the power is not more than 1/3
     out = h.vote(c, PC, 2, NIL)
@@ -274,7 +297,7 @@ def test_proposer_rotation_by_power_in_cluster():
     counts = collections.Counter(proposers)
     assert counts == {0: 6, 1: 2, 2: 2, 3: 2}
     # never the same light validator twice in a row; the heavy one at most twice in a row
-    assert all(not (a == b != 0) for a, b in zip(proposers, proposers[1:]))
+    assert all(not (a == b != 0) for a, b in itertools.pairwise(proposers))
 
 
 def test_proposer_builds_block_from_app():

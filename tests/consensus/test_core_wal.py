@@ -11,8 +11,17 @@ from consensus.encoding import DecodeError, encode
 from consensus.events import Broadcast, Persist, VoteReceived
 from consensus.memwal import MemWAL
 from consensus.wal_api import event_record, record_event, record_height
-from tests.consensus._core_harness import (NIL, NOW, Harness, Step, TxApp, VoteType, commits,
-                                           own_proposals, own_votes)
+from tests.consensus._core_harness import (
+    NIL,
+    NOW,
+    Harness,
+    Step,
+    TxApp,
+    VoteType,
+    commits,
+    own_proposals,
+    own_votes,
+)
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 

@@ -6,10 +6,30 @@ import collections
 
 import pytest
 
-from consensus import (Block, Commit, DecodeError, DuplicateVoteEvidence, Header, InvalidBlockError,
-                       InvalidCommitError, InvalidEvidenceError, InvalidMessageError, PrivateKey,
-                       Proposal, ProposalMessage, Signer, ValidatorSet, Vote, VoteMessage, VoteType,
-                       commit_hash, decode_message, encode_message, txs_root, verify_commit)
+from consensus import (
+    Block,
+    Commit,
+    DecodeError,
+    DuplicateVoteEvidence,
+    Header,
+    InvalidBlockError,
+    InvalidCommitError,
+    InvalidEvidenceError,
+    InvalidMessageError,
+    PrivateKey,
+    Proposal,
+    ProposalMessage,
+    Signer,
+    ValidatorSet,
+    Vote,
+    VoteMessage,
+    VoteType,
+    commit_hash,
+    decode_message,
+    encode_message,
+    txs_root,
+    verify_commit,
+)
 from consensus.encoding import encode
 from consensus.errors import ConsensusMisuseError
 
