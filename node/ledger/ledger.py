@@ -40,11 +40,13 @@ from .state import (
     META,
     META_BURNED,
     META_GENESIS_SUPPLY,
+    MODELS,
     ROLES,
     TABLES,
     Ctx,
     Overlay,
     State,
+    host_key,
     u64,
 )
 from .store import DEFAULT_MAP_SIZE, Store, TxnReader
@@ -279,6 +281,38 @@ class Ledger:
 
     def params(self) -> Params:
         return self._params
+
+    def index_burned(self, model_id: bytes, host: bytes, index: int) -> bool:
+        """Whether fingerprint ``index`` of the host's current commitment was used."""
+        def q(s: State) -> bool:
+            rec = s.host(model_id, host)
+            return rec is not None and s.is_burned(model_id, host, rec.generation, index)
+        return self._query(q)
+
+    def models(self, start: bytes = b"", limit: int = 100) -> list[Model]:
+        """Models in id order from ``start`` (for paging: pass the last id + b"\\x00")."""
+        return self._scan(MODELS, Model, start, b"", limit)
+
+    def hosts_of(self, model_id: bytes, limit: int = 1000) -> list[HostRecord]:
+        """Every host record of ``model_id``, in host address order."""
+        return self._scan(HOSTS, HostRecord, b"", host_key(model_id, b""), limit)
+
+    def claims(self, start_id: int = 0, limit: int = 100) -> list[Claim]:
+        """Claims in id order from ``start_id``."""
+        return self._scan(CLAIMS, Claim, u64(start_id), b"", limit)
+
+    def _scan(self, table: bytes, cls: Any, start: bytes, prefix: bytes, limit: int) -> list[Any]:
+        if self._closed:
+            raise LedgerUsageError("ledger is closed")
+        if not 0 < limit <= 10_000:
+            raise LedgerUsageError("limit must be in 1..10000")
+        out = []
+        with self._store.read() as r:
+            for _, value in r.items(table, start, prefix):
+                out.append(cls.decode(value))
+                if len(out) == limit:
+                    break
+        return out
 
     def supply_breakdown(self) -> SupplyBreakdown:
         """Sum every holding in the committed state (a full scan: for tests and audits)."""

@@ -34,9 +34,16 @@ class TxnReader:
     def get(self, table: bytes, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._dbs[table])
 
-    def items(self, table: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def items(self, table: bytes, start: bytes = b"",
+              prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` in key order from ``max(start, prefix)``, while keys
+        start with ``prefix``."""
         with self._txn.cursor(db=self._dbs[table]) as cur:
+            if not cur.set_range(max(start, prefix)):
+                return
             for key, value in cur:
+                if not key.startswith(prefix):
+                    return
                 yield bytes(key), bytes(value)
 
 

@@ -207,3 +207,29 @@ def test_store_grows_when_the_map_is_full(tmp_path):
         assert all(r.ok for r in rs.tx_results)
         assert rs.app_hash == rb.app_hash and small.model(b"m059") is not None
         assert small._store._env.info()["map_size"] > 64 * 1024  # it did grow
+
+
+def test_listing_queries(make_chain):
+    from node.ledger import RegisterModelBody as Reg
+    from node.ledger import RequestAccessBody, SubmitClaimBody
+    c = make_chain()
+    fps = setup_oml(c)
+    for mid in (b"a", b"b", b"c"):
+        c.ok("alice", Reg(model_id=mid, weights_hash=WEIGHTS))
+    c.ok("bob", RequestAccessBody(model_id=b"model-1", collateral=20_000))
+    c.ok("alice", RequestAccessBody(model_id=b"a", collateral=0))
+    ids = [m.model_id for m in c.ledger.models()]
+    assert ids == sorted(ids) == [b"a", b"b", b"c", b"model-1"]
+    assert [m.model_id for m in c.ledger.models(start=b"b\x00", limit=1)] == [b"c"]
+    hosts = c.ledger.hosts_of(b"model-1")
+    assert {h.host for h in hosts} == {ADDR["host"], ADDR["bob"]}
+    assert [h.host for h in c.ledger.hosts_of(b"a")] == [ADDR["alice"]]
+    assert c.ledger.hosts_of(b"model-") == []  # a prefix of another id is not a match
+    assert not c.ledger.index_burned(b"model-1", ADDR["host"], 2)
+    c.ok("prover", SubmitClaimBody(model_id=b"model-1", host=ADDR["host"], fp_index=2,
+                                   key=fps.keys[2], output="x", bond=100))
+    assert c.ledger.index_burned(b"model-1", ADDR["host"], 2)
+    assert [cl.claim_id for cl in c.ledger.claims()] == [0]
+    assert c.ledger.claims(start_id=1) == []
+    with pytest.raises(LedgerUsageError):
+        c.ledger.models(limit=0)
