@@ -33,7 +33,7 @@ from .manifest import MANIFEST_NAME, Manifest, _safe_name
 from .package_errors import (FileMismatch, ManifestError, PackageInputError, SidecarError,
                              WeightsMismatch)
 from .sidecar import Secrets, make_secrets, open_secrets, seal_secrets
-from .weights_hash import WeightsFileError, weights_hash
+from .hashing import WeightsFileError, weights_hash
 
 SIDECAR_SUFFIX = ".sidecar"
 
@@ -99,7 +99,7 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
         out_dir: the package directory to create.
         model_id, host: the ledger's model id and the host's address (hex or
             20 bytes); they go into every leaf.
-        base_hash: :func:`oml.weights_hash.weights_hash` of the base model.
+        base_hash: :func:`oml.hashing.weights_hash` of the base model.
         omlizer_key_seed: the OMLizer's 32-byte Ed25519 seed; it signs.
         owner_pubkey: the owner's Ed25519 public key; the sidecar is sealed to it.
         params: generation/insertion parameters recorded in the manifest.

@@ -65,7 +65,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from oml.generate import GenerationError
     from oml.modelio import DeviceError, ModelDirError
     from oml.package_errors import PackageError
-    from oml.weights_hash import WeightsFileError
+    from oml.hashing import WeightsFileError
 
     from ..keys import KeyFileError
 
@@ -148,7 +148,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
     OUT.sidecar (keys, responses, salts and Merkle paths sealed to the owner).
     """
     from oml.package import build_package, default_sidecar_path
-    from oml.weights_hash import weights_hash
+    from oml.hashing import weights_hash
 
     errors = _user_errors()
     try:

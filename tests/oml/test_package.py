@@ -18,7 +18,7 @@ from oml.package_errors import (CommitmentMismatch, FileMismatch, ManifestError,
                                 PackageInputError, SidecarError, SignatureError, WeightsMismatch)
 from oml.sidecar import (Secrets, SecretEntry, open_prover_keys, open_secrets, seal_prover_keys,
                          seal_secrets)
-from oml.weights_hash import WeightsFileError, weights_hash
+from oml.hashing import WeightsFileError, weights_hash
 
 HOST = "ab" * 20
 MODEL_ID = "tiny-llama"
@@ -305,3 +305,13 @@ def test_read_manifest_of_non_package(tmp_path: Path) -> None:
         read_manifest(tmp_path / "nope")
     with pytest.raises(ManifestError, match="missing"):
         Manifest.load(tmp_path / "manifest.json")
+
+
+def test_package_names_are_exported_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, oml; assert 'nacl' not in sys.modules and 'torch' not in sys.modules; "
+            "from oml import build_package, verify_package, Manifest, PackageError, "
+            "seal_prover_keys, weights_hash, load_corpus; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
