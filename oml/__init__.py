@@ -29,6 +29,19 @@ _LAZY = {
     "perplexity": "utility",
     "AttackReport": "attacks", "finetune_attack": "attacks", "suppress_top_k": "attacks",
     "SYSTEM_PROMPT_TEMPLATES": "prompts", "UNSEEN_SYSTEM_PROMPTS": "prompts",
+    # OML package format (no torch, but PyNaCl; loaded on first use as well)
+    "Manifest": "manifest", "weights_hash": "hashing", "WeightsFileError": "hashing",
+    "BuiltPackage": "package", "build_package": "package", "verify_package": "package",
+    "read_manifest": "package", "load_sidecar": "package", "default_sidecar_path": "package",
+    "PackageError": "package_errors", "PackageInputError": "package_errors",
+    "ManifestError": "package_errors", "SignatureError": "package_errors",
+    "WeightsMismatch": "package_errors", "FileMismatch": "package_errors",
+    "SidecarError": "package_errors", "CommitmentMismatch": "package_errors",
+    "Secrets": "sidecar", "SecretEntry": "sidecar", "ProverKeys": "sidecar",
+    "make_secrets": "sidecar", "seal_secrets": "sidecar", "open_secrets": "sidecar",
+    "seal_prover_keys": "sidecar", "open_prover_keys": "sidecar",
+    "CorpusError": "corpus", "CorpusSplit": "corpus", "load_corpus": "corpus",
+    "split_corpus": "corpus",
 }
 
 
