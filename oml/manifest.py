@@ -72,7 +72,7 @@ class Manifest:
     Attributes:
         model_id: the model's id on the ledger (its UTF-8 bytes go into each leaf).
         host: the host's 20-byte account address.
-        base_weights_hash: :func:`oml.weights_hash.weights_hash` of the base model.
+        base_weights_hash: :func:`oml.hashing.weights_hash` of the base model.
         weights_hash: the same hash over this package's fingerprinted weights.
         fp_root: Merkle root of the fingerprint leaves (:mod:`oml.commitments`).
         fp_count: number of fingerprints (leaves).
