@@ -52,7 +52,7 @@ class NetConfig:
     """Inbound request/direct-message handlers running at once; more are refused as busy."""
     subscription_buffer: int = 256
     """Default per-subscription channel size; messages beyond it are dropped and counted."""
-    publish_rate: float = 200.0
+    publish_rate: float = 100.0
     """Sustained publishes per second (all topics); ``publish`` waits above it."""
     publish_burst: int = 16
     """Publishes allowed back to back before the rate applies (under the 32-RPC peer queue)."""

@@ -1,0 +1,242 @@
+"""Consensus-style messages between a few validators: gossipsub vs direct streams.
+
+LIBP2P.md asks whether consensus messages between a handful of validators go
+better over direct streams to each validator than through gossipsub. This
+bench answers it on this machine: it starts N validator processes on
+127.0.0.1 (full mesh, persistent peers), and in each mode every node emits
+``rate`` messages per second of ``size`` bytes for ``seconds``; each message
+must reach the other N-1 nodes. Modes:
+
+* ``gossip``: ``Transport.publish`` on one topic (signed, validated, relayed);
+* ``direct``: ``Transport.send`` to every other node over long-lived streams.
+
+It prints, per mode: delivery ratio, one-way latency p50/p95/p99/max
+(sender clock to receiver clock; one host, so one clock), and CPU milliseconds
+per received message per node (sending and relaying included).
+
+    python bench/net.py [--nodes 4] [--rate 10] [--seconds 4] [--size 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from net import NetConfig, open_transport, peer_id_from_seed
+
+TOPIC = "bench/votes/1"
+PROTOCOL = "/bench/vote/1"
+HEAD = struct.Struct(">BHId")  # mode, sender index, sequence number, send time
+MODES = {"gossip": 1, "direct": 2}
+
+
+def node_seed(i: int) -> bytes:
+    return hashlib.sha256(b"bench-net-%d" % i).digest()
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+# ------------------------------------------------------------------ child
+
+
+async def child(index: int, ports: list[int], rate: float, seconds: float, size: int) -> None:
+    n = len(ports)
+    peers = tuple(
+        f"/ip4/127.0.0.1/tcp/{ports[j]}/p2p/{peer_id_from_seed(node_seed(j))}"
+        for j in range(n)
+        if j != index
+    )
+    config = NetConfig(
+        seed=node_seed(index),
+        listen_addr=f"/ip4/127.0.0.1/tcp/{ports[index]}",
+        persistent_peers=peers,
+        redial_interval_s=0.3,
+        publish_rate=max(200.0, rate * 2),
+    )
+    received: dict[tuple[int, int], float] = {}
+    current = [0]
+
+    def record(data: bytes) -> None:
+        mode, sender, seq, sent = HEAD.unpack_from(data)
+        if mode == current[0]:  # stragglers of the previous mode do not count
+            received.setdefault((sender, seq), time.time() - sent)
+
+    async with open_transport(config) as t:
+        inbox = t.subscribe(TOPIC, buffer=4096)
+
+        async def on_direct(peer: str, data: bytes) -> bytes:
+            record(data)
+            return b""
+
+        t.set_handler(PROTOCOL, on_direct)
+        others = [p.rsplit("/", 1)[1] for p in peers]
+        with trio.fail_after(60):
+            while len(t.connected_peers()) < n - 1 or len(t.topic_peers(TOPIC)) < n - 1:
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+
+            async def drain() -> None:
+                async for _origin, data in inbox:
+                    record(data)
+
+            nursery.start_soon(drain)
+            stdin = trio.lowlevel.FdStream(0)
+            print("READY", flush=True)
+            buf = b""
+            while True:
+                chunk = await stdin.receive_some(1024)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    mode, start = line.decode().split()
+                    received.clear()
+                    current[0] = MODES[mode]
+                    cpu0 = time.process_time()
+                    await emit(t, index, mode, float(start), rate, seconds, size, others)
+                    await trio.sleep(1.5)  # let the last messages land
+                    cpu = time.process_time() - cpu0
+                    out = {"received": list(received.values()), "cpu": cpu}
+                    print(json.dumps(out), flush=True)
+            nursery.cancel_scope.cancel()
+
+
+async def emit(t, index, mode, start, rate, seconds, size, others) -> None:  # type: ignore[no-untyped-def]
+    count = int(rate * seconds)
+    pad = b"\0" * max(0, size - HEAD.size)
+    async with trio.open_nursery() as nursery:
+        for seq in range(count):
+            delay = start + seq / rate - time.time()
+            if delay > 0:
+                await trio.sleep(delay)
+            data = HEAD.pack(MODES[mode], index, seq, time.time()) + pad
+            if mode == "gossip":
+                await t.publish(TOPIC, data)
+            else:
+                for peer in others:
+                    nursery.start_soon(t.send, peer, PROTOCOL, data)
+
+
+# ----------------------------------------------------------------- parent
+
+
+def pct(xs: list[float], p: float) -> float:
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=10.0, help="messages per second per node")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--modes", default="gossip,direct")
+    ap.add_argument("--child", type=int, default=-1, help=argparse.SUPPRESS)
+    ap.add_argument("--ports", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child >= 0:
+        ports = [int(p) for p in args.ports.split(",")]
+        trio.run(child, args.child, ports, args.rate, args.seconds, args.size)
+        return
+
+    n = args.nodes
+    ports = free_ports(n)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(i),
+                "--ports",
+                ",".join(map(str, ports)),
+                "--rate",
+                str(args.rate),
+                "--seconds",
+                str(args.seconds),
+                "--size",
+                str(args.size),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "READY"
+        expected = int(args.rate * args.seconds) * n * (n - 1)
+        rows = []
+        for mode in args.modes.split(","):
+            start = time.time() + 0.5
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(f"{mode} {start}\n")
+                p.stdin.flush()
+            results = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+            lat = sorted(r * 1000 for res in results for r in res["received"])
+            got = len(lat)
+            cpu = statistics.mean(res["cpu"] for res in results)
+            rows.append(
+                (
+                    mode,
+                    got / expected,
+                    pct(lat, 50),
+                    pct(lat, 95),
+                    pct(lat, 99),
+                    lat[-1] if lat else float("nan"),
+                    cpu * 1000 / max(got / n, 1),
+                )
+            )
+        print(
+            f"\n{n} nodes, {args.rate:g} msg/s per node for {args.seconds:g} s, "
+            f"{args.size} B messages ({expected} deliveries expected per mode)\n"
+        )
+        print(
+            f"{'mode':<8} {'delivered':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8} {'CPU ms/msg recv':>16}"
+        )
+        for mode, ratio, p50, p95, p99, mx, cpu_k in rows:
+            print(
+                f"{mode:<8} {ratio:>9.1%} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mx:>8.1f} {cpu_k:>16.2f}"
+            )
+    finally:
+        for p in procs:
+            if p.stdin:
+                p.stdin.close()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()
