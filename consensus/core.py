@@ -37,8 +37,7 @@ from collections.abc import Iterable
 from .app import Application
 from .block import Block, Commit, Header, commit_hash
 from .crypto import Signer
-from .encoding import DecodeError
-from .errors import ConsensusMisuseError, InvalidMessageError, InvariantError
+from .errors import ConsensusMisuseError, InvalidMessageError
 from .events import (
     Action,
     Broadcast,
@@ -64,7 +63,7 @@ from .validators import ValidatorSet, verify_commit
 from .validity import check_block, is_timely
 from .vote import NIL, Proposal, Vote, VoteType
 from .voteset import HeightVotes, RoundVotes
-from .wal_api import event_record, record_event
+from .wal_api import event_record, replay_events
 
 
 class Core:
@@ -146,17 +145,11 @@ class Core:
             InvariantError: a record does not parse (the WAL checks integrity,
                 so this is a bug or a disk that lied; do not sign anything).
         """
-        events: list[Event] = []
-        for record in records:
-            try:
-                ev = record_event(record)
-            except DecodeError as exc:
-                raise InvariantError(f"unreadable WAL record: {exc}") from None
-            if _event_height(ev) > state.height:
-                events.append(ev)
+        events = replay_events(records, above_height=state.height)
         core = cls(params, state, app, signer)
-        for ev in events:
-            core._register_presigned(ev)
+        if signer is not None:
+            for ev in events:
+                core._signlog.register_presigned(ev, signer, state.chain_id)
         core._replaying = True
         out = core.handle(Start(now_ms=now_ms))
         for ev in events:
@@ -562,20 +555,6 @@ class Core:
         self._add_vote(vote, VoteReceived(vote=vote, now_ms=self._now))
         self._out.append(Broadcast(VoteMessage(vote=vote)))
 
-    def _register_presigned(self, ev: Event) -> None:
-        """Restore: remember a proposal or vote this node signed before the crash."""
-        if self.signer is None:
-            return
-        if isinstance(ev, VoteReceived) and ev.vote.validator_address == self.signer.address:
-            v = ev.vote
-            self._signlog.record(vote_key(v), v)
-        elif isinstance(ev, ProposalReceived):
-            p = ev.message.proposal
-            # only the round's proposer can have a valid proposal logged; ours if
-            # our key signed it
-            if p.verify_signature(self.chain_id, self.signer.public_key):
-                self._signlog.record((p.height, p.round, Step.PROPOSE), ev.message)
-
     def _finalize(self, block: Block, commit: Commit) -> None:
         """Decide ``block``: execute it, hand it to the driver, start the next height."""
         app_hash = self.app.apply_block(block)
@@ -600,12 +579,3 @@ class Core:
             self.stats["invalid_blocks"] += 1
         return self._validity[bid] is None
 
-
-def _event_height(ev: Event) -> int:
-    if isinstance(ev, ProposalReceived):
-        return ev.message.proposal.height
-    if isinstance(ev, VoteReceived):
-        return ev.vote.height
-    if isinstance(ev, TimeoutFired):
-        return ev.height
-    raise ConsensusMisuseError(f"{type(ev).__name__} has no height")

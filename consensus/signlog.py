@@ -13,7 +13,8 @@ the node.
 
 from __future__ import annotations
 
-from .events import Step
+from .crypto import Signer
+from .events import Event, ProposalReceived, Step, VoteReceived
 from .messages import Message, ProposalMessage, VoteMessage
 from .vote import Vote, VoteType
 
@@ -60,3 +61,14 @@ class SignLog:
                 m = self._signed[key]
                 out.append(VoteMessage(vote=m) if isinstance(m, Vote) else m)
         return out
+
+    def register_presigned(self, ev: Event, signer: Signer, chain_id: str) -> None:
+        """Restore: remember a logged proposal or vote if this node signed it."""
+        if isinstance(ev, VoteReceived):
+            if ev.vote.validator_address == signer.address:
+                self.record(vote_key(ev.vote), ev.vote)
+        elif isinstance(ev, ProposalReceived):
+            p = ev.message.proposal
+            # a logged proposal was verified against its round's proposer; ours if our key fits
+            if p.verify_signature(chain_id, signer.public_key):
+                self.record((p.height, p.round, Step.PROPOSE), ev.message)

@@ -22,13 +22,13 @@ file records by height without parsing blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import msgpack
 
 from .encoding import DecodeError, decode, encode, expect_int, expect_list
-from .errors import ConsensusMisuseError
+from .errors import ConsensusMisuseError, InvariantError
 from .events import Event, ProposalReceived, Step, TimeoutFired, VoteReceived
 from .messages import ProposalMessage, message_from_value
 from .vote import Vote
@@ -109,3 +109,32 @@ def record_height(record: bytes) -> int:
     if isinstance(height, bool) or not isinstance(height, int) or height < 1:
         raise DecodeError("wal record: bad height")
     return height
+
+
+def event_height(ev: Event) -> int:
+    """The height of a logged event."""
+    if isinstance(ev, ProposalReceived):
+        return ev.message.proposal.height
+    if isinstance(ev, VoteReceived):
+        return ev.vote.height
+    if isinstance(ev, TimeoutFired):
+        return ev.height
+    raise ConsensusMisuseError(f"{type(ev).__name__} is not logged")
+
+
+def replay_events(records: Iterable[bytes], above_height: int) -> list[Event]:
+    """The logged events of heights above ``above_height``, in order, for a replay.
+
+    Raises:
+        InvariantError: a record does not parse. The WAL checks integrity, so
+            this is a bug or a disk that lied; the node must not sign anything.
+    """
+    events: list[Event] = []
+    for record in records:
+        try:
+            ev = record_event(record)
+        except DecodeError as exc:
+            raise InvariantError(f"unreadable WAL record: {exc}") from None
+        if event_height(ev) > above_height:
+            events.append(ev)
+    return events
