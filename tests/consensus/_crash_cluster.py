@@ -135,8 +135,10 @@ class Crash(Exception):
 
 class Cluster:
     def __init__(self, home: Path, *, n: int = 4, seed: int = 0, crash_rule: CrashRule | None = None,
-                 sync_wal: bool = True, max_delay_ms: int = 20, downtime_ms: tuple[int, int] = (50, 600)
-                 ) -> None:
+                 sync_wal: bool = True, max_delay_ms: int = 20, downtime_ms: tuple[int, int] = (50, 600),
+                 resume: bool = False) -> None:
+        """``resume=True`` restarts every node from what ``home`` holds (after the whole
+        cluster was killed), with the clock set after the newest stored block."""
         self.rng = random.Random(seed)
         self.valset, signers = make_signers(n)
         self.genesis = ChainState.genesis(CHAIN_ID, 0, self.valset)
@@ -151,6 +153,11 @@ class Cluster:
         #: blocks handed to cores by catch-up, and WAL records replayed on restarts
         self.synced_blocks = 0
         self.evidence: list[object] = []
+        if resume:
+            self.now = 1 + max(n.load_state(self.genesis).last_block_time_ms for n in self.nodes)
+            for node in self.nodes:
+                self.restart(node)
+            return
         for node in self.nodes:
             node.home.mkdir(parents=True)
             self._open(node)

@@ -230,3 +230,81 @@ def test_checker_catches_double_signing_when_the_wal_is_ignored(
             # (A broken node may also stall or fork; only double-signing is counted.)
             caught += "conflicting votes" in str(exc) or "proposed twice" in str(exc)
     assert caught >= 1
+
+
+KILLED_CHILD = """
+import sys
+from pathlib import Path
+from tests.consensus._crash_cluster import Cluster
+
+cluster = Cluster(Path(sys.argv[1]), seed=int(sys.argv[2]))
+original = cluster._broadcast
+
+def report(node, action):
+    # Report every signed vote before it is sent (it is in the WAL already).
+    msg = action.message
+    vote = getattr(msg, "vote", None)
+    if vote is not None and vote.validator_address == node.signer.address:
+        print("V", node.index, vote.height, vote.round, int(vote.type),
+              vote.block_id.hex() or "nil", flush=True)
+    original(node, action)
+
+cluster._broadcast = report
+virtual_ms = 0
+while True:
+    virtual_ms += 100
+    cluster.run_until(lambda: False, virtual_ms)
+    print("H", min(n.store.height for n in cluster.nodes), flush=True)
+"""
+
+
+def test_sigkill_of_the_whole_cluster_then_resume(tmp_path: Path) -> None:
+    """A real process running all four validators (fsync on) is SIGKILLed mid-run; every
+    node then restarts from its files alone. Nothing signed before the kill is contradicted
+    after it, and the chain goes on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path / "cluster"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(home), "21"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    before: dict[tuple[int, int, int, int], set[str]] = {}
+    height = 0
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        lines = 0
+        kill_after = random.Random(4).randrange(5, 40)  # mid-height, after height 2
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            parts = line.split()
+            if parts[0] == "V":
+                n, h, r, t = (int(x) for x in parts[1:5])
+                before.setdefault((n, h, r, t), set()).add(parts[5])
+                lines += height >= 2
+            else:
+                height = int(parts[1])
+            if lines >= kill_after:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert height >= 2, proc.stderr.read() if proc.stderr else ""
+    cluster = Cluster(home, seed=22, resume=True)
+    start = min(n.store.height for n in cluster.nodes)  # type: ignore[union-attr]
+    for node in cluster.nodes:
+        for (n, h, r, t), ids in before.items():
+            if n == node.index:
+                node.signed_votes.setdefault((h, r, t), set()).update(
+                    b"" if i == "nil" else bytes.fromhex(i) for i in ids)
+    finish(cluster, target=start + 3)
