@@ -48,6 +48,7 @@ from .txs import Role as Role
 from .txs import SubmitClaimBody as SubmitClaimBody
 from .txs import TransferBody as TransferBody
 from .txs import Tx as Tx
+from .txs import UnregisterRoleBody as UnregisterRoleBody
 from .txs import UpdateModelBody as UpdateModelBody
 from .txs import build_tx as build_tx
 from .txs import decode_tx as decode_tx

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .errors import Code, TxFailed
 from .records import RoleRecord
 from .state import Ctx, checked_add
-from .txs import RegisterRoleBody, Role, TransferBody
+from .txs import RegisterRoleBody, Role, TransferBody, UnregisterRoleBody
 
 
 def transfer(ctx: Ctx, body: TransferBody) -> None:
@@ -35,3 +35,21 @@ def register_role(ctx: Ctx, body: RegisterRoleBody) -> None:
     ctx.state.debit(ctx.sender, body.bond)
     ctx.state.put_role(rec.but(bond=total))
     ctx.emit("register_role", address=ctx.sender, role=role.name.lower(), bond=total)
+
+
+def unregister_role(ctx: Ctx, body: UnregisterRoleBody) -> None:
+    """Leave a role; the bond comes back at once.
+
+    Role bonds are registration deposits (sybil resistance), never slashed:
+    a prover's stake in a claim is the claim's own bond, and an OMLizer's
+    duty to reveal is tied to the host records it committed, which stay
+    revealable by its address after it leaves. Leaving only stops new
+    commitments (OMLizer) or new claims (prover).
+    """
+    role = Role(body.role)
+    rec = ctx.state.role(role, ctx.sender)
+    if rec is None:
+        raise TxFailed(Code.NOT_FOUND, f"sender is not a registered {role.name.lower()}")
+    ctx.state.delete_role(role, ctx.sender)
+    ctx.state.credit(ctx.sender, rec.bond)
+    ctx.emit("unregister_role", address=ctx.sender, role=role.name.lower(), refund=rec.bond)

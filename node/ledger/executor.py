@@ -39,6 +39,7 @@ HANDLERS: dict[Kind, Callable[[Ctx, Any], None]] = {
     Kind.REBUT: claims.rebut,
     Kind.BEGIN_WITHDRAWAL: hosts.begin_withdrawal,
     Kind.COMPLETE_WITHDRAWAL: hosts.complete_withdrawal,
+    Kind.UNREGISTER_ROLE: accounts.unregister_role,
 }
 
 

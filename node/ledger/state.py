@@ -143,6 +143,9 @@ class State:
     def put_role(self, rec: RoleRecord) -> None:
         self.kv.put(ROLES, role_key(rec.role, rec.address), rec.encode())
 
+    def delete_role(self, role: int, address: bytes) -> None:
+        self.kv.delete(ROLES, role_key(role, address))
+
     def claim(self, claim_id: int) -> Claim | None:
         raw = self.kv.get(CLAIMS, u64(claim_id))
         return None if raw is None else Claim.decode(raw)

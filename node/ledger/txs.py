@@ -69,6 +69,7 @@ class Kind(IntEnum):
     REBUT = 11
     BEGIN_WITHDRAWAL = 12
     COMPLETE_WITHDRAWAL = 13
+    UNREGISTER_ROLE = 14
 
 
 class Role(IntEnum):
@@ -136,6 +137,15 @@ class RegisterRoleBody(Schema):
     SPECS = {"role": UInt(1, 2), "bond": U64}
     role: int
     bond: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnregisterRoleBody(Schema):
+    """Leave a role and take the whole bond back."""
+
+    KIND: ClassVar[Kind] = Kind.UNREGISTER_ROLE
+    SPECS = {"role": UInt(1, 2)}
+    role: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,12 +253,12 @@ class CompleteWithdrawalBody(Schema):
 Body = (TransferBody | RegisterModelBody | UpdateModelBody | RegisterRoleBody
         | RequestAccessBody | CommitOmlizationBody | FundChannelBody | RedeemBody
         | SubmitClaimBody | RevealBody | RebutBody | BeginWithdrawalBody
-        | CompleteWithdrawalBody)
+        | CompleteWithdrawalBody | UnregisterRoleBody)
 
 BODY_TYPES: dict[Kind, type] = {cls.KIND: cls for cls in (
     TransferBody, RegisterModelBody, UpdateModelBody, RegisterRoleBody, RequestAccessBody,
     CommitOmlizationBody, FundChannelBody, RedeemBody, SubmitClaimBody, RevealBody, RebutBody,
-    BeginWithdrawalBody, CompleteWithdrawalBody)}
+    BeginWithdrawalBody, CompleteWithdrawalBody, UnregisterRoleBody)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,3 +184,46 @@ def setup_oml(chain: Chain, *, collateral: int = 100_000, min_collateral: int = 
                                              package_hash=PACKAGE, fp_root=fps.root,
                                              fp_count=n_fp))
     return fps
+
+
+def one_of_each_kind() -> list:
+    """A valid sample body of every transaction kind (contents need not exist on chain)."""
+    from node.ledger import (
+        BeginWithdrawalBody,
+        CommitOmlizationBody,
+        CompleteWithdrawalBody,
+        FundChannelBody,
+        RebutBody,
+        RedeemBody,
+        RegisterModelBody,
+        RegisterRoleBody,
+        RequestAccessBody,
+        RevealBody,
+        SubmitClaimBody,
+        TransferBody,
+        UnregisterRoleBody,
+        UpdateModelBody,
+    )
+    A, H, SIG = ADDR["alice"], bytes(range(32)), bytes(64)
+    return [
+        TransferBody(to=A, amount=5),
+        RegisterModelBody(model_id=b"m", weights_hash=H, metadata=b'{"name":"x"}',
+                          price_per_query=3, min_collateral=7, omlizers=(A,),
+                          splits=((A, 100),), parent=b"p", royalty_bp=250),
+        UpdateModelBody(model_id=b"m", metadata=b"", price_per_query=1, min_collateral=2,
+                        omlizers=(), splits=(), royalty_bp=0),
+        RegisterRoleBody(role=1, bond=10),
+        RequestAccessBody(model_id=b"m", collateral=9, endpoint="http://h:1/v1"),
+        CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4),
+        FundChannelBody(model_id=b"m", amount=1),
+        RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
+        SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
+        RevealBody(claim_id=0, salt=H, key="k", response="resp", path=(H, H)),
+        RebutBody(claim_id=1, seq=2, signature=SIG),
+        BeginWithdrawalBody(model_id=b"m"),
+        CompleteWithdrawalBody(model_id=b"m"),
+        UnregisterRoleBody(role=2),
+    ]
+
+
+ONE_OF_EACH = one_of_each_kind()

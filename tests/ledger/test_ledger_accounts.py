@@ -5,7 +5,15 @@ from __future__ import annotations
 from ledger_helpers import ADDR, CHAIN, KEYS, START_BALANCE, key
 
 from consensus.encoding import U64_MAX, encode
-from node.ledger import Code, RegisterRoleBody, Role, TransferBody, build_tx, decode_tx
+from node.ledger import (
+    Code,
+    RegisterRoleBody,
+    Role,
+    TransferBody,
+    UnregisterRoleBody,
+    build_tx,
+    decode_tx,
+)
 
 
 def test_transfer_moves_funds_and_bumps_nonce(chain):
@@ -134,3 +142,44 @@ def test_register_role_below_minimum(chain):
 def test_register_role_insufficient_funds(chain):
     chain.fail("alice", RegisterRoleBody(role=Role.OMLIZER, bond=START_BALANCE + 1),
                Code.INSUFFICIENT_FUNDS)
+
+
+def test_unregister_role_refunds_and_revokes(chain):
+    chain.ok("prover", RegisterRoleBody(role=Role.PROVER, bond=1_500))
+    r = chain.ok("prover", UnregisterRoleBody(role=Role.PROVER))
+    assert r.events[0].attrs["refund"] == 1_500
+    assert chain.ledger.role(Role.PROVER, ADDR["prover"]) is None
+    assert chain.balance("prover") == START_BALANCE
+    chain.fail("prover", UnregisterRoleBody(role=Role.PROVER), Code.NOT_FOUND)
+    chain.fail("prover", UnregisterRoleBody(role=Role.OMLIZER), Code.NOT_FOUND)
+
+
+def test_credit_overflow_guard_fails_the_tx():
+    """The genesis supply fits in u64, so this cannot happen through transactions;
+    the guard still turns it into a failed tx instead of a corrupt record."""
+    import pytest
+
+    from node.ledger import Account, TxFailed
+    from node.ledger.state import Overlay, State
+
+    class Empty:
+        def get(self, table, key):
+            return None
+
+    state = State(Overlay(Empty()))
+    state.put_account(ADDR["alice"], Account(balance=U64_MAX - 1, nonce=0))
+    state.credit(ADDR["alice"], 1)
+    with pytest.raises(TxFailed) as info:
+        state.credit(ADDR["alice"], 1)
+    assert info.value.code == Code.OVERFLOW
+    assert state.account(ADDR["alice"]).balance == U64_MAX
+
+
+def test_amounts_at_the_u64_edge(make_chain):
+    c = make_chain(balances={"alice": U64_MAX, "bob": 0})
+    c.ok("alice", TransferBody(to=ADDR["bob"], amount=U64_MAX))
+    assert c.balance("bob") == U64_MAX and c.balance("alice") == 0
+    c.ok("bob", RegisterRoleBody(role=Role.PROVER, bond=U64_MAX))
+    # a top-up that would push the bond past 2**64-1 fails with OVERFLOW, changing nothing
+    c.fail("bob", RegisterRoleBody(role=Role.PROVER, bond=1), Code.OVERFLOW)
+    assert c.ledger.supply_breakdown().role_bonds == U64_MAX

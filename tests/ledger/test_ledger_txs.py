@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from ledger_helpers import ADDR, CHAIN, KEYS
+from ledger_helpers import ADDR, CHAIN, KEYS, ONE_OF_EACH
 
 from consensus.encoding import DecodeError, encode
 from node.ledger import (
     MAX_TX_BYTES,
-    BeginWithdrawalBody,
     Code,
-    CommitOmlizationBody,
-    CompleteWithdrawalBody,
-    FundChannelBody,
     Kind,
     LedgerUsageError,
-    RebutBody,
-    RedeemBody,
     RegisterModelBody,
-    RegisterRoleBody,
-    RequestAccessBody,
-    RevealBody,
     SubmitClaimBody,
     TransferBody,
     TxDecodeError,
-    UpdateModelBody,
     build_tx,
     decode_tx,
 )
@@ -35,24 +25,6 @@ A = ADDR["alice"]
 H = bytes(range(32))
 SIG = bytes(64)
 
-ONE_OF_EACH = [
-    TransferBody(to=A, amount=5),
-    RegisterModelBody(model_id=b"m", weights_hash=H, metadata=b'{"name":"x"}', price_per_query=3,
-                      min_collateral=7, omlizers=(A,), splits=((A, 100),), parent=b"p",
-                      royalty_bp=250),
-    UpdateModelBody(model_id=b"m", metadata=b"", price_per_query=1, min_collateral=2,
-                    omlizers=(), splits=(), royalty_bp=0),
-    RegisterRoleBody(role=1, bond=10),
-    RequestAccessBody(model_id=b"m", collateral=9, endpoint="http://h:1/v1"),
-    CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4),
-    FundChannelBody(model_id=b"m", amount=1),
-    RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
-    SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
-    RevealBody(claim_id=0, salt=H, key="k", response="resp", path=(H, H)),
-    RebutBody(claim_id=1, seq=2, signature=SIG),
-    BeginWithdrawalBody(model_id=b"m"),
-    CompleteWithdrawalBody(model_id=b"m"),
-]
 
 
 def test_every_kind_has_a_body_and_a_sample():
