@@ -9,7 +9,6 @@ store has the same state and app hash.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -224,7 +223,7 @@ def test_random_blocks_keep_invariants_and_agree(data, n_blocks):
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.binary(max_size=200), max_size=5))
-def test_random_bytes_never_crash_a_block(tmp_path_factory, blobs):
+def test_random_bytes_never_crash_a_block(blobs):
     root = Path(tempfile.mkdtemp(prefix="ledger-junk-"))
     try:
         with Ledger.open(root, make_genesis(), durable=False) as ledger:
@@ -234,7 +233,3 @@ def test_random_bytes_never_crash_a_block(tmp_path_factory, blobs):
             assert ledger.export_state()["accounts"] == before
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _digest(x: bytes) -> str:  # pragma: no cover - debugging aid
-    return hashlib.sha256(x).hexdigest()[:8]
