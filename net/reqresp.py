@@ -54,6 +54,8 @@ Handler = Callable[[str, bytes], Awaitable[bytes]]
 to answer with a typed error. For direct messages the result is ignored."""
 
 MAX_PROTOCOL_LEN = 128
+MAX_OPENING_STREAMS_PER_PEER = 16
+"""Inbound streams per peer that may be in their first frame or request at once."""
 _OPEN_RETRY_PAUSES = (0.0, 0.05, 0.15, 0.0)
 """Pause after each failed stream open; the last entry is never slept."""
 
@@ -127,6 +129,7 @@ class ReqResp:
         self._out_direct: dict[tuple[str, str], INetStream] = {}
         self._out_locks: dict[tuple[str, str], trio.Lock] = {}
         self._in_direct: dict[tuple[str, str], INetStream] = {}
+        self._opening: dict[str, int] = {}
 
     def _pstats(self, protocol: str) -> ProtocolStats:
         return self._stats.setdefault(protocol, ProtocolStats())
@@ -152,9 +155,33 @@ class ReqResp:
             self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     async def _serve(self, protocol: str, stream: INetStream) -> None:
-        """One inbound stream; never raises (except cancellation)."""
+        """One inbound stream; never raises (except cancellation).
+
+        A peer may have at most ``MAX_OPENING_STREAMS_PER_PEER`` streams whose
+        first frame is still being read or whose request is being served;
+        more are reset at once. That bounds what one peer can make us buffer
+        (each frame can be ``max_msg_bytes``) before the handler limit applies.
+        """
         stats = self._pstats(protocol)
         peer = stream.muxed_conn.peer_id.to_base58()
+        if self._opening.get(peer, 0) >= MAX_OPENING_STREAMS_PER_PEER:
+            stats.errors_in += 1
+            log.warning("%s: too many streams opening at once from %s; reset", protocol, peer)
+            await reset_quietly(stream)
+            return
+        self._opening[peer] = self._opening.get(peer, 0) + 1
+        opening = True
+
+        def opened() -> None:
+            nonlocal opening
+            if opening:
+                opening = False
+                left = self._opening[peer] - 1
+                if left:
+                    self._opening[peer] = left
+                else:
+                    del self._opening[peer]
+
         try:
             kind, payload = await read_frame(
                 stream, self.max_msg_bytes, self._stream_timeout, idle_timeout=self._stream_timeout
@@ -162,6 +189,7 @@ class ReqResp:
             if kind is framing.Kind.REQUEST:
                 await self._serve_request(protocol, stream, peer, payload, stats)
             elif kind is framing.Kind.DIRECT:
+                opened()  # long-lived; capped by one direct stream per (peer, protocol)
                 await self._serve_direct(protocol, stream, peer, payload, stats)
             else:
                 raise ProtocolViolation(f"stream opened with a {kind.name} frame", peer)
@@ -172,6 +200,8 @@ class ReqResp:
         except (StreamBroken, trio.TooSlowError) as exc:
             log.debug("%s stream from %s ended: %r", protocol, peer, exc)
             await reset_quietly(stream)
+        finally:
+            opened()
 
     async def _call(self, protocol: str, peer: str, payload: bytes) -> tuple[framing.Kind, bytes]:
         """Run the handler under its deadline; map every outcome to a frame."""

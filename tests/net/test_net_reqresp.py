@@ -207,3 +207,34 @@ async def test_unknown_or_down_peer_is_unreachable() -> None:
             await a.send(stranger, ECHO, b"x")
         with pytest.raises(PeerUnreachable):
             await a.connect(f"/ip4/127.0.0.1/tcp/1/p2p/{stranger}")
+
+
+async def test_stream_flood_from_one_peer_is_capped() -> None:
+    from net._lib import ID, BaseLibp2pError, TProtocol
+    from net.reqresp import MAX_OPENING_STREAMS_PER_PEER
+
+    async with hosts(config("fa", stream_timeout_s=1.0), config("fb"), config("fc")) as (a, b, c):
+        a.set_handler(ECHO, echo)
+        await link(b, a)
+        await link(c, a)
+        host = b._host
+        stalled = []
+        for _ in range(MAX_OPENING_STREAMS_PER_PEER):
+            stream = await host.new_stream(ID.from_base58(a.peer_id), [TProtocol(ECHO)])
+            await stream.write(b"\x01")  # one header byte, then silence
+            stalled.append(stream)
+        await wait_until(
+            lambda: a._reqresp._opening.get(b.peer_id) == MAX_OPENING_STREAMS_PER_PEER,
+            what="stalled streams counted",
+        )
+        with trio.fail_after(3), contextlib.suppress(BaseLibp2pError):
+            # Refused: reset at once (libp2p may report it while negotiating).
+            extra = await host.new_stream(ID.from_base58(a.peer_id), [TProtocol(ECHO)])
+            await extra.write(b"\x01")
+            while await extra.read(1024):
+                pass
+        await wait_until(lambda: a.stats().protocols[ECHO].errors_in == 1, what="refusal counted")
+        # Another peer is not affected, and the stalled streams time out and free their slots.
+        assert await c.request(a.peer_id, ECHO, b"ok") == c.peer_id.encode() + b":ko"
+        await wait_until(lambda: b.peer_id not in a._reqresp._opening, timeout=10, what="slots")
+        assert await b.request(a.peer_id, ECHO, b"ok") == b.peer_id.encode() + b":ko"
