@@ -37,6 +37,7 @@ from .keys import AccountKey, NodeKey
 from .logs import route_library_logs, setup_logging
 from .mempool import Mempool
 from .sync import SYNC_PROTOCOL, BlockSyncer, follower_committer, serve_request
+from .txcheck import CachedCheck
 from .txgossip import TX_TOPIC, TxGossip
 
 log = logging.getLogger("node.daemon")
@@ -115,7 +116,8 @@ class Daemon:
                            redial_interval_s=p2p.redial_interval_ms / 1000,
                            stream_timeout_s=p2p.stream_timeout_ms / 1000,
                            max_msg_bytes=p2p.max_msg_bytes)
-        mempool = Mempool(self.config.mempool, chain.ledger.check_tx)
+        self.check = CachedCheck(chain.ledger)
+        mempool = Mempool(self.config.mempool, self.check)
         async with open_transport(netcfg) as transport:
             route_library_logs()  # libp2p is imported by now
             self.transport = transport
@@ -181,7 +183,8 @@ class Daemon:
                                      signer=self.signer, transport=transport, syncer=None,
                                      wal_dir=self.home.data_dir(self.config) / "cs.wal",
                                      metrics=metrics,
-                                     max_gossip_bytes=transport.max_gossip_bytes)
+                                     max_gossip_bytes=transport.max_gossip_bytes,
+                                     check=self.check)
             syncer = BlockSyncer(transport, lambda: chain.height, driver.commit_fetched,
                                  request_timeout=timeout_s,
                                  max_msg_bytes=self.config.p2p.max_msg_bytes)

@@ -48,6 +48,7 @@ from .chain import BlockRejected, Chain
 from .config import Config
 from .mempool import Mempool
 from .sync import BlockSyncer, SyncError
+from .txcheck import CachedCheck, order_for_block
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +71,37 @@ def now_ms() -> int:
 class LedgerApp:
     """``consensus.app.Application`` over the ledger and the mempool."""
 
-    def __init__(self, chain: Chain, mempool: Mempool) -> None:
+    def __init__(self, chain: Chain, mempool: Mempool, check: CachedCheck | None = None) -> None:
         self.chain = chain
         self.ledger = chain.ledger
         self.mempool = mempool
+        self.check = check or CachedCheck(chain.ledger)
         self.results: dict[int, Any] = {}
 
     def propose_txs(self, height: int, max_bytes: int) -> list[bytes]:
-        return self.mempool.reap(max_bytes, MAX_BLOCK_TXS)
+        """The oldest pending transactions, each sender's in gap-free nonce order."""
+        def next_nonce(sender: bytes) -> int:
+            acct = self.ledger.account(sender)
+            return acct.nonce if acct is not None else 0
+
+        return order_for_block(self.mempool.reap(max_bytes, MAX_BLOCK_TXS),
+                               self.check.sender_nonce, next_nonce)
 
     def validate_block(self, block: Block) -> None:
-        """Reject a proposal whose transactions cannot even be decoded for this chain.
+        """Reject a proposal holding a transaction over the ledger's size limit.
 
-        Signatures and state are checked when the block is applied (a failing
-        transaction then gets an error code, as in CometBFT); here only the
-        stateless shape, so a proposer cannot fill blocks with junk bytes.
+        Nothing else: as in CometBFT, a transaction that fails (bad signature,
+        wrong nonce, no funds) is still ordered and gets an error code when the
+        block is applied, deterministically on every node. Verifying every
+        signature here as well would double the dominant CPU cost per
+        transaction (it is verified on mempool admission and when applied).
         """
+        from .ledger import MAX_TX_BYTES
+
         for i, tx in enumerate(block.txs):
-            check = self.ledger.stateless_check(tx)
-            if int(check.code) != 0:
-                raise InvalidBlockError(f"tx {i} of block {block.height}: {check.log}")
+            if len(tx) > MAX_TX_BYTES:
+                raise InvalidBlockError(f"tx {i} of block {block.height} has {len(tx)} bytes, "
+                                        f"over the limit {MAX_TX_BYTES}")
 
     def apply_block(self, block: Block) -> bytes:
         if self.ledger.height >= block.height:
@@ -111,7 +123,7 @@ class ConsensusDriver:
 
     def __init__(self, *, config: Config, chain: Chain, mempool: Mempool, signer: Signer,
                  transport: Any, syncer: BlockSyncer | None, wal_dir: Path, metrics: Any = None,
-                 max_gossip_bytes: int) -> None:
+                 max_gossip_bytes: int, check: CachedCheck | None = None) -> None:
         self.config = config
         self.chain = chain
         self.mempool = mempool
@@ -120,7 +132,7 @@ class ConsensusDriver:
         self.syncer = syncer
         self.wal_dir = wal_dir
         self.metrics = metrics
-        self.app = LedgerApp(chain, mempool)
+        self.app = LedgerApp(chain, mempool, check)
         c = config.consensus
         self.params = ConsensusParams(
             timeout_propose_ms=c.timeout_propose_ms,
@@ -249,6 +261,7 @@ class ConsensusDriver:
                 nursery.start_soon(self._pump_messages, messages)
                 nursery.start_soon(self._sync_loop)
                 await self._execute(nursery, wal, actions)
+                last_round = (core.height, core.round)
                 async for event in self._recv:
                     try:
                         actions = core.handle(event)
@@ -256,6 +269,12 @@ class ConsensusDriver:
                         log.warning("consensus rejected %s: %s", type(event).__name__, exc)
                         continue
                     await self._execute(nursery, wal, actions)
+                    if (core.height, core.round) != last_round:
+                        last_round = (core.height, core.round)
+                        if self.metrics is not None:
+                            self.metrics.observe_round(core.round)
+                        if core.round > 0:
+                            log.info("height %d moved to round %d", core.height, core.round)
         finally:
             wal.close()
 

@@ -65,6 +65,8 @@ def setup_logging(section: LogSection, moniker: str, *, stream: IO[str] | None =
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter(moniker) if section.format == "json"
                          else PlainFormatter(moniker))
+    if level != logging.DEBUG:
+        handler.addFilter(_drop_library_chatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
@@ -74,6 +76,12 @@ def setup_logging(section: LogSection, moniker: str, *, stream: IO[str] | None =
     for name in _QUIET:
         logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
     route_library_logs(level)
+
+
+def _drop_library_chatter(record: logging.LogRecord) -> bool:
+    """Below debug, libp2p's records (dial failures, auto-connector status) are dropped:
+    some of its modules set their own INFO level, so a logger level alone is not enough."""
+    return not (record.name == "libp2p" or record.name.startswith("libp2p."))
 
 
 def route_library_logs(level: int | None = None) -> None:

@@ -81,8 +81,12 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  base_port: int = DEFAULT_BASE_PORT, chain_id: str | None = None,
                  balance: int = DEFAULT_BALANCE, force: bool = False,
                  consensus: dict[str, Any] | None = None,
-                 genesis_time_ms: int | None = None) -> list[NodeSpec]:
+                 genesis_time_ms: int | None = None,
+                 fund: tuple[str, ...] = ()) -> list[NodeSpec]:
     """Write the homes of a local testnet under ``out`` and return their specs.
+
+    ``fund`` lists extra account addresses (hex) that genesis credits with
+    ``balance`` too (benchmark clients use them).
 
     Raises:
         TestnetError: bad counts or ports, or ``out`` already holds a testnet
@@ -116,7 +120,8 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
         validators=tuple(GenesisValidator(name=s.name, pub_key=accounts[i].public_key,
                                           power=DEFAULT_POWER)
                          for i, s in enumerate(specs) if s.validator),
-        app_state={"accounts": [{"address": s.address, "balance": balance} for s in specs],
+        app_state={"accounts": [{"address": a, "balance": balance}
+                                for a in [s.address for s in specs] + list(fund)],
                    "params": {}},
     )
     for i, spec in enumerate(specs):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -29,6 +28,11 @@ log = logging.getLogger(__name__)
 
 TX_TOPIC = "oml/txs/1"
 MAX_BATCH_TXS = 10_000
+#: Batches are cut at this size even if ``gossip_batch_bytes`` is larger:
+#: ``GossipBatcher.add`` re-sums the batch on every add (quadratic in the
+#: batch length), and at ~150 bytes per transfer 64 KiB is already ~400 txs,
+#: i.e. a few messages per second at 1,000 tx/s, well inside the gossip budget.
+MAX_BATCH_BYTES = 64 * 1024
 
 
 class Publisher(Protocol):
@@ -43,15 +47,14 @@ class TxGossip:
     """Owns the batcher; :meth:`run` publishes, :meth:`on_batch` receives."""
 
     def __init__(self, config: MempoolSection, mempool: Mempool, publisher: Publisher,
-                 *, max_msg_bytes: int,
-                 on_added: Callable[[int], Awaitable[None] | None] | None = None) -> None:
+                 *, max_msg_bytes: int) -> None:
         self.config = config
         self.mempool = mempool
         self.publisher = publisher
         self.max_msg_bytes = min(max_msg_bytes, max(config.gossip_batch_bytes * 2,
                                                     config.max_tx_bytes * 2))
         self.batcher = GossipBatcher(max_batch_bytes=min(config.gossip_batch_bytes,
-                                                         max_msg_bytes),
+                                                         max_msg_bytes, MAX_BATCH_BYTES),
                                      linger_ms=config.gossip_batch_ms)
         self._ready: list[bytes] = []
         self._wake = trio.Event()

@@ -89,3 +89,33 @@ async def test_peer_batches_feed_the_mempool_and_garbage_is_dropped(setup) -> No
     assert gossip.on_batch("peer", encode_batch(txs + [b"not a tx"])) == 2
     assert gossip.on_batch("peer", b"garbage") == 0
     assert len(mempool) == 2 and gossip.stats["bad_batches"] == 3
+
+
+def test_cached_check_matches_ledger_check_and_skips_reverification(setup) -> None:
+    from node.txcheck import CachedCheck
+
+    backend, producer, *_ = setup
+    ledger = producer.chain.ledger
+    check = CachedCheck(ledger)
+    tx0 = producer.transfer(0, producer.accounts[1].address, 3)
+    tx1 = producer.transfer(0, producer.accounts[1].address, 4)
+    assert check(tx0).ok and check(tx1).ok and check.misses == 2
+    assert check(tx1).ok and check.hits == 1
+    forged = tx0[:-1] + bytes([tx0[-1] ^ 1])
+    assert check(forged).code == ledger.check_tx(forged).code != 0
+    producer.produce((tx0,))
+    # tx0's nonce is used now: the cached path must say so, like check_tx
+    assert check(tx0).code == ledger.check_tx(tx0).code != 0
+    assert check(tx1).ok and ledger.check_tx(tx1).ok
+
+
+def test_order_for_block_sorts_each_sender_and_holds_back_gaps() -> None:
+    from node.txcheck import order_for_block
+
+    info = {b"a0": (b"A", 0), b"a1": (b"A", 1), b"a2": (b"A", 2), b"a4": (b"A", 4),
+            b"b5": (b"B", 5), b"b6": (b"B", 6), b"c1": (b"C", 1)}
+    arrived = [b"a2", b"b6", b"junk", b"a0", b"c1", b"a4", b"b5", b"a1"]
+    nxt = {b"A": 0, b"B": 5, b"C": 0}
+    out = order_for_block(arrived, info.get, nxt.__getitem__)
+    # A first (first seen), gap-free from its next nonce; a4 waits for a3; C waits for c0
+    assert out == [b"a0", b"a1", b"a2", b"b5", b"b6"]
