@@ -32,7 +32,7 @@ from .genesis import META_CHAIN_ID, genesis_hash, genesis_writes, parse_app_stat
 from .params import Params
 from .records import Account, Claim, ClaimStatus, HostRecord, Model, RoleRecord
 from .results import BlockResult, TxCheck, TxResult
-from .sigverify import verify_all
+from .sigverify import VerifiedCache, verify_all
 from .state import (
     ACCOUNTS,
     CLAIMS,
@@ -100,7 +100,7 @@ class Ledger:
     caller applies blocks; queries may come from other threads."""
 
     def __init__(self, store: Store, chain_id: str, params: Params, *, verify_signatures: bool,
-                 verify_threads: int) -> None:
+                 verify_threads: int, verified_cache: int = 100_000) -> None:
         self._store = store
         self.chain_id = chain_id
         self._params = params
@@ -108,6 +108,7 @@ class Ledger:
         self._pool = (ThreadPoolExecutor(max_workers=verify_threads,
                                          thread_name_prefix="ledger-verify")
                       if verify_signatures and verify_threads > 1 else None)
+        self._verified = VerifiedCache(verified_cache)
         self._closed = False
         with store.read() as r:
             self.height = _read_u64(r, META_HEIGHT)
@@ -120,13 +121,16 @@ class Ledger:
     @classmethod
     def open(cls, path: Path, genesis: Genesis, *, map_size: int = DEFAULT_MAP_SIZE,
              verify_signatures: bool = True, verify_threads: int = 2,
-             durable: bool = True) -> Ledger:
+             durable: bool = True, verified_cache: int = 100_000) -> Ledger:
         """Open the store at ``path``; initialise it from ``genesis`` on first open.
 
         ``verify_signatures=False`` is for benchmarks and replaying blocks that
         were already verified; a live node never sets it. ``durable=False``
         skips LMDB's fsync per block (tests only). ``verify_threads`` sizes
         the signature-verification pool (1: verify on the calling thread).
+        ``verified_cache`` bounds how many hashes of transactions verified by
+        :meth:`check_tx` are remembered so the block does not verify them
+        again (0 disables it).
 
         Raises:
             GenesisStateError: ``genesis.app_state`` is malformed.
@@ -151,7 +155,7 @@ class Ledger:
                 elif w.get(META, META_GENESIS_HASH) != genesis_hash(genesis):
                     raise LedgerUsageError(f"store at {path} was made from another genesis")
             return cls(store, genesis.chain_id, app.params, verify_signatures=verify_signatures,
-                       verify_threads=verify_threads)
+                       verify_threads=verify_threads, verified_cache=verified_cache)
         except BaseException:
             store.close()
             raise
@@ -159,7 +163,10 @@ class Ledger:
     # -- mempool checks --------------------------------------------------------
     def stateless_check(self, tx: bytes) -> TxCheck:
         """Size, decoding, chain id and signature; reads no state."""
-        return preflight(tx, self.chain_id, True)[1]
+        check = preflight(tx, self.chain_id, True)[1]
+        if check.ok:
+            self._verified.add(check.tx_hash)
+        return check
 
     def check_tx(self, tx: bytes) -> TxCheck:
         """:meth:`stateless_check`, then: the sender exists and the nonce is not used.
@@ -170,6 +177,7 @@ class Ledger:
         parsed, check = preflight(tx, self.chain_id, True)
         if not check.ok or parsed is None:
             return check
+        self._verified.add(check.tx_hash)
         acct = self.account(check.sender)
         if acct is None:
             return TxCheck(Code.UNKNOWN_SENDER, "sender has no account", check.tx_hash,
@@ -186,12 +194,15 @@ class Ledger:
         decoded = [decode_and_check_chain(raw, self.chain_id) for raw in txs]
         if not self._verify:
             return decoded
-        to_verify = [tx for tx, check in decoded if check.ok]
+        # Transactions this node's mempool already verified need no second check.
+        to_verify = [tx for tx, check in decoded
+                     if check.ok and not self._verified.take(tx.hash)]
+        need = {id(tx) for tx in to_verify}
         pool = self._pool if len(to_verify) >= PARALLEL_MIN_TXS else None
         valid = iter(verify_all(to_verify, pool, VERIFY_CHUNK))
         out = []
         for tx, check in decoded:
-            if check.ok and not next(valid):
+            if check.ok and id(tx) in need and not next(valid):
                 check = TxCheck(Code.BAD_SIGNATURE, "signature does not verify", tx.hash,
                                 tx.sender, tx.nonce)
             out.append((tx, check))

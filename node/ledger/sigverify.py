@@ -16,6 +16,8 @@ twice as fast as one. Two things keep the threads effective:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
@@ -51,3 +53,38 @@ def verify_all(txs: Sequence[Tx], pool: Executor | None, chunk: int = 64) -> lis
         return _verify_chunk(items)
     parts = pool.map(_verify_chunk, [items[i:i + chunk] for i in range(0, len(items), chunk)])
     return [ok for part in parts for ok in part]
+
+
+class VerifiedCache:
+    """Hashes of transactions whose signature this node has already verified.
+
+    ``check_tx`` fills it; ``apply_block`` skips verifying a transaction
+    whose hash is here (and forgets it). Validity of a signature is a pure
+    function of the transaction's bytes on a given chain, and the hash
+    covers every byte including the signature, so a hit can never change a
+    result: it only saves the second verification of a transaction that
+    came through this node's mempool. Bounded (oldest evicted first) and
+    thread-safe, since the mempool may run on another thread.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._hashes: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, tx_hash: bytes) -> None:
+        if self._capacity <= 0:
+            return
+        with self._lock:
+            self._hashes[tx_hash] = None
+            self._hashes.move_to_end(tx_hash)
+            while len(self._hashes) > self._capacity:
+                self._hashes.popitem(last=False)
+
+    def take(self, tx_hash: bytes) -> bool:
+        """True (and forget it) if ``tx_hash`` was verified before."""
+        with self._lock:
+            return self._hashes.pop(tx_hash, False) is None
+
+    def __len__(self) -> int:
+        return len(self._hashes)

@@ -55,3 +55,34 @@ def test_threaded_verification_matches_sequential(tmp_path):
     assert {codes[i] for i in forged} == {Code.BAD_SIGNATURE, Code.MALFORMED}
     # without verification, the forged signatures are accepted (and later nonces shift)
     assert results["noverify"][0] != results["par"][0]
+
+
+def test_check_tx_verified_cache_never_changes_results(tmp_path):
+    """Transactions verified by check_tx skip the second verification in the block,
+    with exactly the results of a ledger that verifies everything."""
+    txs, forged = block(PARALLEL_MIN_TXS + 40)
+    with Ledger.open(tmp_path / "cached", genesis(), durable=False) as cached, \
+            Ledger.open(tmp_path / "plain", genesis(), durable=False, verified_cache=0) as plain:
+        for i, raw in enumerate(txs):
+            if i % 2:  # half of them came through this node's mempool
+                assert cached.stateless_check(raw).ok == (i not in forged)
+        assert len(cached._verified) == len([i for i in range(len(txs))
+                                             if i % 2 and i not in forged])
+        a = cached.apply_block(1, 1, PROPOSER, txs)
+        b = plain.apply_block(1, 1, PROPOSER, txs)
+        assert a.app_hash == b.app_hash
+        assert [r.code for r in a.tx_results] == [r.code for r in b.tx_results]
+        assert len(cached._verified) == 0  # used entries are forgotten
+        assert len(plain._verified) == 0
+
+
+def test_cache_is_bounded_and_keyed_by_every_byte():
+    from node.ledger.sigverify import VerifiedCache
+    cache = VerifiedCache(capacity=3)
+    for h in (b"a", b"b", b"c", b"d"):
+        cache.add(h)
+    assert len(cache) == 3 and not cache.take(b"a")  # oldest evicted
+    assert cache.take(b"d") and not cache.take(b"d")
+    off = VerifiedCache(capacity=0)
+    off.add(b"x")
+    assert not off.take(b"x")
