@@ -1,6 +1,7 @@
 """Deterministic fault simulator for the consensus core (``python -m consensus.sim``)."""
 
 from .app import SimApp as SimApp
+from .byzantine import BadBlocks as BadBlocks
 from .byzantine import Equivocate as Equivocate
 from .byzantine import RandomVotes as RandomVotes
 from .byzantine import Silent as Silent

@@ -10,6 +10,9 @@ signatures are real: a strategy signs with the faulty validator's key.
 * :class:`RandomVotes` sends each peer a vote for a random block, nil, or
   the real value.
 * :class:`Silent` sends nothing (a crash that never recovers).
+* :class:`BadBlocks` proposes blocks the application must refuse (a foreign
+  transaction) and otherwise votes like its core; the validity check after
+  the run would catch such a block being committed.
 * :class:`SplitBrain` is a *colluding* adversary shared by all faulty nodes:
   it partitions the honest nodes into two camps and, in every round a faulty
   node proposes, shows each camp a different block and votes for each
@@ -25,6 +28,7 @@ from typing import Protocol
 
 from ..block import Block
 from ..crypto import Signer
+from ..merkle import txs_root
 from ..messages import Message, ProposalMessage, VoteMessage
 from ..vote import NIL, Proposal, Vote
 
@@ -57,6 +61,23 @@ def _alt_proposal(signer: Signer, chain_id: str, msg: ProposalMessage) -> Propos
 class Silent:
     def outgoing(self, index: int, msg: Message, peers: list[int]) -> list[tuple[int, Message]]:
         return []
+
+
+class BadBlocks:
+    def __init__(self, signer: Signer, chain_id: str) -> None:
+        self.signer, self.chain_id = signer, chain_id
+
+    def outgoing(self, index: int, msg: Message, peers: list[int]) -> list[tuple[int, Message]]:
+        if isinstance(msg, ProposalMessage):
+            b = msg.block
+            txs = (*b.txs, b"not-an-app-transaction")
+            header = replace(b.header, txs_root=txs_root(txs))
+            bad = Block(header=header, txs=txs, last_commit=b.last_commit)
+            p = msg.proposal
+            prop = Proposal.create(self.signer, self.chain_id, height=p.height, round=p.round,
+                                   pol_round=-1, block_id=bad.id())
+            msg = ProposalMessage(proposal=prop, block=bad)
+        return [(p, msg) for p in peers]
 
 
 class Equivocate:
@@ -118,4 +139,4 @@ class SplitBrain:
         return [(q, vb if q in self.camp_b else va) for q in peers]
 
 
-STRATEGIES = ("equivocate", "random", "silent", "split", "mixed")
+STRATEGIES = ("equivocate", "random", "silent", "split", "badblocks", "mixed")

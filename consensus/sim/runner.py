@@ -50,7 +50,7 @@ from ..messages import Message, ProposalMessage, VoteMessage, decode_message, en
 from ..state import ChainState, ConsensusParams
 from ..validators import ValidatorSet, verify_commit
 from .app import SimApp, app_hash_after
-from .byzantine import Equivocate, RandomVotes, Silent, SplitBrain, Strategy
+from .byzantine import BadBlocks, Equivocate, RandomVotes, Silent, SplitBrain, Strategy
 from .world import EventQueue, Network, NetworkConditions
 
 CHAIN_ID = "oml-sim"
@@ -169,13 +169,15 @@ class Simulation:
                                set(camp[:half]), set(camp[half:]))
         for i in sorted(self.byzantine):
             k = kind if kind != "mixed" else self.rng.choice(
-                ["equivocate", "random", "split", "silent"])
+                ["equivocate", "random", "split", "silent", "badblocks"])
             if k == "equivocate":
                 out[i] = Equivocate(self.signers[i], CHAIN_ID, self.rng)
             elif k == "random":
                 out[i] = RandomVotes(self.signers[i], CHAIN_ID, self.rng)
             elif k == "silent":
                 out[i] = Silent()
+            elif k == "badblocks":
+                out[i] = BadBlocks(self.signers[i], CHAIN_ID)
             elif k == "split":
                 out[i] = split
             else:

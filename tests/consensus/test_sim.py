@@ -50,7 +50,7 @@ def test_n7_f2_mixed_faults(start):
     assert sum(r.restarts for r in results) >= 10
 
 
-@pytest.mark.parametrize("strategy", ["equivocate", "random", "split", "silent"])
+@pytest.mark.parametrize("strategy", ["equivocate", "random", "split", "silent", "badblocks"])
 def test_each_byzantine_strategy_alone(strategy):
     check_seeds(SimConfig(validators=4, byzantine=1, heights=3, strategy=strategy), range(20))
 

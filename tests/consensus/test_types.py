@@ -243,3 +243,15 @@ def test_verify_vote_checks_membership():
                     validator_index=0)
     with pytest.raises(InvalidMessageError):
         vs.verify_vote(CHAIN, v)
+
+
+def test_public_names_exported_once():
+    import ast
+    from pathlib import Path
+
+    import consensus
+    tree = ast.parse(Path(consensus.__file__).read_text("utf-8"))
+    names = [a.asname for node in tree.body if isinstance(node, ast.ImportFrom)
+             for a in node.names]
+    assert len(names) == len(set(names))
+    assert all(getattr(consensus, n) is not None for n in names)
