@@ -17,17 +17,19 @@ figures depend on the load, the CPU cost per transaction does not.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if importlib.util.find_spec("node") is None:  # a checkout without `make install`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consensus.crypto import PrivateKey, Signer  # noqa: E402
-from node.genesis import Genesis, GenesisValidator  # noqa: E402
-from node.ledger import Code, Ledger, TransferBody, build_tx  # noqa: E402
+from consensus.crypto import PrivateKey, Signer
+from node.genesis import Genesis, GenesisValidator
+from node.ledger import Code, Ledger, TransferBody, build_tx
 
 CHAIN = "bench-chain"
 

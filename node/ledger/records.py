@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self
 
 import msgpack
 
@@ -27,6 +27,7 @@ from .schema import (
     ListOf,
     Pair,
     Schema,
+    Spec,
     Text,
     UInt,
     layout,
@@ -39,8 +40,6 @@ from .txs import (
     MAX_OUTPUT_TEXT,
     MAX_RESPONSE_TEXT,
 )
-
-R = TypeVar("R", bound="Record")
 
 
 class HostStatus(IntEnum):
@@ -74,13 +73,13 @@ class Record(Schema):
         return msgpack.packb(self.to_value(), use_bin_type=True)
 
     @classmethod
-    def decode(cls: type[R], data: bytes) -> R:
+    def decode(cls, data: bytes) -> Self:
         try:
             return cls.from_value(msgpack.unpackb(data, raw=True, use_list=True))
         except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as exc:
             raise InvariantError(f"stored {cls.__name__} does not decode: {exc}") from None
 
-    def but(self: R, **changes: Any) -> R:
+    def but(self, **changes: Any) -> Self:
         """A copy with ``changes`` (records are immutable; changed fields are checked)."""
         cls = type(self)
         new = object.__new__(cls)
@@ -101,7 +100,7 @@ class Record(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account(Record):
-    SPECS = {"balance": U64, "nonce": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {"balance": U64, "nonce": U64}
     balance: int = 0
     nonce: int = 0
 
@@ -110,11 +109,13 @@ class Account(Record):
 class Model(Record):
     """A registered model. ``depth`` is the length of its parent chain."""
 
-    SPECS = {"model_id": MODEL_ID, "owner": ADDRESS, "owner_pubkey": HASH, "weights_hash": HASH,
-             "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64, "min_collateral": U64,
-             "omlizers": ListOf(ADDRESS, MAX_LIST),
-             "splits": ListOf(Pair(ADDRESS, BASIS_POINTS), MAX_LIST), "parent": Bytes(0, 64),
-             "royalty_bp": BASIS_POINTS, "depth": U64, "registered_height": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "owner": ADDRESS, "owner_pubkey": HASH, "weights_hash": HASH,
+        "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64, "min_collateral": U64,
+        "omlizers": ListOf(ADDRESS, MAX_LIST),
+        "splits": ListOf(Pair(ADDRESS, BASIS_POINTS), MAX_LIST), "parent": Bytes(0, 64),
+        "royalty_bp": BASIS_POINTS, "depth": U64, "registered_height": U64
+    }
     model_id: bytes
     owner: bytes
     owner_pubkey: bytes
@@ -139,12 +140,14 @@ class HostRecord(Record):
     and came back gets a fresh commitment with a fresh index space.
     """
 
-    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "host_pubkey": HASH, "status": UInt(1, 4),
-             "endpoint": Text(MAX_ENDPOINT), "collateral": U64, "escrow": U64,
-             "redeemed_amount": U64, "redeemed_count": U64, "omlizer": Bytes(0, 20),
-             "package_hash": Bytes(0, 32), "fp_root": Bytes(0, 32), "fp_count": U64,
-             "generation": U64, "open_claims": U64, "unbonding_height": U64,
-             "slashed_total": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "host": ADDRESS, "host_pubkey": HASH, "status": UInt(1, 4),
+        "endpoint": Text(MAX_ENDPOINT), "collateral": U64, "escrow": U64,
+        "redeemed_amount": U64, "redeemed_count": U64, "omlizer": Bytes(0, 20),
+        "package_hash": Bytes(0, 32), "fp_root": Bytes(0, 32), "fp_count": U64,
+        "generation": U64, "open_claims": U64, "unbonding_height": U64,
+        "slashed_total": U64
+    }
     model_id: bytes
     host: bytes
     host_pubkey: bytes
@@ -171,7 +174,7 @@ class HostRecord(Record):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoleRecord(Record):
-    SPECS = {"role": UInt(1, 2), "address": ADDRESS, "bond": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {"role": UInt(1, 2), "address": ADDRESS, "bond": U64}
     role: int
     address: bytes
     bond: int
@@ -181,10 +184,12 @@ class RoleRecord(Record):
 class Claim(Record):
     """A prover's claim and its progress; ``response`` is set by the reveal."""
 
-    SPECS = {"claim_id": U64, "model_id": MODEL_ID, "host": ADDRESS, "generation": U64,
-             "fp_index": U64, "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT),
-             "prover": ADDRESS, "bond": U64, "status": UInt(1, 6), "filed_height": U64,
-             "revealed_height": U64, "response": Text(MAX_RESPONSE_TEXT)}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "claim_id": U64, "model_id": MODEL_ID, "host": ADDRESS, "generation": U64,
+        "fp_index": U64, "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT),
+        "prover": ADDRESS, "bond": U64, "status": UInt(1, 6), "filed_height": U64,
+        "revealed_height": U64, "response": Text(MAX_RESPONSE_TEXT)
+    }
     claim_id: int
     model_id: bytes
     host: bytes

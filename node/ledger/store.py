@@ -25,7 +25,7 @@ DEFAULT_MAP_SIZE = 8 << 30  # virtual size; the file grows only as data is writt
 class TxnReader:
     """A :class:`state.Reader` over one LMDB transaction."""
 
-    __slots__ = ("_txn", "_dbs")
+    __slots__ = ("_dbs", "_txn")
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database]) -> None:
         self._txn = txn

@@ -35,6 +35,7 @@ from .schema import (
     ListOf,
     Pair,
     Schema,
+    Spec,
     Text,
     UInt,
     to_json_value,
@@ -84,7 +85,7 @@ ADDRESSES = ListOf(ADDRESS, MAX_LIST)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferBody(Schema):
     KIND: ClassVar[Kind] = Kind.TRANSFER
-    SPECS = {"to": ADDRESS, "amount": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {"to": ADDRESS, "amount": U64}
     to: bytes
     amount: int
 
@@ -98,9 +99,11 @@ class RegisterModelBody(Schema):
     """
 
     KIND: ClassVar[Kind] = Kind.REGISTER_MODEL
-    SPECS = {"model_id": MODEL_ID, "weights_hash": HASH, "metadata": Bytes(0, MAX_METADATA),
-             "price_per_query": U64, "min_collateral": U64, "omlizers": ADDRESSES,
-             "splits": SPLITS, "parent": Bytes(0, 64), "royalty_bp": BASIS_POINTS}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "weights_hash": HASH, "metadata": Bytes(0, MAX_METADATA),
+        "price_per_query": U64, "min_collateral": U64, "omlizers": ADDRESSES,
+        "splits": SPLITS, "parent": Bytes(0, 64), "royalty_bp": BASIS_POINTS
+    }
     model_id: bytes
     weights_hash: bytes
     metadata: bytes = b""
@@ -117,9 +120,11 @@ class UpdateModelBody(Schema):
     """Replace a model's mutable terms (weights hash and parent are fixed)."""
 
     KIND: ClassVar[Kind] = Kind.UPDATE_MODEL
-    SPECS = {"model_id": MODEL_ID, "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64,
-             "min_collateral": U64, "omlizers": ADDRESSES, "splits": SPLITS,
-             "royalty_bp": BASIS_POINTS}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64,
+        "min_collateral": U64, "omlizers": ADDRESSES, "splits": SPLITS,
+        "royalty_bp": BASIS_POINTS
+    }
     model_id: bytes
     metadata: bytes = b""
     price_per_query: int = 0
@@ -134,7 +139,7 @@ class RegisterRoleBody(Schema):
     """Register as OMLizer or prover, or add ``bond`` to an existing registration."""
 
     KIND: ClassVar[Kind] = Kind.REGISTER_ROLE
-    SPECS = {"role": UInt(1, 2), "bond": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {"role": UInt(1, 2), "bond": U64}
     role: int
     bond: int
 
@@ -144,14 +149,16 @@ class UnregisterRoleBody(Schema):
     """Leave a role and take the whole bond back."""
 
     KIND: ClassVar[Kind] = Kind.UNREGISTER_ROLE
-    SPECS = {"role": UInt(1, 2)}
+    SPECS: ClassVar[dict[str, Spec]] = {"role": UInt(1, 2)}
     role: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestAccessBody(Schema):
     KIND: ClassVar[Kind] = Kind.REQUEST_ACCESS
-    SPECS = {"model_id": MODEL_ID, "collateral": U64, "endpoint": Text(MAX_ENDPOINT)}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "collateral": U64, "endpoint": Text(MAX_ENDPOINT)
+    }
     model_id: bytes
     collateral: int
     endpoint: str = ""
@@ -160,8 +167,10 @@ class RequestAccessBody(Schema):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitOmlizationBody(Schema):
     KIND: ClassVar[Kind] = Kind.COMMIT_OMLIZATION
-    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "package_hash": HASH, "fp_root": HASH,
-             "fp_count": UInt(1, 2**32)}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "host": ADDRESS, "package_hash": HASH, "fp_root": HASH,
+        "fp_count": UInt(1, 2**32)
+    }
     model_id: bytes
     host: bytes
     package_hash: bytes
@@ -172,7 +181,7 @@ class CommitOmlizationBody(Schema):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FundChannelBody(Schema):
     KIND: ClassVar[Kind] = Kind.FUND_CHANNEL
-    SPECS = {"model_id": MODEL_ID, "amount": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {"model_id": MODEL_ID, "amount": U64}
     model_id: bytes
     amount: int
 
@@ -182,8 +191,10 @@ class RedeemBody(Schema):
     """The owner cashes the host's voucher (its fields and the host's signature)."""
 
     KIND: ClassVar[Kind] = Kind.REDEEM
-    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "cumulative_count": U64,
-             "cumulative_amount": U64, "signature": Bytes(64, 64)}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "host": ADDRESS, "cumulative_count": U64,
+        "cumulative_amount": U64, "signature": Bytes(64, 64)
+    }
     model_id: bytes
     host: bytes
     cumulative_count: int
@@ -196,8 +207,10 @@ class SubmitClaimBody(Schema):
     """A prover's claim: ``host`` answered fingerprint ``key`` with ``output``."""
 
     KIND: ClassVar[Kind] = Kind.SUBMIT_CLAIM
-    SPECS = {"model_id": MODEL_ID, "host": ADDRESS, "fp_index": UInt(0, 2**32 - 1),
-             "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT), "bond": U64}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "model_id": MODEL_ID, "host": ADDRESS, "fp_index": UInt(0, 2**32 - 1),
+        "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT), "bond": U64
+    }
     model_id: bytes
     host: bytes
     fp_index: int
@@ -216,8 +229,10 @@ class RevealBody(Schema):
     """
 
     KIND: ClassVar[Kind] = Kind.REVEAL
-    SPECS = {"claim_id": U64, "salt": Bytes(0, MAX_SALT), "key": Text(MAX_KEY_TEXT),
-             "response": Text(MAX_RESPONSE_TEXT), "path": ListOf(HASH, MAX_PATH)}
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "claim_id": U64, "salt": Bytes(0, MAX_SALT), "key": Text(MAX_KEY_TEXT),
+        "response": Text(MAX_RESPONSE_TEXT), "path": ListOf(HASH, MAX_PATH)
+    }
     claim_id: int
     salt: bytes
     key: str
@@ -230,7 +245,7 @@ class RebutBody(Schema):
     """The host shows the owner's permission string ``(seq, signature)`` for the claim's key."""
 
     KIND: ClassVar[Kind] = Kind.REBUT
-    SPECS = {"claim_id": U64, "seq": U64, "signature": Bytes(64, 64)}
+    SPECS: ClassVar[dict[str, Spec]] = {"claim_id": U64, "seq": U64, "signature": Bytes(64, 64)}
     claim_id: int
     seq: int
     signature: bytes
@@ -239,14 +254,14 @@ class RebutBody(Schema):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BeginWithdrawalBody(Schema):
     KIND: ClassVar[Kind] = Kind.BEGIN_WITHDRAWAL
-    SPECS = {"model_id": MODEL_ID}
+    SPECS: ClassVar[dict[str, Spec]] = {"model_id": MODEL_ID}
     model_id: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteWithdrawalBody(Schema):
     KIND: ClassVar[Kind] = Kind.COMPLETE_WITHDRAWAL
-    SPECS = {"model_id": MODEL_ID}
+    SPECS: ClassVar[dict[str, Spec]] = {"model_id": MODEL_ID}
     model_id: bytes
 
 
@@ -308,7 +323,7 @@ def _canonical_unpack(data: bytes) -> object:
                                 max_array_len=len(data), max_map_len=len(data),
                                 max_ext_len=len(data))
         again = msgpack.packb(value, use_bin_type=True)
-    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, ...)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types
         raise TxDecodeError(f"tx: malformed msgpack: {type(exc).__name__}: {exc}") from None
     if again != data:
         raise TxDecodeError("tx: non-canonical encoding")

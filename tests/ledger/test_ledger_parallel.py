@@ -43,8 +43,8 @@ def block(n: int) -> tuple[list[bytes], set[int]]:
 def test_threaded_verification_matches_sequential(tmp_path):
     txs, forged = block(3 * PARALLEL_MIN_TXS + 11)
     results = {}
-    for name, kw in (("seq", dict(verify_threads=1)), ("par", dict(verify_threads=2)),
-                     ("noverify", dict(verify_signatures=False))):
+    for name, kw in (("seq", {"verify_threads": 1}), ("par", {"verify_threads": 2}),
+                     ("noverify", {"verify_signatures": False})):
         with Ledger.open(tmp_path / name, genesis(), durable=False, **kw) as ledger:
             r = ledger.apply_block(1, 1, PROPOSER, txs)
             results[name] = (r.app_hash, [x.code for x in r.tx_results],

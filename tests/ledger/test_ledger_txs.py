@@ -50,11 +50,11 @@ def test_lists_are_normalised_to_tuples():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(to=A[:19], amount=1),        # short address
-    dict(to=A, amount=-1),            # negative
-    dict(to=A, amount=2**64),         # u64 overflow
-    dict(to=A, amount=True),          # bool is not an int here
-    dict(to="ab" * 10, amount=1),     # str instead of bytes
+    {"to": A[:19], "amount": 1},       # short address
+    {"to": A, "amount": -1},           # negative
+    {"to": A, "amount": 2**64},        # u64 overflow
+    {"to": A, "amount": True},         # bool is not an int here
+    {"to": "ab" * 10, "amount": 1},    # str instead of bytes
 ])
 def test_invalid_bodies_cannot_be_built(kwargs):
     with pytest.raises(LedgerUsageError):
