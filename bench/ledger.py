@@ -17,15 +17,19 @@ figures depend on the load, the CPU cost per transaction does not.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-if importlib.util.find_spec("node") is None:  # a checkout without `make install`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# `python bench/ledger.py` puts bench/ first on sys.path, where sibling
+# benchmarks (bench/consensus.py) would shadow the packages of the same name;
+# the repository root goes there instead (also for a checkout without
+# `make install`).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from consensus.crypto import PrivateKey, Signer
 from node.genesis import Genesis, GenesisValidator
