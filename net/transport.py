@@ -30,11 +30,11 @@ from ._lib import (
     new_host,
 )
 from .config import NetConfig, parse_peer_addr
-from .errors import NetUsageError, PeerUnreachable
+from .errors import MessageTooLarge, NetError, NetUsageError, PeerUnreachable
 from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
 from .peers import PeerBook
 from .ratelimit import TokenBucket
-from .reqresp import Handler, ReqResp, parse_peer_id
+from .reqresp import Handler, ReqResp, check_protocol, parse_peer_id
 from .types import NetStats, PeerInfo
 
 
@@ -158,6 +158,34 @@ class Transport:
             past ``stream_timeout_s``), RemoteError (protocol unsupported).
         """
         await self._reqresp.send(peer, protocol, data)
+
+    async def send_all(self, peers: list[str], protocol: str, data: bytes) -> dict[str, NetError]:
+        """:meth:`send` to every peer in ``peers`` concurrently (e.g. a vote to all validators).
+
+        One slow or dead peer does not delay the others. Returns the peers
+        that failed, each with its error; an empty dict means every message
+        was handed to its connection.
+
+        Raises:
+            MessageTooLarge, NetUsageError: before anything is sent.
+        """
+        check_protocol(protocol)
+        for peer in peers:
+            parse_peer_id(peer)
+        if len(data) > self._reqresp.max_msg_bytes:
+            raise MessageTooLarge(len(data), self._reqresp.max_msg_bytes)
+        failed: dict[str, NetError] = {}
+
+        async def one(peer: str) -> None:
+            try:
+                await self._reqresp.send(peer, protocol, data)
+            except NetError as exc:
+                failed[peer] = exc
+
+        async with trio.open_nursery() as nursery:
+            for peer in dict.fromkeys(peers):
+                nursery.start_soon(one, peer)
+        return failed
 
     # ------------------------------------------------------------------- peers
 

@@ -238,3 +238,24 @@ async def test_stream_flood_from_one_peer_is_capped() -> None:
         assert await c.request(a.peer_id, ECHO, b"ok") == c.peer_id.encode() + b":ko"
         await wait_until(lambda: b.peer_id not in a._reqresp._opening, timeout=10, what="slots")
         assert await b.request(a.peer_id, ECHO, b"ok") == b.peer_id.encode() + b":ko"
+
+
+async def test_send_all_reports_failures_per_peer() -> None:
+    got: list[tuple[str, bytes]] = []
+
+    async def sink(peer: str, data: bytes) -> bytes:
+        got.append((peer, data))
+        return b""
+
+    async with hosts(config("s1"), config("s2"), config("s3")) as (a, b, c):
+        b.set_handler("/oml/test/vote/1", sink)
+        c.set_handler("/oml/test/vote/1", sink)
+        await link(a, b)
+        await link(a, c)
+        stranger = peer_id_from_seed(b"\x09" * 32)
+        failed = await a.send_all([b.peer_id, c.peer_id, stranger], "/oml/test/vote/1", b"v")
+        assert set(failed) == {stranger} and isinstance(failed[stranger], PeerUnreachable)
+        await wait_until(lambda: len(got) == 2, what="both votes")
+        assert got == [(a.peer_id, b"v")] * 2  # one to B, one to C; the stranger failed alone
+        with pytest.raises(MessageTooLarge):
+            await a.send_all([b.peer_id], "/oml/test/vote/1", b"x" * (a._reqresp.max_msg_bytes + 1))
