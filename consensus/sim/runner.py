@@ -79,6 +79,8 @@ class SimConfig:
     tx_size: int = 16
     params: ConsensusParams = field(default_factory=sim_params)
     max_events: int = 400_000
+    #: each node's clock is off the virtual time by up to this much (either way)
+    max_clock_skew_ms: int = 250
     #: end the run at the first safety violation (the rest of the run proves nothing)
     stop_on_violation: bool = True
 
@@ -145,6 +147,8 @@ class Simulation:
         self.signers = [by_addr[valset.address_at(i)] for i in range(n)]
         self.genesis = ChainState.genesis(CHAIN_ID, GENESIS_TIME_MS, valset)
         self.byzantine = set(self.rng.sample(range(n), config.byzantine))
+        self.skew = [self.rng.randint(-config.max_clock_skew_ms, config.max_clock_skew_ms)
+                     for _ in range(n)]
         self.honest = [i for i in range(n) if i not in self.byzantine]
         strategies = self._strategies()
         self.nodes = [SimNode(i, self.signers[i], config.params, self.genesis,
@@ -188,9 +192,10 @@ class Simulation:
 
     def run(self) -> SimResult:
         cfg = self.config
+        self.queue.now = GENESIS_TIME_MS
         for node in self.nodes:
             node.core = Core(cfg.params, self.genesis, node.app, node.signer)
-            self._execute(node, node.core.handle(Start(now_ms=GENESIS_TIME_MS)))
+            self._execute(node, node.core.handle(Start(now_ms=self._clock(node.index))))
         self._plan_crashes()
         deadline = cfg.network.gst_ms + cfg.liveness_bound_ms
         liveness: str | None = None
@@ -238,8 +243,9 @@ class Simulation:
                 msg = decode_message(data)
             except DecodeError:
                 return
-            ev = (VoteReceived(vote=msg.vote, now_ms=now) if isinstance(msg, VoteMessage)
-                  else ProposalReceived(message=msg, now_ms=now))
+            local = self._clock(dst)
+            ev = (VoteReceived(vote=msg.vote, now_ms=local) if isinstance(msg, VoteMessage)
+                  else ProposalReceived(message=msg, now_ms=local))
             self._execute(node, node.core.handle(ev))
         elif kind == "timeout":
             _, i, inc, h, r, step = item
@@ -247,7 +253,7 @@ class Simulation:
             if node.core is None or node.incarnation != inc:
                 return
             self._execute(node, node.core.handle(TimeoutFired(height=h, round=r, step=step,
-                                                              now_ms=now)))
+                                                              now_ms=self._clock(i))))
         elif kind == "crash":
             _, i, down = item
             node = self.nodes[i]
@@ -258,7 +264,8 @@ class Simulation:
             node = self.nodes[item[1]]
             if node.core is None:
                 core, actions = Core.restore(self.config.params, node.state, node.app,
-                                             node.signer, node.wal.records(), now)
+                                             node.signer, node.wal.records(),
+                                             self._clock(node.index))
                 node.core = core
                 self.restarts += 1
                 self.trace.update(b"restart%d@%d" % (node.index, now))
@@ -287,7 +294,11 @@ class Simulation:
             except (DecodeError, InvalidMessageError):
                 return
             self._execute(node, node.core.handle(CommittedBlockReceived(
-                block=block, commit=commit, now_ms=now)))
+                block=block, commit=commit, now_ms=self._clock(dst))))
+
+    def _clock(self, i: int) -> int:
+        """Node ``i``'s reading of the (virtual) wall clock."""
+        return max(0, self.queue.now + self.skew[i])
 
     # --------------------------------------------------------------- driver
 
