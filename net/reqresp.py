@@ -287,10 +287,10 @@ class ReqResp:
         opening on it, and py-libp2p keeps a closed connection listed for a
         while, refusing to dial anew meanwhile (seen when a peer restarts).
         So a failure on a listed connection (not a failed dial, not "protocol
-        unsupported") gets a few more tries
-        within the deadline (at 0, 50 and 200 ms), each after dropping closed
-        connections from the swarm's records and lifting the peer from the
-        negative dial cache, so the retry dials if it has to.
+        unsupported") gets up to three more tries within the deadline (at
+        about 0, 50 and 200 ms), each after dropping closed connections from
+        the swarm's records and lifting the peer from the negative dial
+        cache, so that the retry dials if it has to.
         """
         with trio.move_on_after(self._stream_timeout):
             had_connection = False
