@@ -26,17 +26,20 @@ import hashlib
 import struct
 from collections.abc import Mapping
 
-from consensus.encoding import encode
+import msgpack
 
 APPHASH_DOMAIN = b"oml/apphash/v1\x00"
 GENESIS_PREV = bytes(32)
 
 
 def write_set_hash(writes: Mapping[tuple[bytes, bytes], bytes | None]) -> bytes:
+    # Tables, keys and values are all bytes, so plain msgpack is the canonical
+    # encoding here (consensus.encoding.encode would only re-check the types).
     h = hashlib.sha256()
+    pack = msgpack.Packer(use_bin_type=True).pack
     for table, key in sorted(writes):
         value = writes[(table, key)]
-        h.update(encode([table, key, 0, b""] if value is None else [table, key, 1, value]))
+        h.update(pack([table, key, 0, b""] if value is None else [table, key, 1, value]))
     return h.digest()
 
 
