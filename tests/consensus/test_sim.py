@@ -86,3 +86,31 @@ def test_cli_summary_and_exit_code(capsys):
     assert code == 1
     assert out[-1].startswith("seeds=2 safety_violations=") and "safety_violations=0" not in out[-1]
     assert any("replay: python -m consensus.sim" in line for line in out)
+
+
+def test_validity_checker_flags_bad_blocks():
+    """The validity check is not blind either: a committed block that breaks a rule is reported."""
+    from dataclasses import replace
+
+    from consensus.block import Block
+    from consensus.merkle import txs_root
+    from consensus.sim import Simulation
+
+    calm = NetworkConditions(gst_ms=0, partitions=False)
+    sim = Simulation(SimConfig(validators=4, byzantine=0, heights=2, network=calm, crashes=0), 7)
+    assert sim.run().ok
+    node = sim.nodes[0]
+    block, commit = node.store[2]
+    node.state = sim.genesis  # pretend height 1 is the next one again
+    sim._check_valid(node, block, commit)
+    assert any("validity violated at height 2" in v for v in sim.violations)
+    sim.violations.clear()
+    node.state = sim.nodes[1].state  # a node at height 2 ...
+    first, first_commit = node.store[1]
+    txs = (*first.txs, b"foreign")
+    bad = Block(header=replace(first.header, txs_root=txs_root(txs)), txs=txs,
+                last_commit=first.last_commit)
+    node.state = sim.genesis
+    sim._check_valid(node, bad, first_commit)
+    assert any("foreign transaction" in v for v in sim.violations)
+    assert any("commit is for a different block" in v for v in sim.violations)
