@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from net import NetConfig, Transport, open_transport
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def seed(name: str) -> bytes:
@@ -56,3 +59,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def bounded(seconds: float) -> Callable[[F], F]:
+    """Run the whole async test under ``trio.fail_after(seconds)``.
+
+    pytest-timeout's global limit would kill the run; this fails one test
+    cleanly, with every host in it closed by its ``async with``.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with trio.fail_after(seconds):
+                return await fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import trio
-from net_helpers import config, hosts, link, wait_until
+from net_helpers import bounded, config, hosts, link, wait_until
 
 from net import MessageTooLarge, NetUsageError
 
 TOPIC = "oml/test/1"
 
 
+@bounded(30)
 async def test_line_delivery_validator_and_own_messages() -> None:
     """A - B - C in a line: B's validator decides what reaches C."""
     seen_by_b: list[tuple[str, bytes]] = []
@@ -58,6 +59,7 @@ async def test_line_delivery_validator_and_own_messages() -> None:
         assert sb.peers == 2 and sa.peers == 1
 
 
+@bounded(30)
 async def test_oversize_dropped_and_not_forwarded() -> None:
     """A (cap 4096) publishes 2000 bytes; B (cap 1024) drops it; C never sees it."""
     async with hosts(
@@ -85,6 +87,7 @@ async def test_oversize_dropped_and_not_forwarded() -> None:
         assert b.max_gossip_bytes == 1024
 
 
+@bounded(30)
 async def test_full_subscription_drops_and_counts() -> None:
     async with hosts(config("fa", publish_burst=64), config("fb")) as (a, b):
         await link(a, b)
@@ -103,6 +106,7 @@ async def test_full_subscription_drops_and_counts() -> None:
         assert [rb.receive_nowait()[1] for _ in range(2)] == [b"m0", b"m1"]
 
 
+@bounded(30)
 async def test_validator_exception_rejects_and_bad_usage() -> None:
     def broken(origin: str, data: bytes) -> bool:
         raise RuntimeError("validator bug")
@@ -125,6 +129,7 @@ async def test_validator_exception_rejects_and_bad_usage() -> None:
             await a.publish(TOPIC, "text")  # type: ignore[arg-type]
 
 
+@bounded(30)
 async def test_closing_channel_leaves_topic() -> None:
     async with hosts(config("la"), config("lb")) as (a, b):
         await link(a, b)
@@ -141,6 +146,7 @@ async def test_closing_channel_leaves_topic() -> None:
 
 
 @pytest.mark.parametrize("mode, expected", [("content", 1), ("peer_seqno", 2)])
+@bounded(30)
 async def test_message_id_modes(mode: str, expected: int) -> None:
     """Content ids merge equal payloads; the libp2p standard id keeps both."""
     async with hosts(config(f"m1{mode}", msg_id=mode), config(f"m2{mode}", msg_id=mode)) as (a, b):
@@ -157,6 +163,7 @@ async def test_message_id_modes(mode: str, expected: int) -> None:
         assert got.count(b"same bytes") == expected
 
 
+@bounded(30)
 async def test_paced_burst_arrives_complete() -> None:
     """300 back-to-back publishes lose most messages unpaced (LIBP2P.md); paced, none."""
     n = 150

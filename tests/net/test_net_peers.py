@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import trio
-from net_helpers import config, free_port, hosts, link, seed, wait_until
+from net_helpers import bounded, config, free_port, hosts, link, seed, wait_until
 
 from net import PeerUnreachable, open_transport, peer_id_from_seed
 
@@ -22,6 +22,7 @@ def test_peer_id_from_seed_matches_libp2p() -> None:
         )
 
 
+@bounded(30)
 async def test_transport_identity_and_peer_info() -> None:
     async with hosts(config("pa"), config("pb")) as (a, b):
         assert a.peer_id == peer_id_from_seed(seed("pa"))
@@ -42,6 +43,7 @@ async def test_transport_identity_and_peer_info() -> None:
         assert info_a.connected_since > 0
 
 
+@bounded(30)
 async def test_redial_through_negative_cache_and_restart() -> None:
     port = free_port()
     b_cfg = config("rb", listen_addr=f"/ip4/127.0.0.1/tcp/{port}")
@@ -88,6 +90,7 @@ async def test_redial_through_negative_cache_and_restart() -> None:
             await wait_until(lambda: got == [b"after restart"], what="direct after restart")
 
 
+@bounded(30)
 async def test_persistent_list_may_name_ourselves() -> None:
     cfg = config("self")
     me = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{cfg.peer_id}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from net_helpers import config, free_port, hosts, seed, wait_until
+from net_helpers import bounded, config, free_port, hosts, seed, wait_until
 
 from net import PeerUnreachable, RequestTimeout
 
@@ -48,6 +48,7 @@ async def peer_process(seed_hex: str, port: int) -> AsyncIterator[tuple[trio.Pro
 
 
 @pytest.mark.slow
+@bounded(90)
 async def test_separate_process_round_trip_kill_and_restart() -> None:
     port = free_port()
     child_seed = seed("proc-child").hex()

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import trio
-from net_helpers import config, hosts, link, wait_until
+from net_helpers import bounded, config, hosts, link, wait_until
 
 from net import (
     ERR_BUSY,
@@ -41,6 +41,7 @@ async def echo(peer: str, data: bytes) -> bytes:
     return peer.encode() + b":" + data[::-1]
 
 
+@bounded(30)
 async def test_round_trip_and_typed_errors() -> None:
     async with hosts(config("ra", max_msg_bytes=4096), config("rb", max_msg_bytes=4096)) as (a, b):
         a.set_handler(ECHO, echo)
@@ -73,6 +74,7 @@ async def test_round_trip_and_typed_errors() -> None:
         assert s.requests_in >= 5 and s.errors_in >= 3 and s.violations == 0
 
 
+@bounded(30)
 async def test_response_over_requesters_cap_is_a_violation() -> None:
     async with hosts(config("ca", max_msg_bytes=8192), config("cb", max_msg_bytes=1024)) as (a, b):
         a.set_handler(ECHO, echo)
@@ -82,6 +84,7 @@ async def test_response_over_requesters_cap_is_a_violation() -> None:
         assert exc.value.peer == a.peer_id
 
 
+@bounded(30)
 async def test_request_timeout_against_frozen_handler() -> None:
     release = trio.Event()
 
@@ -102,6 +105,7 @@ async def test_request_timeout_against_frozen_handler() -> None:
         assert await b.request(a.peer_id, ECHO, b"ok") == b.peer_id.encode() + b":ko"
 
 
+@bounded(30)
 async def test_handler_deadline_and_busy() -> None:
     gate = trio.Event()
 
@@ -137,6 +141,7 @@ async def test_handler_deadline_and_busy() -> None:
         assert results == [b"done"]
 
 
+@bounded(30)
 async def test_malformed_streams_do_not_crash_the_host() -> None:
     from net._lib import ID, BaseLibp2pError, TProtocol
 
@@ -171,6 +176,7 @@ async def test_malformed_streams_do_not_crash_the_host() -> None:
         assert a.is_connected(b.peer_id)
 
 
+@bounded(30)
 async def test_direct_messages_in_order_and_stream_recovery() -> None:
     got: list[tuple[str, bytes]] = []
 
@@ -198,6 +204,7 @@ async def test_direct_messages_in_order_and_stream_recovery() -> None:
         assert exc.value.code == ERR_UNSUPPORTED
 
 
+@bounded(30)
 async def test_unknown_or_down_peer_is_unreachable() -> None:
     async with hosts(config("ua")) as (a,):
         stranger = peer_id_from_seed(b"\x07" * 32)
@@ -209,6 +216,7 @@ async def test_unknown_or_down_peer_is_unreachable() -> None:
             await a.connect(f"/ip4/127.0.0.1/tcp/1/p2p/{stranger}")
 
 
+@bounded(30)
 async def test_stream_flood_from_one_peer_is_capped() -> None:
     from net._lib import ID, BaseLibp2pError, TProtocol
     from net.reqresp import MAX_OPENING_STREAMS_PER_PEER
@@ -240,6 +248,7 @@ async def test_stream_flood_from_one_peer_is_capped() -> None:
         assert await b.request(a.peer_id, ECHO, b"ok") == b.peer_id.encode() + b":ko"
 
 
+@bounded(30)
 async def test_send_all_reports_failures_per_peer() -> None:
     got: list[tuple[str, bytes]] = []
 

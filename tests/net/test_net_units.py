@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 import trio
+from net_helpers import bounded
 
 from net import (
     ERR_BUSY,
@@ -97,6 +98,7 @@ def test_parse_peer_addr_splits_base_and_id() -> None:
     assert parse_peer_addr(f"/ip4/10.0.0.1/tcp/5/p2p/{PEER}") == ("/ip4/10.0.0.1/tcp/5", PEER)
 
 
+@bounded(10)
 async def test_token_bucket_paces_after_burst() -> None:
     now = [0.0]
     bucket = TokenBucket(rate=10, burst=3, clock=lambda: now[0])
@@ -107,6 +109,7 @@ async def test_token_bucket_paces_after_burst() -> None:
     assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
 
 
+@bounded(10)
 async def test_token_bucket_acquire_waits_on_real_clock() -> None:
     bucket = TokenBucket(rate=50, burst=1)
     start = trio.current_time()
