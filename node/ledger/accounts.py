@@ -40,16 +40,18 @@ def register_role(ctx: Ctx, body: RegisterRoleBody) -> None:
 def unregister_role(ctx: Ctx, body: UnregisterRoleBody) -> None:
     """Leave a role; the bond comes back at once.
 
-    Role bonds are registration deposits (sybil resistance), never slashed:
-    a prover's stake in a claim is the claim's own bond, and an OMLizer's
-    duty to reveal is tied to the host records it committed, which stay
-    revealable by its address after it leaves. Leaving only stops new
-    commitments (OMLizer) or new claims (prover).
+    A prover may always leave (its stake in a claim is the claim's own
+    bond). An OMLizer may leave only once every host it committed has
+    withdrawn: until then it owes their reveals, and its bond answers for a
+    missed one (see :func:`claims.settle_due`).
     """
     role = Role(body.role)
     rec = ctx.state.role(role, ctx.sender)
     if rec is None:
         raise TxFailed(Code.NOT_FOUND, f"sender is not a registered {role.name.lower()}")
+    if rec.committed_hosts:
+        raise TxFailed(Code.WRONG_STATE, f"{rec.committed_hosts} host(s) this OMLizer committed "
+                                         "still hold access; it owes their reveals")
     ctx.state.delete_role(role, ctx.sender)
     ctx.state.credit(ctx.sender, rec.bond)
     ctx.emit("unregister_role", address=ctx.sender, role=role.name.lower(), refund=rec.bond)

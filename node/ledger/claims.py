@@ -5,7 +5,8 @@ Claim lifecycle (``ClaimStatus``)::
     submit_claim -> OPEN --reveal opens leaf, same key, output starts with response-> MATCHED
                      |   \\--reveal opens leaf, other key or output differs--> FALSE (bond burned)
                      |-- rebut with owner's permission ------------------> DISMISSED (bond back)
-                     '-- no reveal by filed + reveal_window (end block) --> EXPIRED (bond back)
+                     '-- no reveal by filed + reveal_window (end block) --> EXPIRED (bond back,
+                                                    plus up to the bond from the OMLizer's bond)
     MATCHED --rebut--> DISMISSED;  MATCHED --revealed + challenge_window (end block)--> SLASHED
 
 The reveal carries the leaf's salt, key and response text and a Merkle
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from oml.commitments import leaf_hash, normalize_text, verify_path
 
-from .errors import Code, TxFailed
+from .errors import Code, InvariantError, TxFailed
 from .params import BP
 from .records import Claim, ClaimStatus, HostRecord, HostStatus
 from .state import Ctx
@@ -154,11 +155,30 @@ def settle_due(ctx: Ctx) -> None:
             continue  # defensive: due entries are removed when a claim closes
         if claim.status == ClaimStatus.OPEN:
             close_claim(ctx, claim, ClaimStatus.EXPIRED)
-            ctx.state.credit(claim.prover, claim.bond)
-            ctx.emit("claim_expired", claim_id=claim_id, refund=claim.bond)
+            omlizer = _host_of(ctx, claim).omlizer
+            penalty = _penalise_silent_omlizer(ctx, omlizer, claim.bond)
+            ctx.state.credit(claim.prover, claim.bond + penalty)
+            ctx.emit("claim_expired", claim_id=claim_id, refund=claim.bond, omlizer=omlizer,
+                     omlizer_penalty=penalty)
         else:
             _slash(ctx, claim)
     ctx.state.clear_due(ctx.height)
+
+
+def _penalise_silent_omlizer(ctx: Ctx, omlizer: bytes, amount: int) -> int:
+    """Take up to ``amount`` from the role bond of an OMLizer that did not reveal.
+
+    Any committed leaf can be opened (against a made-up key it proves the
+    claim false), so silence is never forced; without this an OMLizer could
+    shield a cheating host by letting claims expire. Returns what was taken.
+    """
+    role = ctx.state.role(Role.OMLIZER, omlizer)
+    if role is None:
+        raise InvariantError("the OMLizer of an open claim has no role record")
+    taken = min(amount, role.bond)
+    if taken:
+        ctx.state.put_role(role.but(bond=role.bond - taken))
+    return taken
 
 
 def _slash(ctx: Ctx, claim: Claim) -> None:

@@ -17,7 +17,7 @@ which still count against the host while it unbonds.
 
 from __future__ import annotations
 
-from .errors import Code, TxFailed
+from .errors import Code, InvariantError, TxFailed
 from .records import HostRecord, HostStatus
 from .state import Ctx, checked_add
 from .txs import (
@@ -80,12 +80,17 @@ def commit_omlization(ctx: Ctx, body: CommitOmlizationBody) -> None:
         raise TxFailed(Code.NOT_FOUND, f"model {body.model_id.hex()} not registered")
     if ctx.sender not in model.omlizers:
         raise TxFailed(Code.UNAUTHORIZED, "sender is not an OMLizer authorised by the owner")
-    if ctx.state.role(Role.OMLIZER, ctx.sender) is None:
+    role = ctx.state.role(Role.OMLIZER, ctx.sender)
+    if role is None:
         raise TxFailed(Code.UNAUTHORIZED, "sender is not a registered OMLizer")
+    if role.bond < ctx.params.min_omlizer_bond:
+        raise TxFailed(Code.BELOW_MINIMUM, f"OMLizer bond {role.bond} fell below the minimum "
+                                           f"{ctx.params.min_omlizer_bond}; top it up")
     if body.fp_count > ctx.params.max_fp_count:
         raise TxFailed(Code.INVALID_ARGUMENT,
                        f"fp_count {body.fp_count} exceeds max_fp_count {ctx.params.max_fp_count}")
     rec = _host(ctx, body.model_id, body.host, "commit_omlization")
+    ctx.state.put_role(role.but(committed_hosts=role.committed_hosts + 1))
     ctx.state.put_host(rec.but(status=HostStatus.ACTIVE, omlizer=ctx.sender,
                                package_hash=body.package_hash, fp_root=body.fp_root,
                                fp_count=body.fp_count))
@@ -118,6 +123,11 @@ def complete_withdrawal(ctx: Ctx, body: CompleteWithdrawalBody) -> None:
     if rec.open_claims:
         raise TxFailed(Code.OPEN_CLAIMS, f"{rec.open_claims} claim(s) still open against host")
     refund = checked_add(rec.collateral, rec.escrow)
+    if rec.omlizer:  # the OMLizer owes this host's reveals no longer
+        role = ctx.state.role(Role.OMLIZER, rec.omlizer)
+        if role is None:
+            raise InvariantError("a committing OMLizer's role record is gone")
+        ctx.state.put_role(role.but(committed_hosts=role.committed_hosts - 1))
     ctx.state.credit(ctx.sender, refund)
     ctx.state.put_host(rec.but(status=HostStatus.WITHDRAWN, collateral=0, escrow=0))
     ctx.emit("complete_withdrawal", model_id=body.model_id, host=ctx.sender, refund=refund)

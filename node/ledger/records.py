@@ -174,10 +174,16 @@ class HostRecord(Record):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoleRecord(Record):
-    SPECS: ClassVar[dict[str, Spec]] = {"role": UInt(1, 2), "address": ADDRESS, "bond": U64}
+    """A role bond. ``committed_hosts`` (OMLizers only) counts host records this
+    OMLizer committed that are not withdrawn yet: it owes their reveals."""
+
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "role": UInt(1, 2), "address": ADDRESS, "bond": U64, "committed_hosts": U64
+    }
     role: int
     address: bytes
     bond: int
+    committed_hosts: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -152,18 +152,22 @@ def test_reveal_unauthorised_unknown_and_twice(oml):
     c.fail("omlizer", reveal(fps, 0), Code.WRONG_STATE)
 
 
-def test_unrevealed_claim_expires_and_refunds(oml):
+def test_unrevealed_claim_expires_refunds_and_penalises_the_omlizer(oml):
     c, fps = oml
     c.ok("prover", claim(fps))
     filed = c.ledger.height
     before = c.balance("prover")
+    omlizer_bond = c.ledger.role(Role.OMLIZER, ADDR["omlizer"]).bond
     c.advance(5)
     assert c.ledger.claim(0).status == ClaimStatus.OPEN
     last = c.advance(1)[0]
     assert c.ledger.height == filed + 6
     assert c.ledger.claim(0).status == ClaimStatus.EXPIRED
-    assert c.balance("prover") == before + 100
+    # the bond back, plus as much again from the silent OMLizer's bond
+    assert c.balance("prover") == before + 100 + 100
+    assert c.ledger.role(Role.OMLIZER, ADDR["omlizer"]).bond == omlizer_bond - 100
     assert last.end_block_events[0].type == "claim_expired"
+    assert last.end_block_events[0].attrs["omlizer_penalty"] == 100
     c.fail("omlizer", reveal(fps, 0), Code.WRONG_STATE)
     c.fail("prover", claim(fps), Code.INDEX_BURNED)  # the key was public on chain
 
@@ -235,3 +239,39 @@ def test_claim_with_a_made_up_key_is_shown_false(oml):
     assert r.events[0].attrs["matched"] == 0
     assert c.ledger.claim(0).status == ClaimStatus.FALSE
     assert c.ledger.supply_breakdown().burned == burned + 100
+
+
+def test_omlizer_penalty_is_capped_by_its_bond_and_blocks_new_commits(oml):
+    from ledger_helpers import PACKAGE, make_fingerprints
+
+    from node.ledger import CommitOmlizationBody, RequestAccessBody
+    c, fps = oml
+    c.ok("prover", claim(fps, 0, bond=800))
+    c.ok("prover", claim(fps, 1, bond=800))
+    before = c.balance("prover")
+    c.advance(6)
+    # 1,000 of OMLizer bond covers the first penalty fully and the second partly
+    assert c.balance("prover") == before + 800 + 800 + 1_000
+    assert c.ledger.role(Role.OMLIZER, ADDR["omlizer"]).bond == 0
+    # an OMLizer whose bond fell below the minimum cannot take new work
+    c.ok("bob", RequestAccessBody(model_id=MODEL, collateral=10_000))
+    bob_fps = make_fingerprints(MODEL, ADDR["bob"], 3)
+    commit = CommitOmlizationBody(model_id=MODEL, host=ADDR["bob"], package_hash=PACKAGE,
+                                  fp_root=bob_fps.root, fp_count=3)
+    c.fail("omlizer", commit, Code.BELOW_MINIMUM)
+    c.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=1_000))
+    c.ok("omlizer", commit)
+
+
+def test_omlizer_cannot_leave_while_it_owes_reveals(oml):
+    from node.ledger import BeginWithdrawalBody, CompleteWithdrawalBody, UnregisterRoleBody
+    c, _fps = oml
+    assert c.ledger.role(Role.OMLIZER, ADDR["omlizer"]).committed_hosts == 1
+    c.fail("omlizer", UnregisterRoleBody(role=Role.OMLIZER), Code.WRONG_STATE)
+    c.ok("host", BeginWithdrawalBody(model_id=MODEL))
+    c.advance(20)
+    c.ok("host", CompleteWithdrawalBody(model_id=MODEL))
+    assert c.ledger.role(Role.OMLIZER, ADDR["omlizer"]).committed_hosts == 0
+    before = c.balance("omlizer")
+    c.ok("omlizer", UnregisterRoleBody(role=Role.OMLIZER))
+    assert c.balance("omlizer") == before + 1_000

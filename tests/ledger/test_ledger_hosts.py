@@ -146,7 +146,7 @@ def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
     fps = setup_oml(c)
     c.ok("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=0,
                                    key=fps.keys[0], output="x", bond=100))
-    c.advance(20)  # expires
+    c.advance(20)  # expires; the silent OMLizer pays the prover 100 from its bond
     c.ok("host", BeginWithdrawalBody(model_id=MODEL))
     c.ok("host", CompleteWithdrawalBody(model_id=MODEL))
     c.fail("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=1,
@@ -154,6 +154,7 @@ def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
     c.ok("host", RequestAccessBody(model_id=MODEL, collateral=10_000))
     rec = c.ledger.host(MODEL, ADDR["host"])
     assert rec.generation == 1 and rec.status == HostStatus.PENDING and rec.fp_count == 0
+    c.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=100))  # back to the minimum
     c.ok("omlizer", commit(fp_count=5, root=fps.root))
     # index 0 was burned in generation 0 only
     c.ok("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=0,

@@ -26,6 +26,7 @@ from node.ledger import (
     CompleteWithdrawalBody,
     FundChannelBody,
     HostRecord,
+    HostStatus,
     Ledger,
     RebutBody,
     RedeemBody,
@@ -33,13 +34,15 @@ from node.ledger import (
     RegisterRoleBody,
     RequestAccessBody,
     RevealBody,
+    RoleRecord,
     SubmitClaimBody,
     TransferBody,
+    UnregisterRoleBody,
     build_tx,
     sign_permission,
     sign_voucher,
 )
-from node.ledger.state import ACCOUNTS, CLAIMS, HOSTS
+from node.ledger.state import ACCOUNTS, CLAIMS, HOSTS, ROLES
 
 PARAMS = {"reveal_window": 3, "challenge_window": 2, "unbonding_delay": 1,
           "min_omlizer_bond": 500, "min_prover_bond": 500, "min_claim_bond": 10,
@@ -49,7 +52,7 @@ HOSTS_ = ["host", "bob"]
 ACTORS = ["owner", "host", "bob", "omlizer", "prover", "alice", "poor"]
 FPS = {(m, h): make_fingerprints(m, ADDR[h], 4) for m in MODELS for h in HOSTS_}
 # Kind numbers as used in body_for, repeated to weight the claim lifecycle up.
-KIND_WEIGHTS = [0, 0, 1, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7, 8, 8, 8, 9, 9, 10, 11, 12, 13]
+KIND_WEIGHTS = [0, 0, 1, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7, 8, 8, 8, 9, 9, 10, 11, 12, 13, 14]
 AMOUNTS = st.sampled_from([0, 1, 7, 100, 999, 5_000, 60_000, 10**6, 2**64 - 1])
 
 
@@ -119,6 +122,9 @@ def body_for(draw, ledger: Ledger):
             claim_id=claim_id, seq=1, signature=sig)
     if kind == 10:
         return host, BeginWithdrawalBody(model_id=model)
+    if kind == 14:
+        return draw(st.sampled_from(["omlizer", "prover", "alice"])), UnregisterRoleBody(
+            role=draw(st.sampled_from([1, 2])))
     if kind == 11:
         return host, CompleteWithdrawalBody(model_id=model)
     return actor, None  # 12, 13: raw garbage / tampered bytes, built by the caller
@@ -181,9 +187,15 @@ def check_invariants(ledger: Ledger) -> None:
         c = Claim.decode(raw)
         if ClaimStatus(c.status).open:
             open_by_host[(c.model_id, c.host)] = open_by_host.get((c.model_id, c.host), 0) + 1
+    committed: dict[bytes, int] = {}
     for raw in state[HOSTS.decode()].values():
         h = HostRecord.decode(raw)
         assert h.open_claims == open_by_host.get((h.model_id, h.host), 0)
+        if h.omlizer and h.status != HostStatus.WITHDRAWN:
+            committed[h.omlizer] = committed.get(h.omlizer, 0) + 1
+    for raw in state[ROLES.decode()].values():
+        r = RoleRecord.decode(raw)
+        assert r.committed_hosts == (committed.get(r.address, 0) if r.role == 1 else 0)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
