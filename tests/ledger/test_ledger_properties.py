@@ -116,9 +116,9 @@ def body_for(draw, ledger: Ledger):
             return draw(st.sampled_from(["omlizer"] * 4 + ["alice"])), RevealBody(
                 claim_id=claim_id, salt=fps.salts[i] if honest else bytes(32), key=fps.keys[i],
                 response=fps.responses[i], path=fps.path(i))
-        query = claim.key if draw(st.booleans()) else "another query"
+        query = claim.key if draw(st.sampled_from([True, True, True, False])) else "other query"
         sig = sign_permission(KEYS["owner"], CHAIN, claim.model_id, claim.host, 1, query)
-        return draw(st.sampled_from([host_name, "alice"])), RebutBody(
+        return draw(st.sampled_from([host_name] * 3 + ["alice"])), RebutBody(
             claim_id=claim_id, seq=1, signature=sig)
     if kind == 10:
         return host, BeginWithdrawalBody(model_id=model)
@@ -132,7 +132,8 @@ def body_for(draw, ledger: Ledger):
 
 def setup_block() -> list[bytes]:
     """A valid first block that reaches the interesting states: two models (one
-    derived), registered roles, two active hosts with funded channels."""
+    derived), registered roles, two active hosts with funded channels, two
+    open claims."""
     nonces: dict[str, int] = {}
 
     def tx(sender, body):
@@ -153,6 +154,12 @@ def setup_block() -> list[bytes]:
             model_id=model, host=ADDR[host], package_hash=PACKAGE,
             fp_root=FPS[(model, host)].root, fp_count=4)))
         txs.append(tx(host, FundChannelBody(model_id=model, amount=10_000)))
+    # two open claims from the start, so reveals and rebuttals have targets
+    for model, host, output in ((b"m0", "host", None), (b"m1", "bob", "no match")):
+        fps = FPS[(model, host)]
+        txs.append(tx("prover", SubmitClaimBody(
+            model_id=model, host=ADDR[host], fp_index=3, key=fps.keys[3],
+            output=fps.responses[3] if output is None else output, bond=50)))
     return txs
 
 
