@@ -1,21 +1,25 @@
 """The committed chain of one node: block store + ledger + tx index, one commit path.
 
 Blocks reach a node two ways, through consensus (it took part in deciding
-them) and through block sync (a peer had them already). Both end in
-:meth:`Chain.commit`, so every committed block is stored, executed, indexed,
-removed from the mempool and announced in exactly the same way.
+them) and through block sync (a peer had them already). Both are executed
+by :meth:`Chain.execute` and stored by one of two entry points
+(:meth:`Chain.store_committed`, :meth:`Chain.commit_synced`), so every
+committed block is stored, executed, indexed, removed from the mempool and
+announced in the same way.
 
 Crash safety. Synced blocks are saved first (one LMDB transaction in the
-block store) and executed second (one LMDB transaction in the state store);
-a crash between the two leaves the store one block ahead and
-:meth:`Chain.recover` re-executes the missing block on the next start.
-Blocks decided by consensus go the other way round, because the core calls
-``Application.apply_block`` (the ledger commits at once) before it emits
-``CommitBlock``: a crash between the two leaves the *ledger* one block
-ahead. That is tolerated: the WAL makes the restarted core decide the same
-block again (or sync fetches it; +2/3 committed it, so it is the same
-block), and :meth:`Chain.store_committed` then stores it without executing
-it twice.
+block store) and executed second; a crash between the two leaves the store
+ahead and :meth:`Chain.recover` re-executes the stored blocks on the next
+start. Blocks decided by consensus go the other way round, because the core
+calls ``Application.apply_block`` (:meth:`Chain.execute`; the ledger commits
+at once) before it emits ``CommitBlock``, and one input may decide several
+heights in a row (buffered messages for the next height). A crash in
+between leaves the *ledger* ahead of the block store, possibly by more than
+one block. That is tolerated: every execution also writes an "applied"
+record (height -> block id, app hash after it) together with the block's tx
+index entries, so when the WAL replay (or sync) brings those blocks again,
+:meth:`Chain.execute` returns the recorded app hash instead of executing
+twice, after checking it is the same block.
 
 The consensus :class:`~consensus.state.ChainState` (last block id and
 commit, app hash, validator priorities) is saved after every block in the
@@ -120,6 +124,7 @@ class Chain:
         self.blocks = BlockStore(self._env)
         self._closed = False
         self._txindex = self._env.open_db(b"txindex")
+        self._applied = self._env.open_db(b"applied")
         self._meta = self._env.open_db(b"chain.meta")
         self.on_committed: list[Callable[[Block, Commit, Any], None]] = []
         # the latest block, cached for status, proposals and linkage checks
@@ -227,82 +232,104 @@ class Chain:
             except Exception:  # noqa: BLE001 - a listener bug must not stop the chain
                 log.exception("on_committed listener failed at height %d", block.height)
 
+    def applied_app_hash(self, height: int, block_id: bytes) -> bytes:
+        """The app hash after ``height``, which the ledger has already executed.
+
+        Raises:
+            ChainInvariantError: the record is missing, or names another block.
+        """
+        with self._env.begin() as txn:
+            raw = txn.get(height.to_bytes(8, "big"), db=self._applied)
+        if raw is None:
+            if height == self.ledger.height:
+                # executed just before a crash that hit before its record was written
+                return self.ledger.app_hash
+            raise ChainInvariantError(f"block {height} was executed but its record is missing")
+        raw = bytes(raw)
+        if raw[:32] != block_id:
+            raise ChainInvariantError(f"block {height} {block_id.hex()[:16]} differs from the "
+                                      f"executed block {raw[:32].hex()[:16]}")
+        return raw[32:]
+
+    def execute(self, block: Block) -> tuple[bytes, Any]:
+        """Execute ``block`` in the ledger (once): returns (app hash after it, ledger result).
+
+        If the ledger already executed this height (before a crash) nothing
+        runs again: the recorded app hash is returned with result None.
+        """
+        if self.ledger.height >= block.height:
+            log.warning("block %d was already executed; not executing it twice", block.height)
+            return self.applied_app_hash(block.height, block.id()), None
+        h = block.header
+        result = self.ledger.apply_block(block.height, h.time_ms, h.proposer_address,
+                                         list(block.txs))
+        tx_results = list(getattr(result, "tx_results", ()) or ())
+        with self._env.begin(write=True) as txn:
+            txn.put(block.height.to_bytes(8, "big"), block.id() + result.app_hash,
+                    db=self._applied)
+            for i, tx in enumerate(block.txs):
+                code, text, codespace, events = _result_fields(
+                    tx_results[i] if i < len(tx_results) else None)
+                txn.put(tx_hash(tx), encode([block.height, i, code, text.encode(),
+                                             codespace.encode(),
+                                             json.dumps(list(events)).encode()]),
+                        db=self._txindex)
+        self._env.sync(True)
+        return result.app_hash, result
+
     def commit_synced(self, block: Block, commit: Commit) -> Any:
         """Store, execute and index a verified block fetched by block sync."""
         self._store(block, commit)
-        result = self._execute(block)
-        self._save_state(self.state.next(block, commit, self.ledger.app_hash))
+        app_hash, result = self.execute(block)
+        self._save_state(self.state.next(block, commit, app_hash))
         self._env.sync(True)
         self._notify(block, commit, result)
         return result
 
     def store_committed(self, block: Block, commit: Commit, state: ChainState,
                         result: Any) -> None:
-        """Store a block the consensus core decided; the ledger has already executed it.
+        """Store a block the consensus core decided; it was executed by :meth:`execute`.
 
-        ``result`` is the ledger's BlockResult from ``Application.apply_block``
-        (None if it was applied before a crash and the results are lost).
+        ``result`` is that execution's ledger result (None if it happened
+        before a crash).
         """
-        if self.ledger.height != block.height:
+        if self.ledger.height < block.height:
             raise ChainInvariantError(f"consensus committed block {block.height} but the "
                                       f"ledger is at height {self.ledger.height}")
         self._store(block, commit)
-        if result is not None:
-            self._index(block, result)
         self._save_state(state)
         self._env.sync(True)
         self._notify(block, commit, result)
 
-    def _execute(self, block: Block) -> Any:
-        if self.ledger.height >= block.height:
-            # applied before a crash that hit before the block was stored
-            log.warning("block %d was already executed; storing it only", block.height)
-            return None
-        h = block.header
-        result = self.ledger.apply_block(block.height, h.time_ms, h.proposer_address,
-                                         list(block.txs))
-        self._index(block, result)
-        return result
-
-    def _index(self, block: Block, result: Any) -> None:
-        tx_results = list(getattr(result, "tx_results", ()) or ())
-        with self._env.begin(write=True) as txn:
-            for i, tx in enumerate(block.txs):
-                res = tx_results[i] if i < len(tx_results) else None
-                code, text, codespace, events = _result_fields(res)
-                txn.put(tx_hash(tx), encode([block.height, i, code, text.encode(),
-                                             codespace.encode(),
-                                             json.dumps(list(events)).encode()]),
-                        db=self._txindex)
-
     def recover(self) -> int:
         """Bring ledger and consensus state level with the block store after a crash.
 
-        Returns how many blocks were re-executed. A ledger exactly one block
-        ahead of the store is allowed (see the module docstring).
+        Returns how many stored blocks were re-executed. A ledger ahead of the
+        store is allowed when every executed height has its record (see the
+        module docstring); the blocks are stored when decided or synced again.
 
         Raises:
-            ChainInvariantError: the ledger is more than one block ahead, or
-                a stored block is missing.
+            ChainInvariantError: a record or a stored block is missing.
         """
         lh, sh = self.ledger.height, self.blocks.height
-        if lh > sh + 1:
-            raise ChainInvariantError(f"ledger at height {lh} but block store at {sh}")
+        for height in range(sh + 1, lh):
+            with self._env.begin() as txn:
+                if txn.get(height.to_bytes(8, "big"), db=self._applied) is None:
+                    raise ChainInvariantError(f"ledger at height {lh}, block store at {sh}, "
+                                              f"and no record of executing block {height}")
         for height in range(lh + 1, sh + 1):
             blk = self.block(height)
             if blk is None:
                 raise ChainInvariantError(f"block {height} missing from the store")
             log.info("re-executing block %d after restart", height)
-            self._execute(blk)
+            self.execute(blk)
         state = self.state
         while state.height < sh:
             h = state.height + 1
             blk, commit = self.block(h), self.commit_for(h)
             if blk is None or commit is None:
                 raise ChainInvariantError(f"block {h} or its commit missing from the store")
-            nxt = self.block(h + 1)
-            app_hash = nxt.header.app_hash if nxt is not None else self.ledger.app_hash
-            state = state.next(blk, commit, app_hash)
+            state = state.next(blk, commit, self.applied_app_hash(h, blk.id()))
         if state is not self.state:
             self._save_state(state)
         self._env.sync(True)

@@ -175,6 +175,10 @@ class Daemon:
         nursery.start_soon(gossip.run_receiver, txs_in)
         nursery.start_soon(gossip.run_publisher)
 
+        roles = self.config.roles
+        for role in ("storage", "omlizer", "prover", "host_gateway", "owner_permission"):
+            if getattr(roles, role):
+                log.warning("[roles] %s = true, but this version does not run that role", role)
         timeout_s = self.config.p2p.stream_timeout_ms / 1000
         if self.is_validator:
             from .driver import ConsensusDriver

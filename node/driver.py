@@ -104,15 +104,10 @@ class LedgerApp:
                                         f"over the limit {MAX_TX_BYTES}")
 
     def apply_block(self, block: Block) -> bytes:
-        if self.ledger.height >= block.height:
-            # executed before a crash that hit before the block was stored
-            self.results.pop(block.height, None)
-            return self.ledger.app_hash
-        h = block.header
-        result = self.ledger.apply_block(block.height, h.time_ms, h.proposer_address,
-                                         list(block.txs))
-        self.results[block.height] = result
-        return result.app_hash
+        app_hash, result = self.chain.execute(block)
+        if result is not None:
+            self.results[block.height] = result
+        return app_hash
 
     def take_result(self, height: int) -> Any:
         return self.results.pop(height, None)

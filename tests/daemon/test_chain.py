@@ -9,6 +9,7 @@ import pytest
 from consensus.block import Commit
 from consensus.catchup import decode_pair
 from consensus.crypto import PrivateKey, Signer
+from consensus.state import ChainState
 from consensus.vote import Vote, VoteType
 from node.chain import BlockRejected, ChainInvariantError
 from node.mempool import tx_hash
@@ -143,3 +144,49 @@ def test_ledger_two_blocks_ahead_is_an_invariant_error(producer: Producer, tmp_p
     producer.chain = chain
     with pytest.raises(ChainInvariantError):
         chain.recover()
+
+
+def _decided(producer: Producer, txs: tuple[bytes, ...] = ()):
+    """Build the next block as consensus would decide it (ledger executes it, not stored)."""
+    st = producer.chain.state
+    block = producer.make_block(txs)
+    commit = sign_commit(producer.chain, producer.signers, block.height, block.id())
+    app_hash, result = producer.chain.execute(block)
+    return block, commit, st.next(block, commit, app_hash), result
+
+
+def test_two_heights_decided_in_one_batch_are_stored_in_order(producer: Producer) -> None:
+    """One core input may decide h and h+1: both execute before either is stored."""
+    b1, c1, s1, r1 = _decided(producer)
+    producer.chain.state = s1  # what the core builds h+1 on
+    b2, c2, s2, r2 = _decided(producer, (producer.transfer(0, producer.accounts[1].address, 3),))
+    producer.chain.state = ChainState.genesis(producer.chain.chain_id,
+                                              producer.chain.genesis.genesis_time_ms,
+                                              producer.chain.valset, producer.chain.ledger.app_hash)
+    producer.chain.store_committed(b1, c1, s1, r1)
+    producer.chain.store_committed(b2, c2, s2, r2)
+    assert producer.chain.height == 2 and producer.chain.state == s2
+    assert producer.chain.indexed_tx(tx_hash(b2.txs[0])).code == 0
+
+
+def test_restart_with_ledger_two_blocks_ahead_recovers_from_records(producer: Producer,
+                                                                    tmp_path: Path) -> None:
+    genesis = producer.chain.genesis
+    producer.produce()
+    b2, c2, s2, _ = _decided(producer, (producer.transfer(0, producer.accounts[1].address, 4),))
+    producer.chain.state = s2
+    b3, c3, s3, _ = _decided(producer)
+    close_chain(producer.chain)  # crash: blocks 2 and 3 executed, neither stored
+    chain = open_chain(tmp_path / "producer", genesis)
+    producer.chain = chain
+    assert (chain.ledger.height, chain.height) == (3, 1)
+    assert chain.recover() == 0
+    # the same blocks come back (WAL replay or sync): stored with the recorded app hashes
+    for block, commit in ((b2, c2), (b3, c3)):
+        chain.verify_fetched(block, commit)
+        chain.commit_synced(block, commit)
+    assert chain.state == s3 and chain.state.app_hash == chain.ledger.app_hash
+    # a different block for an executed height is refused loudly
+    other = producer.make_block()
+    with pytest.raises(ChainInvariantError):
+        chain.applied_app_hash(3, other.id())

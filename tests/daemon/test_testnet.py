@@ -119,3 +119,15 @@ def test_cli_start_prints_rpc_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) 
             proc.wait()
     log = (specs[0].home / "node.log").read_text()
     assert "received SIGTERM" in log and "stopped" in log
+
+
+def test_operator_guide_documents_every_config_key() -> None:
+    import dataclasses
+
+    from node.config import Config
+
+    guide = (REPO / "docs" / "operator.md").read_text()
+    for section in dataclasses.fields(Config):
+        assert f"### [{section.name}]" in guide, section.name
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"`{f.name}`" in guide, f"[{section.name}] {f.name} is not documented"

@@ -77,6 +77,11 @@ def test_heights_advance_and_cli_transfer_is_visible_everywhere(testnet4: Testne
             tx = c.call("tx", {"hash": result["hash"]})
         assert int(acct["balance"]) == int(before["balance"]) + amount, (n, acct)
         assert int(tx["height"]) == h
+    # metrics: the endpoint serves the committed height
+    with httpx.Client(timeout=10) as http:
+        text = http.get(f"http://127.0.0.1:{net.spec('node0').metrics_port}/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("oml_consensus_height "))
+    assert float(line.split()[1]) >= h
     # the query CLI reads the same account
     q = cli("query", "account", recipient, "--rpc", net.spec("node3").rpc_url)
     assert q.returncode == 0, q.stderr
