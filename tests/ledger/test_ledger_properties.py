@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import ADDR, CHAIN, KEYS, PACKAGE, WEIGHTS, make_fingerprints, make_genesis
@@ -205,6 +206,7 @@ def check_invariants(ledger: Ledger) -> None:
         assert r.committed_hosts == (committed.get(r.address, 0) if r.role == 1 else 0)
 
 
+@pytest.mark.slow  # ~2 s of CPU; several seconds of wall time on a loaded machine
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data(), n_blocks=st.integers(1, 10))
