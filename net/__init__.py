@@ -12,6 +12,7 @@ from .config import NetConfig as NetConfig
 from .config import NetConfigError as NetConfigError
 from .config import parse_peer_addr as parse_peer_addr
 from .errors import HandlerError as HandlerError
+from .errors import ListenFailed as ListenFailed
 from .errors import MessageTooLarge as MessageTooLarge
 from .errors import NetError as NetError
 from .errors import NetUsageError as NetUsageError

@@ -36,6 +36,19 @@ class MessageTooLarge(NetUsageError):
         self.limit = limit
 
 
+class ListenFailed(NetError, OSError):
+    """The host could not listen on its configured address (e.g. port in use).
+
+    py-libp2p only logs this and carries on without a listener; the
+    transport checks and raises instead, because a node nobody can dial is
+    broken in a way that must stop start-up.
+    """
+
+    def __init__(self, addr: str) -> None:
+        super().__init__(f"could not listen on {addr} (address in use or not local?)")
+        self.addr = addr
+
+
 class PeerUnreachable(NetError):
     """No connection to the peer could be made or kept for this operation."""
 

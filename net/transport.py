@@ -30,7 +30,7 @@ from ._lib import (
     new_host,
 )
 from .config import NetConfig, parse_peer_addr
-from .errors import MessageTooLarge, NetError, NetUsageError, PeerUnreachable
+from .errors import ListenFailed, MessageTooLarge, NetError, NetUsageError, PeerUnreachable
 from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
 from .peers import PeerBook
 from .ratelimit import TokenBucket
@@ -237,12 +237,39 @@ async def open_transport(config: NetConfig) -> AsyncIterator[Transport]:
     Listening has started and the redial loop is running when the block is
     entered; on exit every task, stream and connection is closed.
 
+    The host runs inside five nested nurseries, so any exception (ours, or
+    one raised in the ``async with`` body) would come out wrapped five
+    ExceptionGroups deep; tracebacks then hide the cause. A group that
+    holds a single exception is unwrapped to that exception; real
+    multi-error groups pass through unchanged.
+
     Raises:
         NetUsageError: ``config`` is not a :class:`NetConfig`.
-        OSError: the listen address cannot be bound.
+        ListenFailed: the listen address cannot be bound (also an ``OSError``).
     """
     if not isinstance(config, NetConfig):
         raise NetUsageError("open_transport needs a NetConfig")
+    try:
+        async with _run_transport(config) as transport:
+            yield transport
+    except BaseExceptionGroup as group:
+        leaf = _single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+@asynccontextmanager
+async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
     listen = multiaddr.Multiaddr(config.listen_addr)
     host = new_host(
         key_pair=create_identity_from_seed(config.seed),
@@ -273,6 +300,8 @@ async def open_transport(config: NetConfig) -> AsyncIterator[Transport]:
         background_trio_service(gossipsub),
         trio.open_nursery() as nursery,
     ):
+        if not host.get_addrs():
+            raise ListenFailed(config.listen_addr)
         await pubsub.wait_until_ready()
         gossip = Gossip(
             pubsub,

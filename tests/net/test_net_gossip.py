@@ -165,15 +165,18 @@ async def test_message_id_modes(mode: str, expected: int) -> None:
 
 @bounded(30)
 async def test_paced_burst_arrives_complete() -> None:
-    """300 back-to-back publishes lose most messages unpaced (LIBP2P.md); paced, none."""
-    n = 150
-    async with hosts(config("pa", publish_rate=300.0), config("pb")) as (a, b):
+    """Back-to-back publishes lose messages unpaced (150 sent, about 54 arrive);
+    paced, the publisher waits and none are lost. The rate is kept modest so
+    that a receiver on a loaded 2-core machine keeps up (gossip cannot slow
+    a sender down for a slow receiver)."""
+    n, rate, burst = 80, 60.0, 8
+    async with hosts(config("pa", publish_rate=rate, publish_burst=burst), config("pb")) as (a, b):
         await link(a, b)
         rb = b.subscribe(TOPIC, buffer=n)
         await a.wait_for_topic_peers(TOPIC, 1, 5)
         start = trio.current_time()
         for i in range(n):
             await a.publish(TOPIC, b"burst %d" % i)
-        assert trio.current_time() - start >= (n - 16) / 300 * 0.9  # the pacer made us wait
-        await wait_until(lambda: b.stats().topics[TOPIC].delivered == n, timeout=10, what="all")
+        assert trio.current_time() - start >= (n - burst) / rate * 0.9  # the pacer made us wait
+        await wait_until(lambda: b.stats().topics[TOPIC].delivered == n, timeout=15, what="all")
         assert {rb.receive_nowait()[1] for _ in range(n)} == {b"burst %d" % i for i in range(n)}

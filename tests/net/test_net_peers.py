@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import trio
 from net_helpers import bounded, config, free_port, hosts, link, seed, wait_until
 
-from net import PeerUnreachable, open_transport, peer_id_from_seed
+from net import ListenFailed, PeerUnreachable, open_transport, peer_id_from_seed
 
 
 def test_peer_id_from_seed_matches_libp2p() -> None:
@@ -97,3 +98,21 @@ async def test_persistent_list_may_name_ourselves() -> None:
     async with hosts(config("self", persistent_peers=(me,))) as (a,):
         assert a._peers._persistent == {}  # filtered out: the redial loop never dials itself
         assert a._peers.dial_failures == 0 and a.connected_peers() == []
+
+
+@bounded(30)
+async def test_port_in_use_raises_listen_failed_and_errors_unwrap() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ListenFailed) as exc:
+            async with open_transport(config("busy", listen_addr=f"/ip4/127.0.0.1/tcp/{port}")):
+                raise AssertionError("a transport without a listener must not open")
+        assert isinstance(exc.value, OSError)
+    # An error in the body comes out as itself, not five ExceptionGroups deep.
+    with pytest.raises(KeyError, match="from the body"):
+        async with open_transport(config("body")):
+            raise KeyError("from the body")
