@@ -137,10 +137,12 @@ class Core:
         proposals and votes rather than signing new ones.
 
         Returns:
-            The core, started, and the actions to execute now (no ``Persist``:
-            the records are already in the WAL; the node's own messages of the
-            current height are re-broadcast, since a crash may have come between
-            persisting and sending them).
+            The core, started, and the actions to execute now, in order. Inputs
+            already in the WAL are not persisted again, but a proposal or vote
+            the replay had to sign afresh (the crash came before it was logged)
+            is, before it is sent. The node's own messages of the current height
+            are re-broadcast at the end, since a crash may have come between
+            persisting and sending them.
         Raises:
             InvariantError: a record does not parse (the WAL checks integrity,
                 so this is a bug or a disk that lied; do not sign anything).
@@ -151,11 +153,10 @@ class Core:
             for ev in events:
                 core._signlog.register_presigned(ev, signer, state.chain_id)
         core._replaying = True
-        out = core.handle(Start(now_ms=now_ms))
+        actions = core.handle(Start(now_ms=now_ms))
         for ev in events:
-            out.extend(core.handle(ev))
+            actions.extend(core.handle(ev))
         core._replaying = False
-        actions = [a for a in out if not isinstance(a, Persist)]
         actions.extend(Broadcast(m) for m in core._signlog.messages_at(core.height))
         return core, actions
 
@@ -221,8 +222,10 @@ class Core:
         self.stats["rejected"] += 1
         self.last_rejection = why
 
-    def _log(self, event: Event) -> None:
-        if not self._replaying:
+    def _log(self, event: Event, *, fresh: bool = False) -> None:
+        """Persist ``event``. A replay logs only what is ``fresh``: a proposal or vote
+        signed during the replay itself (the crash came before it reached the WAL)."""
+        if fresh or not self._replaying:
             self._out.append(Persist(event_record(event)))
 
     def _schedule(self, height: int, round: int, step: Step, delay_ms: int) -> None:
@@ -256,7 +259,8 @@ class Core:
         if self._add_vote(v, ev):
             self._advance()
 
-    def _add_vote(self, v: Vote, ev: Event | None, vouched: bytes | None = None) -> bool:
+    def _add_vote(self, v: Vote, ev: Event | None, vouched: bytes | None = None,
+                  fresh: bool = False) -> bool:
         """Verify and count a vote; log ``ev`` first. True if it was new.
 
         ``vouched`` is the block id a proposal's proof-of-lock claims +2/3 for;
@@ -287,7 +291,7 @@ class Core:
                     return True
             return False
         if ev is not None:
-            self._log(ev)
+            self._log(ev, fresh=fresh)
         rv.add(v, self.valset.power_at(v.validator_index))
         self._note_precommit_quorum(rv, v)
         return True
@@ -303,7 +307,7 @@ class Core:
         elif self._accept_proposal(ev):
             self._advance()
 
-    def _accept_proposal(self, ev: ProposalReceived) -> bool:
+    def _accept_proposal(self, ev: ProposalReceived, fresh: bool = False) -> bool:
         """Verify and store a proposal for this height; log it first. True if new."""
         msg = ev.message
         p = msg.proposal
@@ -324,7 +328,7 @@ class Core:
             if msg.block.id() != p.block_id:
                 self._reject("proposal block does not match its id")
                 return False
-        self._log(ev)
+        self._log(ev, fresh=fresh)
         for v in msg.pol_votes:
             self._add_vote(v, None, vouched=p.block_id)
         self._proposals[p.round] = msg
@@ -487,6 +491,7 @@ class Core:
     def _propose(self) -> None:
         h, r = self.height, self.round
         msg = self._signlog.get((h, r, Step.PROPOSE))
+        fresh = msg is None
         if msg is None:
             if not self._signlog.may_sign((h, r, Step.PROPOSE)):
                 return
@@ -506,7 +511,7 @@ class Core:
             self._signlog.record((h, r, Step.PROPOSE), msg)
         assert isinstance(msg, ProposalMessage)
         # persist and store first, send, and let the caller's _advance prevote
-        self._accept_proposal(ProposalReceived(message=msg, now_ms=self._now))
+        self._accept_proposal(ProposalReceived(message=msg, now_ms=self._now), fresh=fresh)
         self._out.append(Broadcast(msg))
 
     def _build_block(self) -> Block:
@@ -535,6 +540,7 @@ class Core:
             return
         key = (self.height, self.round, VOTE_STEP[vote_type])
         vote = self._signlog.get(key)
+        fresh = vote is None
         if vote is None:
             if not self._signlog.may_sign(key):
                 return
@@ -552,7 +558,7 @@ class Core:
                 if vote_type == VoteType.PRECOMMIT and not vote.is_nil \
                         and self.locked_round < self.round:
                     self.locked_round, self.locked_id = self.round, vote.block_id
-        self._add_vote(vote, VoteReceived(vote=vote, now_ms=self._now))
+        self._add_vote(vote, VoteReceived(vote=vote, now_ms=self._now), fresh=fresh)
         self._out.append(Broadcast(VoteMessage(vote=vote)))
 
     def _finalize(self, block: Block, commit: Commit) -> None:

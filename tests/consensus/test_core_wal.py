@@ -168,3 +168,29 @@ def test_every_own_broadcast_is_preceded_by_its_persist():
             else:
                 assert any(record_event(r).__class__.__name__ == "ProposalReceived"
                            for r in persisted)
+
+
+def test_vote_signed_during_replay_is_persisted_before_it_is_sent():
+    """Crash after the proposal was logged but before our prevote was: the replay signs
+    the prevote afresh, so restore must persist it before sending it (and a second
+    crash then finds it in the WAL)."""
+    h = Harness()
+    h.start()
+    out = h.propose(0, h.make_block())
+    persists = [a.record for a in out if isinstance(a, Persist)]
+    assert len(persists) == 2  # the proposal, then our prevote
+    records = persists[:1]
+    actions = h.restore(records=records)
+    kinds = [(type(a).__name__, a) for a in actions if isinstance(a, (Persist, Broadcast))]
+    (vote,) = set(own_votes(actions, PV))
+    persist_at = next(i for i, (k, a) in enumerate(kinds)
+                      if k == "Persist" and record_event(a.record) == VoteReceived(
+                          vote=vote, now_ms=record_event(a.record).now_ms))
+    send_at = next(i for i, (k, a) in enumerate(kinds) if k == "Broadcast")
+    assert persist_at < send_at
+    # second crash: the WAL now holds the prevote, which the replay re-uses
+    wal = records + [a.record for a in actions if isinstance(a, Persist)]
+    again = h.restore(records=wal)
+    assert not [a for a in again if isinstance(a, Persist)]
+    assert set(own_votes(again, PV)) == {vote}
+    assert (h.core.round, h.core.step) == (0, Step.PREVOTE)
