@@ -152,3 +152,59 @@ def test_every_public_name_exported_once() -> None:
         assert name in names
         assert text.count(f" as {name}\n") == 1
     assert hashlib  # keep import used
+
+
+class FakeStream:
+    """Reads from a list of chunks, then EOF (``b""``) or a hang; records writes."""
+
+    def __init__(self, chunks: list[bytes], *, hang: bool = False) -> None:
+        self.chunks = list(chunks)
+        self.hang = hang
+        self.written = b""
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self.chunks:
+            if self.hang:
+                await trio.sleep_forever()
+            return b""
+        chunk = self.chunks.pop(0)
+        if n is not None and len(chunk) > n:
+            self.chunks.insert(0, chunk[n:])
+            chunk = chunk[:n]
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        self.written += data
+
+
+@bounded(10)
+async def test_read_frame_reassembles_split_chunks() -> None:
+    from net.streamio import read_frame
+
+    raw = framing.encode_frame(framing.Kind.DIRECT, b"payload" * 10, 1000)
+    stream = FakeStream([raw[i : i + 7] for i in range(0, len(raw), 7)])
+    assert await read_frame(stream, 1000, 1.0) == (framing.Kind.DIRECT, b"payload" * 10)  # type: ignore[arg-type]
+
+
+@bounded(10)
+async def test_read_frame_truncation_and_deadlines() -> None:
+    from net.streamio import StreamBroken, read_frame
+
+    raw = framing.encode_frame(framing.Kind.REQUEST, b"x" * 100, 1000)
+    with pytest.raises(StreamBroken, match="EOF"):
+        await read_frame(FakeStream([raw[:-10]]), 1000, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(trio.TooSlowError):  # header started, then a frozen peer
+        await read_frame(FakeStream([raw[:10]], hang=True), 1000, 0.1)  # type: ignore[arg-type]
+    with pytest.raises(trio.TooSlowError):  # idle before the first byte
+        await read_frame(FakeStream([], hang=True), 1000, 1.0, idle_timeout=0.1)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolViolation):  # over the cap: refused from the header alone
+        await read_frame(FakeStream([raw]), 50, 1.0)  # type: ignore[arg-type]
+
+
+def test_handler_error_codes_are_application_range() -> None:
+    from net import HandlerError
+
+    assert HandlerError(100, "ok").code == 100
+    for bad in (0, 6, 99, 70000):
+        with pytest.raises(ValueError):
+            HandlerError(bad, "transport range")
