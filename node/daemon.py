@@ -18,9 +18,13 @@ peer's bad message never does (it is dropped and logged).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +92,8 @@ class Daemon:
 
         data_dir = self.home.data_dir(self.config)
         data_dir.mkdir(parents=True, exist_ok=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with _exclusive(data_dir / "node.lock"), \
+                trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             ledger = Ledger.open(data_dir / "state", self.genesis)
             try:
                 chain = Chain(data_dir, self.genesis, ledger)
@@ -241,17 +246,64 @@ def _new_block_event(view: Any, block: Any, result: Any) -> Any:
     return NewBlockEvent(block=view, txs=tuple(txs))
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` so two processes never run one home.
+
+    Two daemons on one data directory would both write the stores and could
+    both sign votes; the lock is taken before anything is opened.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DaemonError(f"{path.parent} is in use by another oml-node process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _fatal_exit_code(exc: BaseException) -> tuple[int, str] | None:
+    """Exit code and message for the errors that end a node without being bugs."""
+    from consensus.errors import InvariantError as ConsensusInvariant
+    from consensus.wal import WALCorruptError, WALError
+
+    from .ledger import InvariantError as LedgerInvariant
+    from .ledger import LedgerUsageError
+
+    for leaf in _leaves(exc):
+        if isinstance(leaf, (ChainError, WALCorruptError, ConsensusInvariant, LedgerInvariant)):
+            return 2, f"halting: {leaf}"
+        if isinstance(leaf, (OSError, WALError, LedgerUsageError, DaemonError)):
+            return 1, f"cannot start: {leaf}"
+    return None
+
+
 def run_daemon(root: Path) -> int:
-    """``oml-node start``: run the node in the foreground; returns the exit code."""
+    """``oml-node start``: run the node in the foreground; returns the exit code.
+
+    0 after SIGINT/SIGTERM; 1 when the node cannot start (port in use, the
+    home already running, data from another chain); 2 when it had to halt
+    on a broken invariant (corrupt WAL, inconsistent stores). Anything else
+    is a bug and propagates with its traceback.
+    """
     daemon = Daemon.from_home(root)
     try:
         return trio.run(daemon.run)
-    except ChainError as exc:
-        log.critical("halting: %s", exc)
-        return 2
-    except OSError as exc:
-        log.critical("cannot start: %s", exc)
-        return 1
+    except BaseException as exc:
+        verdict = _fatal_exit_code(exc)
+        if verdict is None:
+            raise
+        code, message = verdict
+        log.critical("%s", message)
+        return code
 
 
 __all__ = ["Daemon", "DaemonError", "run_daemon"]

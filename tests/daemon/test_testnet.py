@@ -131,3 +131,30 @@ def test_operator_guide_documents_every_config_key() -> None:
         assert f"### [{section.name}]" in guide, section.name
         for f in dataclasses.fields(getattr(Config(), section.name)):
             assert f"`{f.name}`" in guide, f"[{section.name}] {f.name} is not documented"
+
+
+@pytest.mark.slow
+def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: Path) -> None:
+    from node.testnet import Testnet
+    from tests.e2e.conftest import free_base_port
+
+    out = tmp_path / "net"
+    specs = init_testnet(out, validators=1, base_port=free_base_port(1))
+    with Testnet(out) as net:
+        net.start_all(timeout=60)
+        again = subprocess.run([sys.executable, "-m", "node", "start", "--home",
+                                str(specs[0].home)], capture_output=True, text=True,
+                               timeout=60, cwd=REPO)
+        assert again.returncode == 1
+        assert "in use by another oml-node process" in again.stderr
+        # another home whose RPC port is the running node's
+        other = init_testnet(tmp_path / "other", validators=1,
+                             base_port=free_base_port(1))[0]
+        cfg = (other.home / "config" / "config.toml").read_text()
+        (other.home / "config" / "config.toml").write_text(
+            cfg.replace(f"127.0.0.1:{other.rpc_port}", f"127.0.0.1:{specs[0].rpc_port}"))
+        busy = subprocess.run([sys.executable, "-m", "node", "start", "--home",
+                               str(other.home)], capture_output=True, text=True, timeout=60,
+                              cwd=REPO)
+        assert busy.returncode == 1 and "cannot start" in busy.stderr
+        assert net.procs["node0"].alive
