@@ -157,7 +157,8 @@ def table(rows: list[dict], meta: dict) -> str:
     lines.append(f"base: {meta['base_params'] / 1e6:.1f}M params, perplexity "
                  f"{meta['base_ppl']:.1f} on {meta['eval_texts']} held-out texts; device "
                  f"{meta['device']}; attack: AdamW LR 1e-4 on {meta['attack_tokens']} tokens "
-                 f"of unseen text; total {meta['seconds']:.0f} s")
+                 f"of unseen text; total {meta['seconds']:.0f} s wall, "
+                 f"{meta['cpu_seconds']:.0f} s CPU on {meta['threads']} threads")
     return "\n".join(lines)
 
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     from oml.modelio import load_model, pick_device
     from oml.utility import perplexity
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     s = Settings(attack_tokens=60_000 if args.quick else 200_000)
     s = Settings(**{**s.__dict__, **{k: v for k, v in
                                      (("attack_tokens", args.attack_tokens), ("lr", args.lr),
@@ -192,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
               else [16, 128] if args.quick else [16, 128, 1024])
     device = None if args.device == "auto" else args.device
     dev = pick_device(device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         split = split_corpus(ensure_corpus(not args.no_install))
     except CorpusError as exc:
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"base": str(base_dir), "base_params": base_params, "base_ppl": base_ppl,
             "eval_texts": min(s.eval_texts, len(split.eval)), "device": str(dev),
             "attack_tokens": s.attack_tokens, "settings": s.__dict__,
-            "seconds": time.time() - t0}
+            "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0,
+            "threads": torch.get_num_threads()}
     print(table(rows, meta))
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -425,3 +425,77 @@ def check_cmd(package_dir: Path, omlizer_pubkey: bytes | None, sidecar: Path | N
         f"package_hash: {m.package_hash().hex()}",
         "sidecar reproduces fp_root" if secrets is not None else "sidecar not checked",
     ])
+
+
+def _indices(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    """Parse ``0-9,15,20-21`` into a sorted list of distinct indices."""
+    out: set[int] = set()
+    try:
+        for part in value.split(","):
+            lo, _, hi = part.strip().partition("-")
+            a, b = int(lo), int(hi) if hi else int(lo)
+            if a < 0 or b < a:
+                raise ValueError(part)
+            out.update(range(a, b + 1))
+    except ValueError:
+        raise click.BadParameter("use indices and ranges like 0-9,15") from None
+    return sorted(out)
+
+
+@oml_group.command("seal-keys")
+@click.option("--sidecar", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the owner's sealed sidecar")
+@click.option("--owner-key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="owner account key file that opens the sidecar")
+@click.option("--indices", required=True, callback=_indices,
+              help="fingerprint indices for the prover, e.g. 0-9,15")
+@click.option("--prover-pubkey", required=True, callback=_pubkey,
+              help="prover's Ed25519 public key (hex)")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="file to write the sealed key set to")
+@JSON_OPT
+def seal_keys_cmd(sidecar: Path, owner_key: Path, indices: list[int], prover_pubkey: bytes,
+                  out_file: Path, as_json: bool) -> None:
+    """Seal the KEYS (never responses or salts) of some fingerprints to a prover."""
+    from oml.package import load_sidecar
+    from oml.package_errors import PackageError
+    from oml.sidecar import seal_prover_keys
+
+    from ..keys import AccountKey, KeyFileError
+
+    try:
+        secrets = load_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
+        blob = seal_prover_keys(secrets, indices, prover_pubkey)
+    except (PackageError, KeyFileError) as exc:
+        raise _fail(exc) from None
+    out_file.write_bytes(blob)
+    summary = {"out": str(out_file), "indices": indices, "model_id": secrets.model_id,
+               "host": secrets.host.hex(), "prover_pubkey": prover_pubkey.hex()}
+    _emit(summary, as_json, [f"sealed {len(indices)} keys to {prover_pubkey.hex()} in {out_file}"])
+
+
+@oml_group.command("open-keys")
+@click.option("--keys", "keys_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a sealed prover key set (from `oml seal-keys`)")
+@click.option("--prover-key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the prover's account key file")
+@JSON_OPT
+def open_keys_cmd(keys_file: Path, prover_key: Path, as_json: bool) -> None:
+    """Open a prover key set and print the keys it may pose as queries."""
+    from oml.package_errors import PackageError
+    from oml.sidecar import open_prover_keys
+
+    from ..keys import AccountKey, KeyFileError
+
+    try:
+        data = keys_file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {keys_file}: {exc}") from None
+    try:
+        keys = open_prover_keys(data, AccountKey.load(prover_key).key.seed)
+    except (PackageError, KeyFileError) as exc:
+        raise _fail(exc) from None
+    summary = {"model_id": keys.model_id, "host": keys.host.hex(),
+               "keys": [{"index": i, "key": k} for i, k in keys.keys]}
+    _emit(summary, as_json, [f"model {keys.model_id}, host {keys.host.hex()}"]
+          + [f"{i}\t{k}" for i, k in keys.keys])

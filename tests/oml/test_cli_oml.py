@@ -19,7 +19,8 @@ def run(*args: str | Path) -> "object":
     return CliRunner().invoke(oml_group, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("cmd", [[], ["fingerprint"], ["verify"], ["eval"], ["check"]])
+@pytest.mark.parametrize("cmd", [[], ["fingerprint"], ["verify"], ["eval"], ["check"],
+                                 ["seal-keys"], ["open-keys"]])
 def test_help(cmd: list[str]) -> None:
     res = run(*cmd, "--help")
     assert res.exit_code == 0, res.output
@@ -119,6 +120,26 @@ def test_fingerprint_verify_eval_end_to_end(tmp_path: Path, tiny_dir: Path) -> N
     res = run("check", "--package", pkg, "--sidecar", sidecar,
               "--owner-key", tmp_path / "omlizer.json")
     assert res.exit_code == 1 and "sidecar" in res.output and "not to this key" in res.output
+
+    # a prover gets some keys, and only keys
+    prover = AccountKey.generate()
+    prover.save(tmp_path / "prover.json")
+    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "owner.json",
+              "--indices", "0-1,4", "--prover-pubkey", prover.public_key.hex(),
+              "--out", tmp_path / "prover.keys")
+    assert res.exit_code == 0, res.output
+    res = run("open-keys", "--keys", tmp_path / "prover.keys",
+              "--prover-key", tmp_path / "prover.json", "--json")
+    assert res.exit_code == 0, res.output
+    fps = [json.loads(line) for line in (tmp_path / "fps.jsonl").read_text().splitlines()[1:]]
+    assert json.loads(res.stdout)["keys"] == [{"index": i, "key": fps[i]["key"]} for i in (0, 1, 4)]
+    res = run("open-keys", "--keys", tmp_path / "prover.keys",
+              "--prover-key", tmp_path / "owner.json")
+    assert res.exit_code == 1 and "not to this key" in res.output
+    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "owner.json",
+              "--indices", "2-1", "--prover-pubkey", prover.public_key.hex(),
+              "--out", tmp_path / "x")
+    assert res.exit_code == 2
 
     # the sealed sidecar and the plaintext file both drive verification
     for args in (["--fingerprints", sidecar, "--owner-key", tmp_path / "owner.json"],
