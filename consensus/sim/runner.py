@@ -49,6 +49,7 @@ from ..memwal import MemWAL
 from ..messages import Message, ProposalMessage, VoteMessage, decode_message, encode_message
 from ..state import ChainState, ConsensusParams
 from ..validators import ValidatorSet, verify_commit
+from ..wal_api import record_event
 from .app import SimApp, app_hash_after
 from .byzantine import BadBlocks, Equivocate, RandomVotes, Silent, SplitBrain, Strategy
 from .world import EventQueue, Network, NetworkConditions
@@ -315,6 +316,8 @@ class Simulation:
         for a in actions[:cut]:
             if isinstance(a, Persist):
                 node.wal.append(a.record)
+                if node.honest:
+                    self._check_persisted_signature(node, a.record)
             elif isinstance(a, Broadcast):
                 self._send(node, a.message, now)
             elif isinstance(a, ScheduleTimeout):
@@ -354,6 +357,15 @@ class Simulation:
             for delay in self.net.delays(node.index, p, now):
                 self.messages += 1
                 self.queue.push(now + delay, ("deliver", p, data))
+
+    def _check_persisted_signature(self, node: SimNode, record: bytes) -> None:
+        """Signatures that reached the WAL count even if a crash kept them from being sent."""
+        ev = record_event(record)
+        if isinstance(ev, VoteReceived) and ev.vote.validator_address == node.signer.address:
+            self._check_honest_signature(node.index, VoteMessage(vote=ev.vote))
+        elif isinstance(ev, ProposalReceived) and \
+                ev.message.proposal.verify_signature(CHAIN_ID, node.signer.public_key):
+            self._check_honest_signature(node.index, ev.message)
 
     def _check_honest_signature(self, index: int, msg: Message) -> None:
         if isinstance(msg, VoteMessage):
