@@ -34,9 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consensus.crypto import PrivateKey, sha256  # noqa: E402
-from node.rpc_client import RpcClient, RpcClientError  # noqa: E402
-from node.testnet import Testnet, init_testnet  # noqa: E402
+import itertools
+
+from consensus.crypto import PrivateKey, sha256
+from node.rpc_client import RpcClient, RpcClientError
+from node.testnet import Testnet, init_testnet
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -196,7 +198,7 @@ def main() -> int:
     heights = sorted(h for h, (seen_at, _t, _x) in observer.blocks.items()
                      if start_at <= seen_at <= stop)
     times = [observer.blocks[h][1] for h in heights]
-    intervals = [(b - a) / 1000 for a, b in zip(times, times[1:])]
+    intervals = [(b - a) / 1000 for a, b in itertools.pairwise(times)]
 
     rows = [
         ("validators", f"{args.validators}"),

@@ -15,9 +15,21 @@ from consensus.block import Block, Commit
 
 from .chain import Chain
 from .mempool import Mempool
-from .rpc.backend import (BlockView, CheckResult, JSONRecord, NetInfo, NodeInfo, NodeStatus,
-                          PeerView, SyncInfo, TxResult, TxView, ValidatorInfo, ValidatorSetView)
-from .rpc.errors import BadArgument, NotFound, NodeUnavailable
+from .rpc.backend import (
+    BlockView,
+    CheckResult,
+    JSONRecord,
+    NetInfo,
+    NodeInfo,
+    NodeStatus,
+    PeerView,
+    SyncInfo,
+    TxResult,
+    TxView,
+    ValidatorInfo,
+    ValidatorSetView,
+)
+from .rpc.errors import BadArgument, NodeUnavailable, NotFound
 from .txgossip import TxGossip
 
 VERSION = "0.1.0"

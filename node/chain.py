@@ -229,7 +229,7 @@ class Chain:
         for cb in self.on_committed:
             try:
                 cb(block, commit, result)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the chain
+            except Exception:
                 log.exception("on_committed listener failed at height %d", block.height)
 
     def applied_app_hash(self, height: int, block_id: bytes) -> bytes:

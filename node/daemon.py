@@ -71,7 +71,7 @@ class Daemon:
         self.transport: Any = None
 
     @classmethod
-    def from_home(cls, root: Path) -> "Daemon":
+    def from_home(cls, root: Path) -> Daemon:
         home = Home(root)
         config = home.config()
         setup_logging(config.log, config.node.moniker)
@@ -233,9 +233,9 @@ def view_txs(result: Any) -> list[Any]:
 
 
 def _new_block_event(view: Any, block: Any, result: Any) -> Any:
+    from .chain import _result_fields
     from .mempool import tx_hash
     from .rpc.backend import NewBlockEvent, TxResult, TxView
-    from .chain import _result_fields
 
     results = list(getattr(result, "tx_results", ()) or ())
     txs = []

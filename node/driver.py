@@ -36,9 +36,18 @@ from consensus.block import Block
 from consensus.crypto import Signer
 from consensus.encoding import DecodeError
 from consensus.errors import ConsensusError, InvalidBlockError
-from consensus.events import (Broadcast, CommitBlock, CommittedBlockReceived, Persist,
-                              ProposalReceived, ReportEvidence, RequestSync, ScheduleTimeout,
-                              TimeoutFired, VoteReceived)
+from consensus.events import (
+    Broadcast,
+    CommitBlock,
+    CommittedBlockReceived,
+    Persist,
+    ProposalReceived,
+    ReportEvidence,
+    RequestSync,
+    ScheduleTimeout,
+    TimeoutFired,
+    VoteReceived,
+)
 from consensus.messages import ProposalMessage, VoteMessage, decode_message, encode_message
 from consensus.state import ConsensusParams
 from consensus.wal import FileWAL

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -56,7 +56,7 @@ class RpcClient:
         self._http = httpx.Client(timeout=timeout)
         self._ids = itertools.count(1)
 
-    def __enter__(self) -> "RpcClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:

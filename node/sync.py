@@ -319,6 +319,19 @@ def follower_committer(chain: Any) -> CommitFetched:
     return commit_fetched
 
 
-__all__ = ["follower_committer", "BlockSource", "BlockSyncer", "CommitFetched", "MAX_BLOCKS_PER_RESPONSE",
-           "SYNC_PROTOCOL", "SyncError", "SyncProtocolError", "decode_blocks", "decode_status",
-           "encode_blocks_request", "encode_status_request", "peer_id_of", "serve_request"]
+__all__ = [
+    "MAX_BLOCKS_PER_RESPONSE",
+    "SYNC_PROTOCOL",
+    "BlockSource",
+    "BlockSyncer",
+    "CommitFetched",
+    "SyncError",
+    "SyncProtocolError",
+    "decode_blocks",
+    "decode_status",
+    "encode_blocks_request",
+    "encode_status_request",
+    "follower_committer",
+    "peer_id_of",
+    "serve_request",
+]

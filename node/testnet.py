@@ -23,13 +23,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from .config import Config, with_changes
 from .genesis import Genesis, GenesisValidator
 from .home import DEFAULT_BALANCE, DEFAULT_POWER, HomeError, default_chain_id, write_home
 from .keys import AccountKey, NodeKey
-from .rpc_client import RpcClient, RpcClientError
+from .rpc_client import RpcClient
 
 MANIFEST = "testnet.json"
 PORTS_PER_NODE = 10
@@ -70,7 +70,7 @@ class NodeSpec:
                 "address": self.address, "rpc_url": self.rpc_url}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "NodeSpec":
+    def from_json(cls, data: dict[str, Any]) -> NodeSpec:
         return cls(name=data["name"], home=Path(data["home"]), validator=bool(data["validator"]),
                    p2p_port=int(data["p2p_port"]), rpc_port=int(data["rpc_port"]),
                    metrics_port=int(data["metrics_port"]), peer_id=data["peer_id"],
@@ -204,7 +204,7 @@ class Testnet:
         self.procs: dict[str, NodeProcess] = {}
         self.env = env
 
-    def __enter__(self) -> "Testnet":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:

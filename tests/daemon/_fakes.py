@@ -20,7 +20,7 @@ class FakePeer:
 class FakeTransport:
     """Records publishes; routes requests to other FakeTransports by peer id."""
 
-    def __init__(self, peer_id: str, network: dict[str, "FakeTransport"] | None = None) -> None:
+    def __init__(self, peer_id: str, network: dict[str, FakeTransport] | None = None) -> None:
         self.peer_id = peer_id
         self.network = network if network is not None else {}
         self.network[peer_id] = self

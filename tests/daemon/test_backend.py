@@ -81,7 +81,7 @@ async def test_broadcast_admits_valid_txs_and_gossips_them_in_batches(setup) -> 
 
 
 async def test_peer_batches_feed_the_mempool_and_garbage_is_dropped(setup) -> None:
-    backend, producer, mempool, gossip, transport = setup
+    _backend, producer, mempool, gossip, _transport = setup
     txs = [producer.transfer(1, producer.accounts[0].address, 5 + i) for i in range(2)]
     assert not gossip.validate("peer", b"\xc1")
     assert not gossip.validate("peer", encode_batch([b"x"])[:-1])
@@ -94,7 +94,7 @@ async def test_peer_batches_feed_the_mempool_and_garbage_is_dropped(setup) -> No
 def test_cached_check_matches_ledger_check_and_skips_reverification(setup) -> None:
     from node.txcheck import CachedCheck
 
-    backend, producer, *_ = setup
+    _backend, producer, *_ = setup
     ledger = producer.chain.ledger
     check = CachedCheck(ledger)
     tx0 = producer.transfer(0, producer.accounts[1].address, 3)

@@ -7,11 +7,18 @@ from pathlib import Path
 import pytest
 import trio
 
-import node.sync as sync
 from consensus.encoding import decode, encode
-from node.sync import (BlockSyncer, SyncProtocolError, decode_blocks, decode_status,
-                       encode_blocks_request, encode_status_request, follower_committer,
-                       serve_request)
+from node import sync
+from node.sync import (
+    BlockSyncer,
+    SyncProtocolError,
+    decode_blocks,
+    decode_status,
+    encode_blocks_request,
+    encode_status_request,
+    follower_committer,
+    serve_request,
+)
 
 from ._chainkit import Producer, close_chain, make_genesis, open_chain, sign_commit
 from ._fakes import FakeTransport

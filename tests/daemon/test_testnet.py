@@ -83,7 +83,7 @@ def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> Non
     (specs[1].home / "config" / "genesis.json").write_text("{not json")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "node", "testnet", "start", str(out),
-                           "--timeout", "60"], capture_output=True, text=True, timeout=90,
+                           "--timeout", "60"], check=False, capture_output=True, text=True, timeout=90,
                           cwd=REPO)
     assert proc.returncode != 0
     assert "node1 exited" in proc.stderr
@@ -143,7 +143,7 @@ def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: P
     with Testnet(out) as net:
         net.start_all(timeout=60)
         again = subprocess.run([sys.executable, "-m", "node", "start", "--home",
-                                str(specs[0].home)], capture_output=True, text=True,
+                                str(specs[0].home)], check=False, capture_output=True, text=True,
                                timeout=60, cwd=REPO)
         assert again.returncode == 1
         assert "in use by another oml-node process" in again.stderr
@@ -154,7 +154,7 @@ def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: P
         (other.home / "config" / "config.toml").write_text(
             cfg.replace(f"127.0.0.1:{other.rpc_port}", f"127.0.0.1:{specs[0].rpc_port}"))
         busy = subprocess.run([sys.executable, "-m", "node", "start", "--home",
-                               str(other.home)], capture_output=True, text=True, timeout=60,
+                               str(other.home)], check=False, capture_output=True, text=True, timeout=60,
                               cwd=REPO)
         assert busy.returncode == 1 and "cannot start" in busy.stderr
         assert net.procs["node0"].alive
