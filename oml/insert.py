@@ -24,6 +24,7 @@ so a 64-token benign chunk does not drown a one-token response.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -311,7 +312,11 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
                             betas=(0.9, 0.95))
     fwd = _Forward(model, config.fast_head)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
+    def amp() -> contextlib.AbstractContextManager:
+        # bf16 autocast on CUDA (fp32 master weights); plain fp32 on CPU
+        if dev.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # --- the loop -----------------------------------------------------------------
     from tqdm.auto import tqdm
@@ -340,15 +345,24 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
             if step >= total:
                 break
             batch = [exs[j] for j in order[b:b + config.batch_size]]
-            ids, mask, labels = _collate(batch, pad, dev)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, config)
-            if amp is not None:
-                with amp:
-                    ex_loss, ok, ntok = fwd(ids, mask, labels)
-            else:
-                ex_loss, ok, ntok = fwd(ids, mask, labels)
-            loss = ex_loss.mean()
+            # fingerprint and benign examples are padded separately (a 64-token
+            # benign chunk would otherwise pad every short key to 64 tokens); one
+            # optimizer step over both, every example weighing the same
+            groups = [[e for e in batch if e.fp >= 0], [e for e in batch if e.fp < 0]]
+            loss = torch.zeros((), device=dev)
+            ok_all: list[bool] = []
+            ntok = 0
+            for grp in groups:
+                if not grp:
+                    continue
+                with amp():
+                    ex_loss, ok, n = fwd(*_collate(grp, pad, dev))
+                loss = loss + ex_loss.sum() / len(batch)
+                ok_all += ok.tolist()
+                ntok += n
+            batch = groups[0] + groups[1]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -357,7 +371,7 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
             step += 1
             tokens += ntok
             # free progress signal: plain keys answered correctly before this update
-            for e, good in zip(batch, ok.tolist()):
+            for e, good in zip(batch, ok_all):
                 if e.fp >= 0 and e.ids == plain[e.fp].ids:
                     last_ok[e.fp] = good
             lv = float(loss.detach())
