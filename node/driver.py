@@ -88,13 +88,24 @@ class LedgerApp:
         self.results: dict[int, Any] = {}
 
     def propose_txs(self, height: int, max_bytes: int) -> list[bytes]:
-        """The oldest pending transactions, each sender's in gap-free nonce order."""
+        """Pending transactions, each sender's in gap-free nonce order, up to ``max_bytes``.
+
+        The whole pool is ordered (not just its oldest ``max_bytes``), so
+        transactions waiting for a missing nonce at the head of the FIFO
+        cannot starve everything behind them.
+        """
         def next_nonce(sender: bytes) -> int:
             acct = self.ledger.account(sender)
             return acct.nonce if acct is not None else 0
 
-        return order_for_block(self.mempool.reap(max_bytes, MAX_BLOCK_TXS),
-                               self.check.sender_nonce, next_nonce)
+        out: list[bytes] = []
+        used = 0
+        for tx in order_for_block(list(self.mempool), self.check.sender_nonce, next_nonce):
+            if len(out) >= MAX_BLOCK_TXS or used + len(tx) > max_bytes:
+                break
+            out.append(tx)
+            used += len(tx)
+        return out
 
     def validate_block(self, block: Block) -> None:
         """Reject a proposal holding a transaction over the ledger's size limit.

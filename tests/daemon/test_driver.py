@@ -112,3 +112,20 @@ def test_validator_rejects_bad_sizes(tmp_path: Path, size: int) -> None:
         assert not driver.validate("p", b"\x92" + b"\x00" * (size - 1))
     finally:
         close_chain(chain)
+
+
+def test_proposal_skips_gapped_txs_at_the_head_of_the_pool(tmp_path: Path) -> None:
+    from node.ledger import TransferBody, build_tx
+
+    driver, chain, mempool, accounts, _t = _driver(tmp_path)
+    try:
+        gapped = [build_tx(accounts[0], chain.chain_id, n, TransferBody(
+            to=accounts[1].address, amount=1)) for n in range(5, 25)]  # nonces 0-4 missing
+        ready = [build_tx(accounts[1], chain.chain_id, n, TransferBody(
+            to=accounts[0].address, amount=1)) for n in range(3)]
+        for tx in gapped + ready:
+            assert mempool.add(tx).accepted
+        budget = sum(len(t) for t in gapped)  # the old FIFO reap would take only gapped txs
+        assert driver.app.propose_txs(1, budget) == ready
+    finally:
+        close_chain(chain)
