@@ -164,24 +164,35 @@ def main() -> None:
         return
 
     n = args.nodes
+    expected = int(args.rate * args.seconds) * n * (n - 1)
+    # Fresh processes per mode: a backlog left by one mode must not load the next.
+    rows = [run_mode(mode, args) for mode in args.modes.split(",")]
+    print(
+        f"\n{n} nodes, {args.rate:g} msg/s per node for {args.seconds:g} s, "
+        f"{args.size} B messages ({expected} deliveries expected per mode)\n"
+    )
+    print(
+        f"{'mode':<8} {'delivered':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'CPU ms/msg recv':>16}"
+    )
+    for mode, got, lat, cpu in rows:
+        print(
+            f"{mode:<8} {got / expected:>9.1%} {pct(lat, 50):>8.1f} {pct(lat, 95):>8.1f} "
+            f"{pct(lat, 99):>8.1f} {(lat[-1] if lat else float('nan')):>8.1f} "
+            f"{cpu * 1000 / max(got / n, 1):>16.2f}"
+        )
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> tuple[str, int, list[float], float]:
+    """Start the nodes, run one mode, stop them; (mode, deliveries, latencies ms, CPU s/node)."""
+    n = args.nodes
     ports = free_ports(n)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    common = ["--ports", ",".join(map(str, ports)), "--rate", str(args.rate)]
+    common += ["--seconds", str(args.seconds), "--size", str(args.size)]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                str(i),
-                "--ports",
-                ",".join(map(str, ports)),
-                "--rate",
-                str(args.rate),
-                "--seconds",
-                str(args.seconds),
-                "--size",
-                str(args.size),
-            ],
+            [sys.executable, __file__, "--child", str(i), *common],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -192,41 +203,14 @@ def main() -> None:
     try:
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "READY"
-        expected = int(args.rate * args.seconds) * n * (n - 1)
-        rows = []
-        for mode in args.modes.split(","):
-            start = time.time() + 0.5
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write(f"{mode} {start}\n")
-                p.stdin.flush()
-            results = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
-            lat = sorted(r * 1000 for res in results for r in res["received"])
-            got = len(lat)
-            cpu = statistics.mean(res["cpu"] for res in results)
-            rows.append(
-                (
-                    mode,
-                    got / expected,
-                    pct(lat, 50),
-                    pct(lat, 95),
-                    pct(lat, 99),
-                    lat[-1] if lat else float("nan"),
-                    cpu * 1000 / max(got / n, 1),
-                )
-            )
-        print(
-            f"\n{n} nodes, {args.rate:g} msg/s per node for {args.seconds:g} s, "
-            f"{args.size} B messages ({expected} deliveries expected per mode)\n"
-        )
-        print(
-            f"{'mode':<8} {'delivered':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-            f"{'max ms':>8} {'CPU ms/msg recv':>16}"
-        )
-        for mode, ratio, p50, p95, p99, mx, cpu_k in rows:
-            print(
-                f"{mode:<8} {ratio:>9.1%} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mx:>8.1f} {cpu_k:>16.2f}"
-            )
+        start = time.time() + 0.5
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{mode} {start}\n")
+            p.stdin.flush()
+        results = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+        lat = sorted(r * 1000 for res in results for r in res["received"])
+        return mode, len(lat), lat, statistics.mean(res["cpu"] for res in results)
     finally:
         for p in procs:
             if p.stdin:
