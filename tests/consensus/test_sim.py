@@ -32,13 +32,13 @@ def _byzantine(config: SimConfig, seed: int) -> set[int]:
     return Simulation(config, seed).byzantine
 
 
-N4 = SimConfig(validators=4, byzantine=1, heights=3)
+N4 = SimConfig(validators=4, byzantine=1, heights=3, crashes=2)
 N7 = SimConfig(validators=7, byzantine=2, heights=3)
 
 
 @pytest.mark.parametrize("start", range(0, 200, 50))
 def test_n4_f1_mixed_faults(start):
-    results = check_seeds(N4, range(start, start + 50))
+    results = check_seeds(N4, range(start, start + 50))  # two crashes per seed
     # the faults really happened: crashes with restarts and partitions
     assert sum(r.restarts for r in results) >= 25
     assert sum(r.partitioned for r in results) >= 40
