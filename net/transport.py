@@ -294,6 +294,13 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
         msg_id_constructor=_content_id if config.msg_id == "content" else _peer_seqno_id,
         max_inbound_rpc_size=GOSSIP_WIRE_CAP + 16 * 1024,
     )
+    # Before the host runs, so its notifee sees the very first connection.
+    peers = PeerBook(
+        host,
+        config.persistent_peers,
+        redial_interval=config.redial_interval_s,
+        dial_timeout=config.dial_timeout_s,
+    )
     async with (
         host.run([listen]),
         background_trio_service(pubsub),
@@ -317,12 +324,6 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
             stream_timeout=config.stream_timeout_s,
             handler_timeout=config.handler_timeout_s,
             max_inbound=config.max_inbound_requests,
-        )
-        peers = PeerBook(
-            host,
-            config.persistent_peers,
-            redial_interval=config.redial_interval_s,
-            dial_timeout=config.dial_timeout_s,
         )
         nursery.start_soon(peers.redial_loop)
         try:
