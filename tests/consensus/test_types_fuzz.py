@@ -5,8 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import (Block, Commit, DecodeError, DuplicateVoteEvidence, Proposal, Vote,
-                       decode_message)
+from consensus import (
+    Block,
+    Commit,
+    DecodeError,
+    DuplicateVoteEvidence,
+    Proposal,
+    Vote,
+    decode_message,
+)
 from consensus.state import ChainState
 from consensus.wal_api import record_event
 from tests.consensus._core_harness import Harness
