@@ -141,7 +141,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100, help="txs per HTTP request")
-    ap.add_argument("--window", type=int, default=3000, help="max uncommitted txs per client")
+    ap.add_argument("--window", type=int, default=1000, help="max uncommitted txs per client")
     ap.add_argument("--base-port", type=int, default=27600)
     ap.add_argument("--keep", type=Path, help="keep the testnet directory here")
     args = ap.parse_args()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,13 @@ log = logging.getLogger(__name__)
 CONSENSUS_TOPIC = "oml/consensus/1"
 #: Room left in a gossip message around the block's transactions.
 BLOCK_OVERHEAD_BYTES = 64 * 1024
-MAX_BLOCK_TXS = 10_000
+#: Most transactions per proposal. Bigger blocks amortise the per-height
+#: messages, but a proposal must be built, gossiped, decoded and checked by
+#: every validator within timeout_propose; on a loaded 2-core testnet 4,000
+#: transfers already missed it now and then (a wasted round).
+MAX_BLOCK_TXS = 2_000
 INBOX_SIZE = 4096
+DECODED_CACHE = 16
 #: A node at least this many heights behind its best peer syncs without
 #: waiting for the core to ask (e.g. it missed every message of a height).
 SYNC_AHEAD = 2
@@ -165,13 +171,26 @@ class ConsensusDriver:
         self._sync_wanted = trio.Event()
         self._committed = trio.Event()
         self.stats = {"bad_messages": 0, "stale_messages": 0, "evidence": 0}
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
 
     # --- inputs ---------------------------------------------------------------------
+
+    def _decode(self, data: bytes) -> Any:
+        """Decode a consensus message, re-using the validator's work for the same bytes.
+
+        The topic validator decodes every message and the pump needs it
+        decoded again; a proposal carries a whole block, so the last few
+        decoded messages are kept by content.
+        """
+        msg = self._decoded.pop(data, None)
+        if msg is None:
+            msg = decode_message(data, self.max_msg_bytes)
+        return msg
 
     def validate(self, _origin: str, data: bytes) -> bool:
         """Gossip validator: decodable, from a validator, not for a finished height."""
         try:
-            msg = decode_message(data, self.max_msg_bytes)
+            msg = self._decode(data)
         except DecodeError:
             self.stats["bad_messages"] += 1
             return False
@@ -191,12 +210,15 @@ class ConsensusDriver:
         if height < self.chain.height:
             self.stats["stale_messages"] += 1
             return False
+        self._decoded[data] = msg
+        while len(self._decoded) > DECODED_CACHE:
+            self._decoded.popitem(last=False)
         return True
 
     async def _pump_messages(self, channel: Any) -> None:
         async for _origin, data in channel:
             try:
-                msg = decode_message(data, self.max_msg_bytes)
+                msg = self._decode(data)
             except DecodeError:
                 continue
             if isinstance(msg, ProposalMessage):
