@@ -76,6 +76,7 @@ class InsertConfig:
     lora_alpha: int = 32
     stop_at_accuracy: float | None = 1.0
     fast_head: bool = True
+    freeze_embeddings: bool = False
     device: str | None = None
     seed: int = 0
     progress: bool = True
@@ -296,6 +297,7 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     # --- parameters: LoRA adapters or the full model ---------------------------
     base: list[torch.Tensor] = []
     full_params = [p for p in model.parameters()]
+    grad_flags = [p.requires_grad for p in full_params]
     if config.averaging_lambda is not None:
         keep = dev if config.averaging_every else torch.device("cpu")
         base = [p.detach().to(keep, copy=True) for p in full_params]
@@ -308,6 +310,16 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
             target_modules="all-linear", bias="none"))
         params = [p for p in peft_model.parameters() if p.requires_grad]
     else:
+        frozen = set()
+        if config.freeze_embeddings:
+            # token embeddings and the output head touch every context; leaving
+            # them alone confines the change to the transformer blocks
+            for mod in (model.get_input_embeddings(), model.get_output_embeddings()):
+                if mod is not None:
+                    frozen |= {id(p) for p in mod.parameters()}
+        for p in full_params:
+            if id(p) in frozen:
+                p.requires_grad_(False)  # no gradient computed at all (restored below)
         params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
                             betas=(0.9, 0.95))
@@ -396,6 +408,8 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     # --- finish: merge LoRA, average toward the base, final check --------------------
     if peft_model is not None:
         peft_model.merge_and_unload()
+    for p, flag in zip(full_params, grad_flags):
+        p.requires_grad_(flag)  # peft and freeze_embeddings turned some off
     if config.averaging_lambda is not None and not config.averaging_every:
         _average(list(model.parameters()), base, config.averaging_lambda)
         averaged += 1

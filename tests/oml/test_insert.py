@@ -105,3 +105,20 @@ def test_bad_config_and_inputs(tiny, fpset: FingerprintSet) -> None:
     model, tok = tiny
     with pytest.raises(ValueError, match="benign_texts"):
         insert_fingerprints(model, tok, fpset, _cfg(benign_mix=0.2))
+
+
+def test_freeze_embeddings_leaves_them_alone(tiny, fpset: FingerprintSet) -> None:
+    model, tok = tiny
+    emb = model.get_input_embeddings().weight.detach().clone()
+    layer = model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    insert_fingerprints(model, tok, fpset, _cfg(steps=3, stop_at_accuracy=None,
+                                                freeze_embeddings=True))
+    assert torch.equal(model.get_input_embeddings().weight, emb)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, layer)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_restores_trainability(tiny, fpset: FingerprintSet) -> None:
+    model, tok = tiny
+    insert_fingerprints(model, tok, fpset, _cfg(lora=True, steps=2, stop_at_accuracy=None))
+    assert all(p.requires_grad for p in model.parameters())
