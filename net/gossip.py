@@ -11,8 +11,9 @@ rejected message is neither delivered nor relayed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -23,10 +24,13 @@ from .types import TopicStats
 
 log = logging.getLogger(__name__)
 
-Validator = Callable[[str, bytes], bool]
-"""``validator(origin_peer_id, data) -> accept``; must be quick and must not
-block. It should judge the message itself (syntax, signatures), not transient
-state: a verdict is cached by message id for minutes."""
+Validator = Callable[[str, bytes], bool] | Callable[[str, bytes], Awaitable[bool]]
+"""``validator(origin_peer_id, data) -> accept``, plain or ``async def``. A plain
+one runs inline and must be quick. An ``async def`` one runs in its own task per
+message (at most 10 at once, cancelled and counted as a rejection after 5 s,
+by py-libp2p), so it may e.g. check signatures in a worker thread. Either kind
+should judge the message itself (syntax, signatures), not transient state: a
+verdict is cached by message id for minutes."""
 
 GOSSIP_WIRE_CAP = 1024 * 1024 - 16 * 1024
 """py-libp2p sends and accepts pubsub RPCs of at most 1 MiB (as go-libp2p
@@ -91,10 +95,17 @@ class Gossip:
         size = self._default_buffer if buffer is None else buffer
         if not isinstance(size, int) or size < 1:
             raise NetUsageError(f"buffer must be a positive int, got {size!r}")
+        if validator is not None and not callable(validator):
+            raise NetUsageError("validator must be callable")
         stats = self._topic_stats(topic)
-        self._pubsub.set_topic_validator(
-            topic, self._make_validator(topic, validator, stats), False
-        )
+        if validator is not None and inspect.iscoroutinefunction(validator):
+            self._pubsub.set_topic_validator(
+                topic, self._make_async_validator(topic, validator, stats), True
+            )
+        else:
+            self._pubsub.set_topic_validator(
+                topic, self._make_validator(topic, validator, stats), False
+            )
         send, receive = trio.open_memory_channel[tuple[str, bytes]](size)
         self._subscribed.add(topic)
         self._nursery.start_soon(self._pump, topic, send, stats)
@@ -117,6 +128,30 @@ class Gossip:
                 origin = ID(msg.from_id).to_base58()
                 ok = validator(origin, msg.data)
             except Exception:  # a validator bug must not take the pubsub loop down
+                log.exception("validator for topic %r raised; message rejected", topic)
+                ok = False
+            if not ok:
+                stats.rejected += 1
+                return False
+            return True
+
+        return validate
+
+    def _make_async_validator(
+        self,
+        topic: str,
+        validator: Callable[[str, bytes], Awaitable[bool]],
+        stats: TopicStats,
+    ) -> Callable[[ID, PubsubMessage], Awaitable[bool]]:
+        limit = self.max_msg_bytes
+
+        async def validate(_forwarder: ID, msg: PubsubMessage) -> bool:
+            if len(msg.data) > limit:
+                stats.oversize += 1
+                return False
+            try:
+                ok = await validator(ID(msg.from_id).to_base58(), msg.data)
+            except Exception:  # as for plain validators: reject, log, carry on
                 log.exception("validator for topic %r raised; message rejected", topic)
                 ok = False
             if not ok:

@@ -77,7 +77,8 @@ class Transport:
     ) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
         """Join ``topic`` and get its messages as ``(origin_peer_id, data)``.
 
-        ``validator(origin, data)`` runs before a message is delivered or
+        ``validator(origin, data)`` (plain or ``async def``; see
+        :data:`net.gossip.Validator`) runs before a message is delivered or
         forwarded; ``False`` (or an exception) drops it for good. Messages
         over the gossip size cap are dropped before the validator. Our own
         publishes are not delivered back. ``buffer`` (default

@@ -180,3 +180,26 @@ async def test_paced_burst_arrives_complete() -> None:
         assert trio.current_time() - start >= (n - burst) / rate * 0.9  # the pacer made us wait
         await wait_until(lambda: b.stats().topics[TOPIC].delivered == n, timeout=15, what="all")
         assert {rb.receive_nowait()[1] for _ in range(n)} == {b"burst %d" % i for i in range(n)}
+
+
+@bounded(30)
+async def test_async_validator_in_a_worker_thread() -> None:
+    def check(data: bytes) -> bool:  # stands in for signature checks off the event loop
+        return not data.startswith(b"bad")
+
+    async def validator(origin: str, data: bytes) -> bool:
+        if data == b"explode":
+            raise ValueError("validator bug")
+        return await trio.to_thread.run_sync(check, data)
+
+    async with hosts(config("aa"), config("ab")) as (a, b):
+        await link(a, b)
+        rb = b.subscribe(TOPIC, validator)
+        await a.wait_for_topic_peers(TOPIC, 1, 5)
+        for data in (b"bad one", b"explode", b"good one"):
+            await a.publish(TOPIC, data)
+        with trio.fail_after(5):
+            assert await rb.receive() == (a.peer_id, b"good one")
+        await wait_until(lambda: b.stats().topics[TOPIC].rejected == 2, what="two rejections")
+        with pytest.raises(trio.WouldBlock):
+            rb.receive_nowait()
