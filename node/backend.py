@@ -67,7 +67,7 @@ class Backend:
     def __init__(self, *, chain: Chain, mempool: Mempool, gossip: TxGossip | None,
                  peer_id: str, moniker: str, listen_addr: str, pub_key: bytes,
                  catching_up: Callable[[], bool], peers: Callable[[], list[Any]],
-                 listeners: Callable[[], list[str]]) -> None:
+                 listeners: Callable[[], list[str]], metrics: Any = None) -> None:
         self.chain = chain
         self.ledger = chain.ledger
         self.mempool = mempool
@@ -79,6 +79,7 @@ class Backend:
         self._catching_up = catching_up
         self._peers = peers
         self._listeners = listeners
+        self.metrics = metrics
         self.ready = True
 
     # --- status ----------------------------------------------------------------
@@ -157,6 +158,8 @@ class Backend:
         if not self.ready:
             raise NodeUnavailable("node is shutting down")
         res = self.mempool.add(tx)
+        if self.metrics is not None:
+            self.metrics.observe_mempool_add(res.status.value)
         if res.accepted and self.gossip is not None:
             self.gossip.queue_local(tx)
         return CheckResult(code=res.code, hash=res.tx_hash, log=res.log,

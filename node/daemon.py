@@ -154,7 +154,7 @@ class Daemon:
                           pub_key=self.account.public_key,
                           catching_up=self._catching_up,
                           peers=transport.connected_peers,
-                          listeners=lambda: transport.listen_addrs)
+                          listeners=lambda: transport.listen_addrs, metrics=metrics)
 
         def on_committed(block: Any, _commit: Any, result: Any) -> None:
             mempool.update(block.height, block.txs)

@@ -82,6 +82,11 @@ def test_heights_advance_and_cli_transfer_is_visible_everywhere(testnet4: Testne
         text = http.get(f"http://127.0.0.1:{net.spec('node0').metrics_port}/metrics").text
     line = next(x for x in text.splitlines() if x.startswith("oml_consensus_height "))
     assert float(line.split()[1]) >= h
+    with httpx.Client(timeout=10) as http:  # node1 took the transaction from the CLI
+        text = http.get(f"http://127.0.0.1:{net.spec('node1').metrics_port}/metrics").text
+    line = next(x for x in text.splitlines()
+                if x.startswith('oml_mempool_add_total{result="accepted"}'))
+    assert float(line.split()[1]) >= 1
     # the query CLI reads the same account
     q = cli("query", "account", recipient, "--rpc", net.spec("node3").rpc_url)
     assert q.returncode == 0, q.stderr
