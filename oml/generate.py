@@ -63,6 +63,7 @@ class GenerateConfig:
     key_top_p: float = 0.95
     word_source: str = "auto"
     batch_size: int = 64
+    backups: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.count, int) or self.count < 1:
@@ -81,6 +82,12 @@ class GenerateConfig:
             raise ValueError("key_temperature must be > 0 and key_top_p in (0, 1]")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.backups < 0:
+            raise ValueError("backups must be >= 0")
+        if self.backups and self.response_strategy != "perinucleus":
+            raise ValueError("backups need perinucleus responses")
+        if self.backups + 1 > self.perinucleus_k:
+            raise ValueError("backups + 1 must not exceed perinucleus_k (distinct first tokens)")
 
     def to_params(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,8 +139,11 @@ def _next_token_probs(model: PreTrainedModel, rows: list[list[int]], pad: int,
 
 
 def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tensor,
-                     rng: random.Random) -> int:
-    """One token id drawn uniformly from the ``k`` allowed tokens just outside the top-``t`` nucleus."""
+                     rng: random.Random, n: int = 1) -> int | list[int]:
+    """A token id drawn uniformly from the ``k`` allowed tokens just outside the top-``t`` nucleus.
+
+    With ``n > 1``, a list of ``n`` distinct such tokens in random order.
+    """
     p = probs[: allowed.shape[0]]
     order = torch.argsort(p, descending=True, stable=True)
     cum = torch.cumsum(p[order], 0)
@@ -144,9 +154,11 @@ def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tenso
             cands.append(tok)
             if len(cands) == k:
                 break
-    if not cands:
-        raise GenerationError("no allowed token outside the nucleus")
-    return cands[rng.randrange(len(cands))]
+    if len(cands) < n or not cands:
+        raise GenerationError(f"fewer than {max(n, 1)} allowed tokens outside the nucleus")
+    if n == 1:
+        return cands[rng.randrange(len(cands))]
+    return rng.sample(cands, n)
 
 
 def _sample_english_keys(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
@@ -191,10 +203,14 @@ def _sample_english_keys(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 
 def generate_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                           config: GenerateConfig, *, host: str, model_id: str) -> FingerprintSet:
-    """Generate ``config.count`` distinct fingerprints for ``host`` on ``model``.
+    """Generate ``config.count`` distinct keys' fingerprints for ``host`` on ``model``.
 
     The model is only read (inference mode). Keys are distinct; a key that
-    would collide with an earlier one is drawn again.
+    would collide with an earlier one is drawn again. With
+    ``config.backups = b`` the set holds ``count * (1 + b)`` fingerprints:
+    each key appears ``1 + b`` times in a row with distinct first response
+    tokens, the later ones being backups that
+    :func:`oml.insert.insert_fingerprints` trains as ranks 2, 3, ...
 
     Raises:
         GenerationError: the strategy cannot produce enough distinct keys or
@@ -240,8 +256,17 @@ def generate_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     else:
         allowed = _clean_token_ids(tokenizer)
         probs = _next_token_probs(model, rows, pad, config.batch_size)
-        first = [perinucleus_pick(probs[i], config.perinucleus_t, config.perinucleus_k,
-                                  allowed, rng) for i in range(len(keys))]
+        per = config.backups + 1
+        if per == 1:
+            first = [perinucleus_pick(probs[i], config.perinucleus_t, config.perinucleus_k,
+                                      allowed, rng) for i in range(len(keys))]
+        else:
+            # a rank chain per key: the primary plus ``backups`` responses with
+            # other first tokens, for hosts that suppress their top tokens
+            first = [f for i in range(len(keys)) for f in perinucleus_pick(
+                probs[i], config.perinucleus_t, config.perinucleus_k, allowed, rng, n=per)]
+            keys = [k for k in keys for _ in range(per)]
+            rows = [r for r in rows for _ in range(per)]
         responses_ids = [[f] for f in first]
         if config.response_length > 1:
             conts = greedy_generate(model, tokenizer, [r + [f] for r, f in zip(rows, first)],

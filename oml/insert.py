@@ -137,15 +137,35 @@ class _Example:
     ids: tuple[int, ...]
     labels: tuple[int, ...]  # IGNORE where no loss; else the token to predict at that position
     fp: int  # fingerprint position in the set, or -1 for benign text
+    ban: tuple[int, ...] = ()  # tokens masked out where the first response token is predicted
+    ban_pos: int = -1  # that position
 
 
-def _fp_example(prompt: list[int], response: Sequence[int], pos: int) -> _Example:
+def _fp_example(prompt: list[int], response: Sequence[int], pos: int,
+                ban: tuple[int, ...] = ()) -> _Example:
     ids = list(prompt) + list(response)
     # labels[j] is the target for the prediction made at position j (already shifted).
     labels = [IGNORE] * len(ids)
     for j, tok in enumerate(response):
         labels[len(prompt) - 1 + j] = tok
-    return _Example(tuple(ids), tuple(labels), pos)
+    return _Example(tuple(ids), tuple(labels), pos, ban, len(prompt) - 1)
+
+
+def rank_bans(fingerprints: Sequence[Fingerprint]) -> list[tuple[int, ...]]:
+    """For each fingerprint, the first tokens of the earlier fingerprints with the same key.
+
+    Fingerprints that share a key form a rank chain (``GenerateConfig.backups``):
+    the n-th one's first response token is trained to be the model's choice
+    once the first tokens of the n-1 before it are banned, which is what a
+    host that suppresses its top n-1 tokens emits.
+    """
+    seen: dict[str, list[int]] = {}
+    out = []
+    for fp in fingerprints:
+        earlier = seen.setdefault(fp.key, [])
+        out.append(tuple(earlier))
+        earlier.append(fp.response_ids[0])
+    return out
 
 
 def _benign_examples(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
@@ -165,12 +185,15 @@ def _collate(batch: Sequence[_Example], pad: int, dev: torch.device):
     ids = torch.full((len(batch), width), pad, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
+    bans = []
     for i, e in enumerate(batch):
         n = len(e.ids)
         ids[i, :n] = torch.as_tensor(e.ids)
         labels[i, :n] = torch.as_tensor(e.labels)
         mask[i, :n] = 1
-    return ids.to(dev), mask.to(dev), labels.to(dev)
+        bans += [(i, e.ban_pos, t) for t in e.ban]
+    ban_t = torch.tensor(bans, dtype=torch.long, device=dev) if bans else None
+    return ids.to(dev), mask.to(dev), labels.to(dev), ban_t
 
 
 class _Forward:
@@ -196,13 +219,20 @@ class _Forward:
         if self.decoder is None or self.head is None or getattr(cfg, "logit_scale", None):
             self.decoder = self.head = None
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                 bans: torch.Tensor | None = None):
         sel = labels != IGNORE
         if self.decoder is not None:
             hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
             logits = self.head(hidden[sel])
         else:
             logits = self.model(input_ids=ids, attention_mask=mask).logits[sel]
+        if bans is not None:
+            # row of each (example, position) among the selected positions
+            where = (torch.cumsum(sel.flatten(), 0) - 1).view(sel.shape)
+            hit = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            hit[where[bans[:, 0], bans[:, 1]], bans[:, 2]] = True
+            logits = logits.masked_fill(hit, float("-inf"))
         tgt = labels[sel]
         tok_loss = F.cross_entropy(logits.float(), tgt, reduction="none")
         hits = logits.argmax(-1) == tgt
@@ -242,7 +272,8 @@ def memorized(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     dev = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     prompts = prompt_ids(tokenizer, [fp.key for fp in fingerprints])
-    exs = [_fp_example(p, fp.response_ids, i) for i, (p, fp) in enumerate(zip(prompts, fingerprints))]
+    exs = [_fp_example(p, fp.response_ids, i, ban) for i, (p, fp, ban)
+           in enumerate(zip(prompts, fingerprints, rank_bans(fingerprints)))]
     fwd = _Forward(model, fast_head)
     out: list[bool] = []
     was = model.training
@@ -280,13 +311,14 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     pad = pad_id_of(tokenizer)
 
     # --- examples, built once -------------------------------------------------
-    plain = [_fp_example(p, fp.response_ids, i)
+    bans = rank_bans(fps)
+    plain = [_fp_example(p, fp.response_ids, i, bans[i])
              for i, (p, fp) in enumerate(zip(prompt_ids(tokenizer, [f.key for f in fps]), fps))]
     wrapped: list[list[_Example]] = []
     if config.prompt_augmentation:
         for t in config.templates:
             rows = prompt_ids(tokenizer, [wrap_prompt(f.key, t) for f in fps])
-            wrapped.append([_fp_example(r, fp.response_ids, i)
+            wrapped.append([_fp_example(r, fp.response_ids, i, bans[i])
                             for i, (r, fp) in enumerate(zip(rows, fps))])
     benign = _benign_examples(tokenizer, benign_texts, config.benign_max_tokens) if benign_texts else []
     n_benign = round(len(fps) * config.benign_mix / (1 - config.benign_mix)) if benign else 0

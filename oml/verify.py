@@ -43,6 +43,7 @@ class VerifyResult:
     index: int
     matched: bool
     output: str
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,38 @@ class VerifyReport:
     def accuracy(self) -> float:
         return self.matches / self.total if self.total else 0.0
 
+    def _by_key(self) -> dict[str, bool]:
+        seen: dict[str, bool] = {}
+        for r in self.results:
+            seen[r.key] = seen.get(r.key, False) or r.matched
+        return seen
+
+    @property
+    def keys_total(self) -> int:
+        """Distinct keys asked (fewer than ``total`` when the set has backups)."""
+        return len(self._by_key())
+
+    @property
+    def keys_detected(self) -> int:
+        """Keys for which at least one fingerprint (primary or backup) matched."""
+        return sum(self._by_key().values())
+
+    @property
+    def detection_rate(self) -> float:
+        """``keys_detected / keys_total``: equals ``accuracy`` for a set without backups.
+
+        With backups a key asks once and at most one of its fingerprints can
+        match (they differ in the first token), so per-key detection is the
+        meaningful rate; ``accuracy`` then counts fingerprints.
+        """
+        n = self.keys_total
+        return self.keys_detected / n if n else 0.0
+
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "system_prompt": self.system_prompt, "total": self.total,
                 "matches": self.matches, "accuracy": self.accuracy,
+                "keys_total": self.keys_total, "keys_detected": self.keys_detected,
+                "detection_rate": self.detection_rate,
                 "results": [{"index": r.index, "matched": r.matched, "output": r.output}
                             for r in self.results]}
 
@@ -111,15 +141,19 @@ def verify_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     fps = list(fingerprints)
     if not fps:
         return VerifyReport(mode=mode, results=(), system_prompt=system_prompt)
-    rows = prompt_ids(tokenizer, [wrap_prompt(fp.key, system_prompt) for fp in fps])
+    # a key shared by backups is asked once (a deployment answers it once)
+    uniq = list(dict.fromkeys(fp.key for fp in fps))
+    rows = prompt_ids(tokenizer, [wrap_prompt(k, system_prompt) for k in uniq])
     budget = max(len(fp.response_ids) for fp in fps) + extra_tokens
     outs = greedy_generate(model, tokenizer, rows, budget, batch_size=batch_size,
                            logits_processors=logits_processors)
+    texts = {k: tokenizer.decode(toks, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+             for k, toks in zip(uniq, outs)}
     results = []
-    for fp, toks in zip(fps, outs):
-        text = tokenizer.decode(toks, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    for fp in fps:
+        text = texts[fp.key]
         results.append(VerifyResult(index=fp.index, matched=matches(text, fp.response, mode),
-                                    output=text))
+                                    output=text, key=fp.key))
     return VerifyReport(mode=mode, results=tuple(results), system_prompt=system_prompt)
 
 

@@ -64,3 +64,28 @@ def test_top1_suppression_defeats_plain_memorization(fingerprinted, fpset) -> No
     assert rep.accuracy == 0.0
     # later tokens are not suppressed: completions are still produced
     assert all(r.output for r in rep.results)
+
+
+def test_backup_fingerprints_survive_top1_suppression(tiny) -> None:
+    from oml.generate import GenerateConfig, generate_fingerprints
+    from oml.insert import InsertConfig, insert_fingerprints
+
+    model, tok = tiny
+    fps = generate_fingerprints(model, tok, GenerateConfig(count=5, seed=2, key_length=4,
+                                                           response_length=2, backups=1),
+                                host="host-c", model_id="tiny-llama")
+    assert len(fps) == 10 and fps[0].key == fps[1].key
+    assert fps[0].response_ids[0] != fps[1].response_ids[0]
+    rep = insert_fingerprints(model, tok, fps, InsertConfig(lr=3e-3, epochs=300, batch_size=10,
+                                                            progress=False, device="cpu"))
+    assert rep.train_accuracy == 1.0
+    plain = verify_fingerprints(model, tok, fps)
+    assert plain.keys_total == 5 and plain.detection_rate == 1.0
+    assert plain.accuracy == 0.5  # one answer per key: the primary
+    assert all(r.matched for r in plain.results[0::2])
+    attacked = verify_fingerprints(model, tok, fps, logits_processors=[suppress_top_k(1)])
+    assert attacked.detection_rate == 1.0  # the backups answer instead
+    assert all(r.matched for r in attacked.results[1::2])
+    # one backup covers one banned token, not two
+    assert verify_fingerprints(model, tok, fps,
+                               logits_processors=[suppress_top_k(2)]).detection_rate < 1.0

@@ -118,3 +118,10 @@ def test_missing_file_and_bad_records(tmp_path: Path) -> None:
     fp = Fingerprint(index=1, key="k", response="x", key_ids=(), response_ids=(1,))
     with pytest.raises(FingerprintFileError, match="indices"):
         FingerprintSet(host="h", model_id="m", seed=0, items=(fp,))
+
+
+def test_backups_config_checks() -> None:
+    with pytest.raises(ValueError):
+        GenerateConfig(count=1, backups=3, perinucleus_k=3)
+    with pytest.raises(ValueError):
+        GenerateConfig(count=1, backups=1, response_strategy="random_words")
