@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from oml.corpus import INSTALL_HINT, CorpusError, CorpusSplit, load_corpus, split_corpus  # noqa: E402
+from oml.corpus import INSTALL_HINT, CorpusError, CorpusSplit, load_corpus, split_corpus
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def ensure_corpus(allow_install: bool) -> list[str]:
     log("corpus missing: running apt-get update && apt-get install -y fortunes")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "fortunes"]):
-        if subprocess.run(cmd, env=env).returncode != 0:
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
             raise CorpusError(f"`{' '.join(cmd)}` failed; {INSTALL_HINT}")
     return load_corpus()
 

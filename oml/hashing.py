@@ -137,6 +137,6 @@ def weights_hash(model_dir: Path | str) -> bytes:
     return h.digest()
 
 
-def _field(h: "hashlib._Hash", data: bytes) -> None:
+def _field(h: hashlib._Hash, data: bytes) -> None:
     h.update(struct.pack(">Q", len(data)))
     h.update(data)

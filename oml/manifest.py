@@ -128,7 +128,7 @@ class Manifest:
         """
         return hashlib.sha256(PACKAGE_HASH_DOMAIN + b"\x00" + self.body_bytes()).digest()
 
-    def signed(self, omlizer_seed: bytes) -> "Manifest":
+    def signed(self, omlizer_seed: bytes) -> Manifest:
         """A copy signed by the OMLizer whose Ed25519 seed is ``omlizer_seed``."""
         if not isinstance(omlizer_seed, bytes) or len(omlizer_seed) != 32:
             raise PackageInputError("OMLizer key seed must be 32 bytes")
@@ -163,7 +163,7 @@ class Manifest:
                         encoding="utf-8")
 
     @classmethod
-    def from_json(cls, data: Any) -> "Manifest":
+    def from_json(cls, data: Any) -> Manifest:
         """Parse a manifest.json object, rejecting missing, extra or ill-typed fields.
 
         Raises:
@@ -190,7 +190,7 @@ class Manifest:
         if not isinstance(files, dict):
             raise ManifestError("files must be an object")
         parsed_files: dict[str, bytes] = {}
-        for name, digest in files.items():
+        for name in files:
             if not _safe_name(name):
                 raise ManifestError(f"bad file name {name!r}")
             parsed_files[name] = _hex_field(files, name, 32, ManifestError)
@@ -209,7 +209,7 @@ class Manifest:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         """Read and parse ``path`` (a manifest.json).
 
         Raises:

@@ -29,11 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .manifest import MANIFEST_NAME, Manifest, _safe_name
-from .package_errors import (FileMismatch, ManifestError, PackageInputError, SidecarError,
-                             WeightsMismatch)
-from .sidecar import Secrets, make_secrets, open_secrets, seal_secrets
 from .hashing import WeightsFileError, weights_hash
+from .manifest import MANIFEST_NAME, Manifest, _safe_name
+from .package_errors import (
+    FileMismatch,
+    ManifestError,
+    PackageInputError,
+    SidecarError,
+    WeightsMismatch,
+)
+from .sidecar import Secrets, make_secrets, open_secrets, seal_secrets
 
 SIDECAR_SUFFIX = ".sidecar"
 
@@ -74,7 +79,7 @@ def _parse_host(host: str | bytes) -> bytes:
     if isinstance(host, bytes):
         raw = host
     else:
-        text = host[2:] if host.startswith("0x") else host
+        text = host.removeprefix("0x")
         try:
             raw = bytes.fromhex(text)
         except ValueError:

@@ -33,8 +33,14 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
-from .commitments import (SALT_SIZE, CommitmentError, leaf_hash_text, merkle_path, merkle_root,
-                          verify_path)
+from .commitments import (
+    SALT_SIZE,
+    CommitmentError,
+    leaf_hash_text,
+    merkle_path,
+    merkle_root,
+    verify_path,
+)
 from .manifest import Manifest, canonical_json
 from .package_errors import CommitmentMismatch, PackageInputError, SidecarError
 
@@ -107,7 +113,7 @@ class Secrets:
                             for e in self.entries]}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Secrets":
+    def from_json(cls, data: Any) -> Secrets:
         try:
             if data["kind"] != "owner":
                 raise ValueError("not an owner sidecar")
@@ -140,7 +146,7 @@ class ProverKeys:
                 "keys": [[i, k] for i, k in self.keys]}
 
     @classmethod
-    def from_json(cls, data: Any) -> "ProverKeys":
+    def from_json(cls, data: Any) -> ProverKeys:
         try:
             if data["kind"] != "prover":
                 raise ValueError("not a prover key set")

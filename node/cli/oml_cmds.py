@@ -63,9 +63,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from oml.corpus import CorpusError
     from oml.fingerprints import FingerprintFileError
     from oml.generate import GenerationError
+    from oml.hashing import WeightsFileError
     from oml.modelio import DeviceError, ModelDirError
     from oml.package_errors import PackageError
-    from oml.hashing import WeightsFileError
 
     from ..keys import KeyFileError
 
@@ -147,8 +147,8 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
     Writes OUT/ (fingerprinted weights, tokenizer, signed manifest.json) and
     OUT.sidecar (keys, responses, salts and Merkle paths sealed to the owner).
     """
-    from oml.package import build_package, default_sidecar_path
     from oml.hashing import weights_hash
+    from oml.package import build_package, default_sidecar_path
 
     errors = _user_errors()
     try:
@@ -203,8 +203,8 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
     }
     _emit(summary, as_json, [
         f"package: {out_dir}  (sidecar: {side})",
-        f"fingerprints: {check.matches}/{check.total} answered exactly "
-        f"after {report.steps} steps in {report.seconds:.1f} s",
+        (f"fingerprints: {check.matches}/{check.total} answered exactly "
+         f"after {report.steps} steps in {report.seconds:.1f} s"),
         f"fp_root: {m.fp_root.hex()}",
         f"package_hash: {m.package_hash().hex()}",
         f"omlizer: {m.omlizer_pubkey.hex()}  owner: {m.owner_pubkey.hex()}",
@@ -261,7 +261,8 @@ def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
     from oml.sidecar import MAGIC
 
     try:
-        head = path.open("rb").read(len(MAGIC))
+        with path.open("rb") as f:
+            head = f.read(len(MAGIC))
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     if head != MAGIC:
@@ -343,8 +344,8 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
                "package": package,
                "results": [{"index": r.index, "matched": r.matched, "output": r.output}
                            for r in rep.results]}
-    lines = [f"{rep.matches}/{rep.total} fingerprints matched ({mode}, accuracy "
-             f"{rep.accuracy:.1%})"]
+    lines = [(f"{rep.matches}/{rep.total} fingerprints matched ({mode}, accuracy "
+              f"{rep.accuracy:.1%})")]
     if fpr is not None:
         lines.append(f"base model false-positive rate: {fpr:.1%}")
     lines.append(f"carries host {fps.host}'s fingerprints: {'YES' if dec.carries else 'no'} "

@@ -15,7 +15,7 @@ from oml.sidecar import MAGIC
 HOST = "0x" + "3c" * 20
 
 
-def run(*args: str | Path) -> "object":
+def run(*args: str | Path) -> object:
     return CliRunner().invoke(oml_group, [str(a) for a in args], catch_exceptions=False)
 
 

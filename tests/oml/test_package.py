@@ -12,13 +12,27 @@ import pytest
 
 from oml.commitments import leaf_hash_text, verify_path
 from oml.fingerprints import FingerprintSet
+from oml.hashing import WeightsFileError, weights_hash
 from oml.manifest import Manifest
 from oml.package import build_package, default_sidecar_path, read_manifest, verify_package
-from oml.package_errors import (CommitmentMismatch, FileMismatch, ManifestError, PackageError,
-                                PackageInputError, SidecarError, SignatureError, WeightsMismatch)
-from oml.sidecar import (Secrets, SecretEntry, open_prover_keys, open_secrets, seal_prover_keys,
-                         seal_secrets)
-from oml.hashing import WeightsFileError, weights_hash
+from oml.package_errors import (
+    CommitmentMismatch,
+    FileMismatch,
+    ManifestError,
+    PackageError,
+    PackageInputError,
+    SidecarError,
+    SignatureError,
+    WeightsMismatch,
+)
+from oml.sidecar import (
+    SecretEntry,
+    Secrets,
+    open_prover_keys,
+    open_secrets,
+    seal_prover_keys,
+    seal_secrets,
+)
 
 HOST = "ab" * 20
 MODEL_ID = "tiny-llama"
@@ -80,7 +94,7 @@ def test_package_verifies_and_loads(built, tiny_dir: Path, tmp_path: Path) -> No
     assert m == built.manifest
     assert (m.model_id, m.host.hex(), m.fp_count) == (MODEL_ID, HOST, 6)
     assert m.base_weights_hash == weights_hash(tiny_dir) != m.weights_hash
-    model, tok = load_model(built.path, device="cpu")  # the package is a normal model dir
+    model, _ = load_model(built.path, device="cpu")  # the package is a normal model dir
     assert model.config.model_type == "llama"
     model.save_pretrained(tmp_path / "resaved", max_shard_size="100KB")
     assert len(list((tmp_path / "resaved").glob("*.safetensors"))) > 1
@@ -255,8 +269,8 @@ def test_build_rejects_bad_input(built, host_fps: FingerprintSet, tmp_path: Path
 
     model, tok = load_model(built.path, device="cpu")
     oz_seed, _, _, owner_pub = _keys()
-    kw = dict(model_id=MODEL_ID, host=HOST, base_hash=b"\x00" * 32, omlizer_key_seed=oz_seed,
-              owner_pubkey=owner_pub)
+    kw = {"model_id": MODEL_ID, "host": HOST, "base_hash": b"\x00" * 32,
+          "omlizer_key_seed": oz_seed, "owner_pubkey": owner_pub}
     with pytest.raises(PackageInputError, match="exists"):
         build_package(model, tok, host_fps, built.path, **kw)
     with pytest.raises(PackageInputError, match="20-byte"):
