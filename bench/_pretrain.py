@@ -39,7 +39,7 @@ class PretrainConfig:
     intermediate_size: int = 864
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 700
+    steps: int = 400
     lr: float = 2e-3
     warmup: int = 50
     seed: int = 0

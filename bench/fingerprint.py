@@ -16,7 +16,7 @@ Setup (automatic, cached):
   3. Base model: a 10.2M-parameter Llama + byte-level BPE tokenizer pretrained
      on the train split and cached under ``bench/.cache/`` (see
      ``bench/_pretrain.py``); the first run spends a few minutes (2 idle CPU
-     cores: ~10 min) on it, later runs reuse it. ``--base DIR`` uses another
+     cores: ~5 min) on it, later runs reuse it. ``--base DIR`` uses another
      local model instead.
 
 Then, for each N (default 16, 128, 1024; ``--quick``: 16, 128), on a fresh
@@ -163,7 +163,7 @@ def table(rows: list[dict], meta: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  epilog="See the module docstring / docs/oml-package.md.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
@@ -176,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attack-tokens", type=int, help="attacker fine-tune tokens")
     ap.add_argument("--lr", type=float, help="insertion learning rate")
     ap.add_argument("--epochs", type=int, help="insertion epochs (early stop at 100%%)")
+    ap.add_argument("--threads", type=int,
+                    help="torch CPU threads (1 is faster when other jobs load the CPU)")
     args = ap.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from bench._pretrain import PretrainConfig, get_base
     from oml.modelio import load_model, pick_device
