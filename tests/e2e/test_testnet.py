@@ -168,3 +168,19 @@ def test_late_full_node_syncs_from_genesis(testnet4: Testnet) -> None:
     with net.client("node4") as c:
         st = c.status()
     assert st["validator_info"]["voting_power"] in (0, "0")
+
+
+def test_whole_testnet_stops_cleanly_and_resumes_from_disk(testnet4: Testnet) -> None:
+    net = testnet4
+    names = [*VALIDATORS, "node4"]
+    last = heights(net, names)
+    codes = net.stop_all()
+    assert all(code == 0 for code in codes.values()), codes  # SIGTERM -> clean exit
+    for n in names:
+        net.start(n)
+    net.wait_healthy(names, timeout=90)
+    now = heights(net, names)
+    assert all(now[n] >= last[n] for n in names), (last, now)  # nothing lost
+    top = max(now.values())
+    wait_heights(net, names, top + 3, timeout=60)
+    assert len({block_ids(net, n, top + 2) for n in names}) == 1
