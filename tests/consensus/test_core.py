@@ -384,3 +384,22 @@ def test_misuse_raises():
     h.start()
     with pytest.raises(ConsensusMisuseError):
         h.start()
+
+
+def test_timeout_commit_delays_round_zero():
+    params = dataclasses.replace(Harness().params, timeout_commit_ms=200)
+    h = Harness(params=params)
+    out = h.start()
+    assert [t.step for t in timeouts(out)] == [Step.GOSSIP, Step.NEW_HEIGHT]
+    assert h.core.step == Step.NEW_HEIGHT
+    b = h.make_block()
+    assert own_votes(h.propose(0, b)) == []  # stored, but round 0 has not started
+    out = h.timeout(0, Step.NEW_HEIGHT)
+    (vote,) = own_votes(out, PV)
+    assert vote.block_id == b.id() and h.core.step == Step.PREVOTE
+    # after a decision the next height waits again
+    h.votes(h.others()[:2], PV, 0, b.id())
+    out = h.votes(h.others()[:2], PC, 0, b.id())
+    assert commits(out) and h.core.height == 2 and h.core.step == Step.NEW_HEIGHT
+    assert any(t.step == Step.NEW_HEIGHT and t.height == 2 and t.delay_ms == 200
+               for t in timeouts(out))

@@ -132,3 +132,12 @@ def test_seed_replays_exactly_across_processes():
         digests.append([line.split("digest=")[1] for line in out.splitlines()
                         if "digest=" in line])
     assert len(digests[0]) == 2 and digests[0] == digests[1]
+
+
+def test_with_timeout_commit():
+    """The daemon's default pauses after each commit; the faults must not change the outcome."""
+    from dataclasses import replace
+
+    from consensus.sim import sim_params
+    config = replace(N4, params=replace(sim_params(), timeout_commit_ms=200))
+    check_seeds(config, range(500, 520))
