@@ -30,6 +30,19 @@ class CachedCheck:
         self._ok: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        # sender -> next nonce, valid while the ledger stays at _memo_height
+        # (state changes only in apply_block, which moves the height)
+        self._nonces: dict[bytes, int | None] = {}
+        self._memo_height = -1
+
+    def _next_nonce(self, sender: bytes) -> int | None:
+        if self._memo_height != self.ledger.height:
+            self._nonces.clear()
+            self._memo_height = self.ledger.height
+        if sender not in self._nonces:
+            acct = self.ledger.account(sender)
+            self._nonces[sender] = None if acct is None else acct.nonce
+        return self._nonces[sender]
 
     def __call__(self, tx: bytes) -> TxCheck:
         h = tx_hash(tx)
@@ -44,12 +57,12 @@ class CachedCheck:
             return res
         self.hits += 1
         sender, nonce = cached
-        acct = self.ledger.account(sender)
-        if acct is None:
+        next_nonce = self._next_nonce(sender)
+        if next_nonce is None:
             return TxCheck(Code.UNKNOWN_SENDER, "sender has no account", h, sender, nonce)
-        if nonce < acct.nonce:
+        if nonce < next_nonce:
             self._ok.pop(h, None)  # can never pass again
-            return TxCheck(Code.BAD_NONCE, f"nonce {nonce} already used (next is {acct.nonce})",
+            return TxCheck(Code.BAD_NONCE, f"nonce {nonce} already used (next is {next_nonce})",
                            h, sender, nonce)
         return TxCheck(Code.OK, "", h, sender, nonce)
 
