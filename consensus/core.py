@@ -6,27 +6,12 @@ socket or a disk. Every input is either logged (``Persist``) before the
 actions it causes, or ignored; so replaying the WAL through the same handler
 (:meth:`Core.restore`) rebuilds the exact state, locks included.
 
-The upon-rules of Algorithm 1 are re-evaluated after every accepted input
-(:meth:`Core._advance`), each guarded by (height, round, step) and by a
-"first time" flag where the paper says so. Line numbers in comments refer
-to Algorithm 1.
-
-Departures from the paper, all from CometBFT:
-
-* a round's proposer is the weighted round-robin choice of the validator set;
-* a decision uses any known block with the decided id, not only the one in
-  that round's proposal (blocks are bound by their id);
-* a re-proposal ships the polka's prevotes, and every node re-sends its own
-  messages of the current height every ``gossip_interval_ms`` and asks for
-  committed blocks (``RequestSync``) when it sees a later height; together
-  they provide the paper's assumption that correct nodes' messages are
-  eventually delivered, over a network that loses messages before GST;
-* messages for the next height are buffered (bounded) and handled once the
-  node gets there;
-* before signing, the core consults the record of what it already signed at
-  this height (rebuilt from the WAL after a crash, like CometBFT's
-  ``priv_validator_state``) and re-sends that instead of signing anything
-  that could conflict.
+The upon-rules are re-evaluated after every accepted input (:meth:`_advance`),
+each guarded by (height, round, step) and by a "first time" flag where the
+paper has one; comments give the paper's line numbers. The departures from
+the paper (all CometBFT's: polka shipped with re-proposals, re-sending own
+messages, block sync requests, next-height buffering, the signing log) are
+explained in docs/consensus.md.
 """
 
 from __future__ import annotations
@@ -35,7 +20,7 @@ import collections
 from collections.abc import Iterable
 
 from .app import Application
-from .block import Block, Commit, Header, commit_hash
+from .block import Block, Commit
 from .crypto import Signer
 from .errors import ConsensusMisuseError, InvalidMessageError
 from .events import (
@@ -55,13 +40,12 @@ from .events import (
     VoteReceived,
 )
 from .evidence import DuplicateVoteEvidence
-from .merkle import txs_root
 from .messages import ProposalMessage, VoteMessage
 from .signlog import VOTE_STEP, SignLog, vote_key
 from .state import ChainState, ConsensusParams
 from .validators import ValidatorSet, verify_commit
-from .validity import check_block, is_timely
-from .vote import NIL, Proposal, Vote, VoteType
+from .validity import build_block, check_block, is_timely, make_proposal
+from .vote import NIL, Vote, VoteType
 from .voteset import HeightVotes, RoundVotes
 from .wal_api import event_record, replay_events
 
@@ -498,33 +482,18 @@ class Core:
             assert self.signer is not None
             if self.valid_id is not None:
                 # line 15: re-propose the valid value with its polka
-                block = self._blocks[self.valid_id]
-                pol_round = self.valid_round
-                pol = self._votes.get(pol_round, VoteType.PREVOTE)
-                pol_votes = tuple(v for v in (pol.vote_for(i, self.valid_id)
-                                              for i in range(len(self.valset))) if v is not None)
+                pol = self._votes.get(self.valid_round, VoteType.PREVOTE)
+                msg = make_proposal(self.signer, self.chain_id, r, self._blocks[self.valid_id],
+                                    self.valid_round, pol.votes_for(self.valid_id, len(self.valset)))
             else:
-                block, pol_round, pol_votes = self._build_block(), -1, ()
-            proposal = Proposal.create(self.signer, self.chain_id, height=h, round=r,
-                                       pol_round=pol_round, block_id=block.id())
-            msg = ProposalMessage(proposal=proposal, block=block, pol_votes=pol_votes)
+                block = build_block(self._state, self.valset, self.app, self.params,
+                                    self.signer.address, self._now)
+                msg = make_proposal(self.signer, self.chain_id, r, block, -1, ())
             self._signlog.record((h, r, Step.PROPOSE), msg)
         assert isinstance(msg, ProposalMessage)
         # persist and store first, send, and let the caller's _advance prevote
         self._accept_proposal(ProposalReceived(message=msg, now_ms=self._now), fresh=fresh)
         self._out.append(Broadcast(msg))
-
-    def _build_block(self) -> Block:
-        assert self.signer is not None
-        st = self._state
-        txs = tuple(self.app.propose_txs(self.height, self.params.max_block_txs_bytes))
-        header = Header(chain_id=self.chain_id, height=self.height,
-                        time_ms=max(self._now, st.min_next_time_ms()),
-                        prev_block_id=st.last_block_id, txs_root=txs_root(txs),
-                        app_hash=st.app_hash, proposer_address=self.signer.address,
-                        validators_hash=self.valset.hash(),
-                        last_commit_hash=commit_hash(st.last_commit))
-        return Block(header=header, txs=txs, last_commit=st.last_commit)
 
     def _prevote(self, block_id: bytes) -> None:
         self.step = Step.PREVOTE

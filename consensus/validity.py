@@ -1,16 +1,21 @@
-"""``valid(v)`` of Algorithm 1: the checks a block must pass before a validator votes for it.
+"""Blocks in and out: ``valid(v)`` of Algorithm 1, timeliness, and building a proposal.
 
-Kept apart from the core's rules because block sync applies the same checks
-to blocks fetched from peers.
+``check_block`` is what a block must pass before a validator votes for it
+(block sync applies the same checks); ``build_block``/``make_proposal`` are
+its mirror image on the proposer's side, so both read the same rules.
 """
 
 from __future__ import annotations
 
 from .app import Application
-from .block import Block
+from .block import Block, Header, commit_hash
+from .crypto import Signer
 from .errors import InvalidBlockError
+from .merkle import txs_root
+from .messages import ProposalMessage
 from .state import ChainState, ConsensusParams
 from .validators import ValidatorSet, verify_commit
+from .vote import Proposal, Vote
 
 
 def check_block(block: Block, state: ChainState, valset: ValidatorSet, params: ConsensusParams,
@@ -55,3 +60,27 @@ def is_timely(block: Block, now_ms: int, round: int, params: ConsensusParams) ->
     """
     t, drift = block.header.time_ms, params.clock_drift_ms
     return now_ms - drift - params.propose_timeout(round) <= t <= now_ms + drift
+
+
+def build_block(state: ChainState, valset: ValidatorSet, app: Application,
+                params: ConsensusParams, proposer_address: bytes, now_ms: int) -> Block:
+    """A fresh block on top of ``state`` with the application's transactions.
+
+    Its time is the proposer's clock, raised to just after the previous block
+    if that clock lags.
+    """
+    txs = tuple(app.propose_txs(state.height + 1, params.max_block_txs_bytes))
+    header = Header(chain_id=state.chain_id, height=state.height + 1,
+                    time_ms=max(now_ms, state.min_next_time_ms()),
+                    prev_block_id=state.last_block_id, txs_root=txs_root(txs),
+                    app_hash=state.app_hash, proposer_address=proposer_address,
+                    validators_hash=valset.hash(), last_commit_hash=commit_hash(state.last_commit))
+    return Block(header=header, txs=txs, last_commit=state.last_commit)
+
+
+def make_proposal(signer: Signer, chain_id: str, round: int, block: Block, pol_round: int,
+                  pol_votes: tuple[Vote, ...]) -> ProposalMessage:
+    """Sign a proposal of ``block`` for ``round``, shipping its polka if it has one."""
+    proposal = Proposal.create(signer, chain_id, height=block.height, round=round,
+                               pol_round=pol_round, block_id=block.id())
+    return ProposalMessage(proposal=proposal, block=block, pol_votes=pol_votes)

@@ -59,6 +59,10 @@ class RoundVotes:
     def power_for(self, block_id: bytes) -> int:
         return self.power_by_block.get(block_id, 0)
 
+    def votes_for(self, block_id: bytes, n: int) -> tuple[Vote, ...]:
+        """The votes for ``block_id`` in validator order (a polka to ship with a proposal)."""
+        return tuple(v for v in (self.vote_for(i, block_id) for i in range(n)) if v is not None)
+
     def quorum_block(self, valset: ValidatorSet) -> bytes | None:
         """The block id (possibly nil = b"") with +2/3 of the power, if any."""
         for block_id, power in self.power_by_block.items():
