@@ -80,6 +80,9 @@ def test_cli_summary_and_exit_code(capsys):
     assert main(["--validators", "4", "--byzantine", "1", "--heights", "2", "--seeds", "3"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "seeds=3 safety_violations=0 liveness_failures=0"
+    assert main(["--validators", "7", "--byzantine", "2", "--heights", "2", "--seeds", "2"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == \
+        "seeds=2 safety_violations=0 liveness_failures=0"
     code = main(["--validators", "4", "--byzantine", "2", "--heights", "2", "--seeds", "2",
                  "--strategy", "split", "--gst-ms", "0", "--crashes", "0", "--no-partitions"])
     out = capsys.readouterr().out.strip().splitlines()
