@@ -32,8 +32,9 @@ class Application(Protocol):
         """Transactions for a new block at ``height``, at most ``max_bytes`` in total."""
         ...
 
-    def validate_block(self, block: Block) -> None:
-        """Accept ``block``'s transactions or raise :class:`InvalidBlockError`."""
+    def validate_block(self, block: Block) -> bool | None:
+        """Accept ``block``'s transactions, or raise :class:`InvalidBlockError` (preferred:
+        the reason is kept) or return False."""
         ...
 
     def apply_block(self, block: Block) -> bytes:

@@ -47,7 +47,8 @@ def check_block(block: Block, state: ChainState, valset: ValidatorSet, params: C
         # The validator set is fixed, so the previous height's members are ours.
         verify_commit(state.chain_id, valset, state.last_block_id, h.height - 1,
                       block.last_commit)
-    app.validate_block(block)
+    if app.validate_block(block) is False:  # a bool-returning application said no
+        raise InvalidBlockError("the application refused the block")
 
 
 def is_timely(block: Block, now_ms: int, round: int, params: ConsensusParams) -> bool:

@@ -50,10 +50,13 @@ class TxApp:
     def propose_txs(self, height: int, max_bytes: int) -> list[bytes]:
         return list(self.txs)
 
-    def validate_block(self, block: Block) -> None:
+    def validate_block(self, block: Block) -> bool | None:
         from consensus.errors import InvalidBlockError
+        if b"say-no" in block.txs:
+            return False
         if any(tx in self.reject for tx in block.txs):
             raise InvalidBlockError("app rejects a transaction")
+        return None
 
     def apply_block(self, block: Block) -> bytes:
         self.applied.append(block)

@@ -77,6 +77,10 @@ def test_invalid_proposal_gets_nil_prevote():
     h2.start()
     (vote,) = own_votes(h2.propose(0, h2.make_block()), PV)
     assert vote.is_nil
+    h3 = Harness()
+    h3.start()
+    (vote,) = own_votes(h3.propose(0, h3.make_block(txs=(b"say-no",))), PV)
+    assert vote.is_nil  # an application may also answer False
 
 
 def test_untimely_proposal_gets_nil_prevote():
