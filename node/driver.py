@@ -5,9 +5,9 @@ fired timeouts and blocks fetched by sync all become core events on one
 trio channel, handled one at a time by :meth:`ConsensusDriver.run`. The
 actions each event produces are executed in order:
 
-``Persist``          appended to the WAL and fsynced *before* any later action
-                     of the batch runs (consecutive Persists share one fsync),
-                     so a vote is durable before it is broadcast;
+``Persist``          appended to the WAL, fsynced (in a worker thread, one fsync
+                     for all pending records) before the next ``Broadcast`` or
+                     ``CommitBlock``, so our vote is durable before anyone sees it;
 ``Broadcast``        encoded and published on :data:`CONSENSUS_TOPIC`;
 ``ScheduleTimeout``  a trio task that sleeps, then queues ``TimeoutFired``;
 ``CommitBlock``      the block is stored, indexed and announced
@@ -72,6 +72,8 @@ BLOCK_OVERHEAD_BYTES = 64 * 1024
 MAX_BLOCK_TXS = 2_000
 INBOX_SIZE = 4096
 DECODED_CACHE = 16
+#: Peers' records waiting for the next fsync are flushed once this many pile up.
+WAL_PENDING_MAX = 256
 #: A node at least this many heights behind its best peer syncs without
 #: waiting for the core to ask (e.g. it missed every message of a height).
 SYNC_AHEAD = 2
@@ -172,6 +174,7 @@ class ConsensusDriver:
         self._committed = trio.Event()
         self.stats = {"bad_messages": 0, "stale_messages": 0, "evidence": 0}
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+        self._wal_pending: list[bytes] = []
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -313,17 +316,40 @@ class ConsensusDriver:
                         if core.round > 0:
                             log.info("height %d moved to round %d", core.height, core.round)
         finally:
-            wal.close()
+            try:
+                if self._wal_pending:
+                    wal.append_many(self._wal_pending)
+                    self._wal_pending = []
+            finally:
+                wal.close()
+
+    async def _flush(self, wal: FileWAL) -> None:
+        """Make every pending WAL record durable (one fsync, off the event loop).
+
+        The thread call cannot be abandoned on cancellation, so a shutdown
+        never leaves a half-written batch behind.
+        """
+        if self._wal_pending:
+            records, self._wal_pending = self._wal_pending, []
+            await trio.to_thread.run_sync(wal.append_many, records)
 
     async def _execute(self, nursery: trio.Nursery, wal: FileWAL, actions: list[Any]) -> None:
-        pending: list[bytes] = []
+        """Run one batch of core actions in order.
+
+        ``Persist`` records are collected and made durable (one fsync) right
+        before the next action that lets anything out of the node: our own
+        message (``Broadcast``) or a stored block (``CommitBlock``). That is
+        the guarantee that matters (CometBFT syncs its WAL only for its own
+        messages too): nothing we signed is seen by a peer before the WAL
+        holds it. Records of peers' messages that are lost in a crash are as
+        if never received; the core's re-sends and block sync recover them.
+        """
         for action in actions:
             if isinstance(action, Persist):
-                pending.append(action.record)
+                self._wal_pending.append(action.record)
                 continue
-            if pending:
-                wal.append_many(pending)
-                pending = []
+            if isinstance(action, (Broadcast, CommitBlock)):
+                await self._flush(wal)
             if isinstance(action, Broadcast):
                 await self._broadcast(action)
             elif isinstance(action, ScheduleTimeout):
@@ -335,8 +361,8 @@ class ConsensusDriver:
             elif isinstance(action, ReportEvidence):
                 self.stats["evidence"] += 1
                 log.warning("duplicate vote evidence: %s", action.evidence)
-        if pending:
-            wal.append_many(pending)
+        if len(self._wal_pending) >= WAL_PENDING_MAX:
+            await self._flush(wal)
 
     async def _broadcast(self, action: Broadcast) -> None:
         try:
