@@ -99,7 +99,7 @@ class Backend:
                                version=VERSION),
             sync_info=SyncInfo(
                 latest_block_hash=latest.id() if latest else b"",
-                latest_app_hash=self.ledger.app_hash,
+                latest_app_hash=self.chain.state.app_hash,
                 latest_block_height=self.chain.height,
                 latest_block_time_ms=latest.header.time_ms if latest
                 else self.chain.genesis.genesis_time_ms,

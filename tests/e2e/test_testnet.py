@@ -77,6 +77,12 @@ def test_heights_advance_and_cli_transfer_is_visible_everywhere(testnet4: Testne
             tx = c.call("tx", {"hash": result["hash"]})
         assert int(acct["balance"]) == int(before["balance"]) + amount, (n, acct)
         assert int(tx["height"]) == h
+    # status reports the app hash after its latest block: the next header carries it
+    with net.client("node2") as c:
+        st = c.status()["sync_info"]
+    sh = int(st["latest_block_height"])
+    wait_heights(net, ["node2"], sh + 1)
+    assert block_ids(net, "node2", sh + 1)[1] == st["latest_app_hash"]
     # metrics: the endpoint serves the committed height
     with httpx.Client(timeout=10) as http:
         text = http.get(f"http://127.0.0.1:{net.spec('node0').metrics_port}/metrics").text
