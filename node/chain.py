@@ -84,7 +84,7 @@ def valset_from_genesis(genesis: Genesis) -> ValidatorSet:
     return ValidatorSet.from_powers((v.pub_key, v.power) for v in genesis.validators)
 
 
-def _result_fields(res: Any) -> tuple[int, str, str, tuple[dict[str, Any], ...]]:
+def result_fields(res: Any) -> tuple[int, str, str, tuple[dict[str, Any], ...]]:
     """(code, log, codespace, events) from a ledger per-tx result, whatever its exact type."""
     code = int(getattr(res, "code", 0))
     text = str(getattr(res, "log", ""))
@@ -268,7 +268,7 @@ class Chain:
             txn.put(block.height.to_bytes(8, "big"), block.id() + result.app_hash,
                     db=self._applied)
             for i, tx in enumerate(block.txs):
-                code, text, codespace, events = _result_fields(
+                code, text, codespace, events = result_fields(
                     tx_results[i] if i < len(tx_results) else None)
                 txn.put(tx_hash(tx), encode([block.height, i, code, text.encode(),
                                              codespace.encode(),
@@ -339,4 +339,4 @@ class Chain:
 
 
 __all__ = ["BlockRejected", "Chain", "ChainError", "ChainInvariantError", "IndexedTx",
-           "valset_from_genesis"]
+           "result_fields", "valset_from_genesis"]

@@ -33,13 +33,14 @@ import trio
 from consensus.crypto import Signer
 
 from .backend import Backend, block_view
-from .chain import Chain, ChainError
+from .chain import Chain, ChainError, result_fields
 from .config import Config
 from .genesis import Genesis
 from .home import Home
 from .keys import AccountKey, NodeKey
 from .logs import route_library_logs, setup_logging
-from .mempool import Mempool
+from .mempool import Mempool, tx_hash
+from .rpc.backend import NewBlockEvent, TxResult, TxView
 from .sync import SYNC_PROTOCOL, BlockSyncer, follower_committer, serve_request
 from .txcheck import CachedCheck
 from .txgossip import TX_TOPIC, TxGossip
@@ -140,13 +141,11 @@ class Daemon:
     async def _run_services(self, nursery: trio.Nursery, chain: Chain, mempool: Mempool,
                             transport: Any) -> None:
         from .metrics import NodeMetrics, serve_metrics
-        from .rpc import EventBus, serve_rpc
+        from .rpc import EventBus, build_methods, serve_rpc
 
         gossip = TxGossip(self.config.mempool, mempool, transport,
                           max_msg_bytes=transport.max_gossip_bytes)
         events = EventBus()
-        from .rpc import build_methods
-
         metrics = NodeMetrics(method_names=tuple(build_methods()))
         backend = Backend(chain=chain, mempool=mempool, gossip=gossip,
                           peer_id=transport.peer_id, moniker=self.config.node.moniker,
@@ -158,11 +157,11 @@ class Daemon:
 
         def on_committed(block: Any, _commit: Any, result: Any) -> None:
             mempool.update(block.height, block.txs)
-            view = block_view(block)
-            events.publish(_new_block_event(view, block, result))
-            failed = sum(1 for t in view_txs(result) if int(getattr(t, "code", 0)) != 0)
+            txs = tx_views(chain, block, result)
+            events.publish(NewBlockEvent(block=block_view(block), txs=txs))
             metrics.observe_block(height=block.height, time_ms=block.header.time_ms,
-                                  num_txs=len(block.txs), failed_txs=failed)
+                                  num_txs=len(block.txs),
+                                  failed_txs=sum(1 for t in txs if t.result.code != 0))
 
         chain.on_committed.append(on_committed)
 
@@ -228,22 +227,25 @@ class Daemon:
             await trio.sleep(1.0)
 
 
-def view_txs(result: Any) -> list[Any]:
-    return list(getattr(result, "tx_results", ()) or ())
+def tx_views(chain: Chain, block: Any, result: Any) -> tuple[TxView, ...]:
+    """Every transaction of a committed block with its result, for events and metrics.
 
-
-def _new_block_event(view: Any, block: Any, result: Any) -> Any:
-    from .chain import _result_fields
-    from .mempool import tx_hash
-    from .rpc.backend import NewBlockEvent, TxResult, TxView
-
+    ``result`` is the ledger's BlockResult, or None when the block was
+    executed before a crash; then the results come from the tx index, which
+    was written together with that execution.
+    """
     results = list(getattr(result, "tx_results", ()) or ())
-    txs = []
+    out = []
     for i, tx in enumerate(block.txs):
-        code, text, codespace, evs = _result_fields(results[i] if i < len(results) else None)
-        txs.append(TxView(hash=tx_hash(tx), height=block.height, index=i, tx=tx,
+        h = tx_hash(tx)
+        if result is None and (found := chain.indexed_tx(h)) is not None:
+            code, text, codespace, evs = found.code, found.log, found.codespace, found.events
+        else:
+            code, text, codespace, evs = result_fields(results[i] if i < len(results)
+                                                        else None)
+        out.append(TxView(hash=h, height=block.height, index=i, tx=tx,
                           result=TxResult(code=code, log=text, codespace=codespace, events=evs)))
-    return NewBlockEvent(block=view, txs=tuple(txs))
+    return tuple(out)
 
 
 @contextlib.contextmanager
