@@ -129,3 +129,50 @@ def test_proposal_skips_gapped_txs_at_the_head_of_the_pool(tmp_path: Path) -> No
         assert driver.app.propose_txs(1, budget) == ready
     finally:
         close_chain(chain)
+
+
+class _Crash(Exception):
+    pass
+
+
+async def test_crash_between_execute_and_store_resumes_without_executing_twice(
+        tmp_path: Path) -> None:
+    """The core executed block 3 (ledger committed) but the process died before storing it."""
+    from node.ledger import TransferBody, build_tx
+
+    driver, chain, mempool, accounts, _t = _driver(tmp_path)
+    genesis, signer = chain.genesis, driver.signer
+    tx = build_tx(accounts[0], chain.chain_id, 0, TransferBody(to=accounts[1].address, amount=5))
+    real_store = chain.store_committed
+
+    def crashing_store(block, commit, state, result):
+        if block.height == 3:
+            raise _Crash()
+        if block.height == 2:
+            assert mempool.add(tx).accepted  # lands in block 3
+        return real_store(block, commit, state, result)
+
+    chain.store_committed = crashing_store  # type: ignore[method-assign]
+    with pytest.raises(BaseExceptionGroup) as info:
+        await _run_until(driver, chain, 99)
+    assert info.group_contains(_Crash)
+    assert (chain.ledger.height, chain.height) == (3, 2)
+    close_chain(chain)
+
+    chain2 = open_chain(tmp_path / "chain", genesis)
+    assert chain2.recover() == 0 and chain2.ledger.height == 3
+    mempool2 = Mempool(FAST.mempool, chain2.ledger.check_tx)
+    t2 = FakeTransport("me2")
+    d2 = ConsensusDriver(config=FAST, chain=chain2, mempool=mempool2, signer=signer,
+                         transport=t2, syncer=None, wal_dir=tmp_path / "wal",
+                         max_gossip_bytes=1 << 20)
+    d2.syncer = BlockSyncer(t2, lambda: chain2.height, d2.commit_fetched)
+    try:
+        await _run_until(d2, chain2, 5)
+        assert chain2.block(3).txs == (tx,)  # the same block 3, re-decided from the WAL
+        acct = chain2.ledger.account(accounts[1].address)
+        assert acct is not None and acct.balance == 10**9 + 5  # executed exactly once
+        top = chain2.height
+        assert chain2.state.app_hash == chain2.applied_app_hash(top, chain2.block(top).id())
+    finally:
+        close_chain(chain2)
