@@ -28,7 +28,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,8 @@ class InsertConfig:
     stop_at_accuracy: float | None = 1.0
     fast_head: bool = True
     freeze_embeddings: bool = False
+    repair_steps: int = 0
+    repair_lr_scale: float = 0.3
     device: str | None = None
     seed: int = 0
     progress: bool = True
@@ -108,6 +110,8 @@ class InsertConfig:
             raise ValueError("stop_at_accuracy must be in (0, 1]")
         if self.lora_rank < 1:
             raise ValueError("lora_rank must be >= 1")
+        if self.repair_steps < 0 or not self.repair_lr_scale > 0:
+            raise ValueError("repair_steps must be >= 0 and repair_lr_scale > 0")
 
     def to_params(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,6 +134,7 @@ class InsertReport:
     averaged: int  # how many times weights were averaged toward the base
     trainable_params: int
     losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    repair_steps: int = 0  # steps spent re-learning after the final averaging
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +339,7 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
         keep = dev if config.averaging_every else torch.device("cpu")
         base = [p.detach().to(keep, copy=True) for p in full_params]
     peft_model = None
+    frozen: set[int] = set()
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -342,7 +348,6 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
             target_modules="all-linear", bias="none"))
         params = [p for p in peft_model.parameters() if p.requires_grad]
     else:
-        frozen = set()
         if config.freeze_embeddings:
             # token embeddings and the output head touch every context; leaving
             # them alone confines the change to the transformer blocks
@@ -366,91 +371,120 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    step = epoch = tokens = averaged = 0
+    st = {"step": 0, "epoch": 0, "tokens": 0, "averaged": 0}
     losses: list[float] = []
-    last_ok = [False] * len(fps)
-    stopped = False
-    bar = tqdm(total=total, disable=not config.progress, desc="insert", unit="step")
-    model.train()
-    while step < total and not stopped:
-        # schedule this epoch's examples: plain or wrapped keys, plus benign chunks
-        exs: list[_Example] = []
-        for i in range(len(fps)):
-            if wrapped and rng.random() < config.augmentation_prob:
-                exs.append(wrapped[rng.randrange(len(wrapped))][i])
-            else:
-                exs.append(plain[i])
-        if n_benign:
-            pick = torch.randint(len(benign), (n_benign,), generator=gen).tolist()
-            exs += [benign[j] for j in pick]
-        order = torch.randperm(len(exs), generator=gen).tolist()
-        ep_loss, ep_n = 0.0, 0
-        for b in range(0, len(order), config.batch_size):
-            if step >= total:
-                break
-            batch = [exs[j] for j in order[b:b + config.batch_size]]
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, config)
-            # fingerprint and benign examples are padded separately (a 64-token
-            # benign chunk would otherwise pad every short key to 64 tokens); one
-            # optimizer step over both, every example weighing the same
-            groups = [[e for e in batch if e.fp >= 0], [e for e in batch if e.fp < 0]]
-            loss = torch.zeros((), device=dev)
-            ok_all: list[bool] = []
-            ntok = 0
-            for grp in groups:
-                if not grp:
-                    continue
-                with amp():
-                    ex_loss, ok, n = fwd(*_collate(grp, pad, dev))
-                loss = loss + ex_loss.sum() / len(batch)
-                ok_all += ok.tolist()
-                ntok += n
-            batch = groups[0] + groups[1]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            step += 1
-            tokens += ntok
-            # free progress signal: plain keys answered correctly before this update
-            for e, good in zip(batch, ok_all):
-                if e.fp >= 0 and e.ids == plain[e.fp].ids:
-                    last_ok[e.fp] = good
-            lv = float(loss.detach())
-            ep_loss += lv * len(batch)
-            ep_n += len(batch)
-            if config.averaging_every and step % config.averaging_every == 0:
-                _average(full_params, base, config.averaging_lambda)
-                averaged += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{lv:.3f}", epoch=epoch)
-        epoch += 1
-        losses.append(ep_loss / max(ep_n, 1))
-        if config.stop_at_accuracy is not None and sum(last_ok) >= config.stop_at_accuracy * len(fps):
-            # the free signal says we may be done: confirm with a real check
-            last_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
-            if sum(last_ok) >= config.stop_at_accuracy * len(fps):
-                stopped = step < total
-                break
-            model.train()
-    bar.close()
+    target = None if config.stop_at_accuracy is None else config.stop_at_accuracy * len(fps)
 
-    # --- finish: merge LoRA, average toward the base, final check --------------------
+    def run(opt: torch.optim.Optimizer, params: list[torch.Tensor], budget: int,
+            lr_at: Callable[[int], float], average_every: int | None, desc: str) -> bool:
+        """Train for at most ``budget`` steps; True if it stopped because the target was met."""
+        done = 0
+        last_ok = [False] * len(fps)
+        bar = tqdm(total=budget, disable=not config.progress, desc=desc, unit="step")
+        model.train()
+        try:
+            while done < budget:
+                # schedule this epoch's examples: plain or wrapped keys, plus benign chunks
+                exs: list[_Example] = []
+                for i in range(len(fps)):
+                    if wrapped and rng.random() < config.augmentation_prob:
+                        exs.append(wrapped[rng.randrange(len(wrapped))][i])
+                    else:
+                        exs.append(plain[i])
+                if n_benign:
+                    pick = torch.randint(len(benign), (n_benign,), generator=gen).tolist()
+                    exs += [benign[j] for j in pick]
+                order = torch.randperm(len(exs), generator=gen).tolist()
+                ep_loss, ep_n = 0.0, 0
+                for b in range(0, len(order), config.batch_size):
+                    if done >= budget:
+                        break
+                    batch = [exs[j] for j in order[b:b + config.batch_size]]
+                    for g in opt.param_groups:
+                        g["lr"] = lr_at(done)
+                    # fingerprint and benign examples are padded separately (a 64-token
+                    # benign chunk would otherwise pad every short key to 64 tokens);
+                    # one optimizer step over both, every example weighing the same
+                    groups = [[e for e in batch if e.fp >= 0], [e for e in batch if e.fp < 0]]
+                    loss = torch.zeros((), device=dev)
+                    ok_all: list[bool] = []
+                    for grp in groups:
+                        if not grp:
+                            continue
+                        with amp():
+                            ex_loss, ok, n = fwd(*_collate(grp, pad, dev))
+                        loss = loss + ex_loss.sum() / len(batch)
+                        ok_all += ok.tolist()
+                        st["tokens"] += n
+                    batch = groups[0] + groups[1]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                    opt.step()
+                    done += 1
+                    st["step"] += 1
+                    # free progress signal: plain keys answered right before this update
+                    for e, good in zip(batch, ok_all):
+                        if e.fp >= 0 and e.ids == plain[e.fp].ids:
+                            last_ok[e.fp] = good
+                    lv = float(loss.detach())
+                    ep_loss += lv * len(batch)
+                    ep_n += len(batch)
+                    if average_every and done % average_every == 0:
+                        _average(full_params, base, config.averaging_lambda)
+                        st["averaged"] += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{lv:.3f}", epoch=st["epoch"])
+                st["epoch"] += 1
+                losses.append(ep_loss / max(ep_n, 1))
+                if target is not None and sum(last_ok) >= target:
+                    # the free signal says we may be done: confirm with a real check
+                    last_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
+                    if sum(last_ok) >= target:
+                        return True
+                    model.train()
+            return False
+        finally:
+            bar.close()
+
+    stopped = run(opt, params, total, lambda i: _lr_at(i, total, config),
+                  config.averaging_every, "insert")
+    stopped = stopped and st["step"] < total
+
+    # --- finish: merge LoRA, average toward the base, repair, final check -------------
     if peft_model is not None:
         peft_model.merge_and_unload()
     for p, flag in zip(full_params, grad_flags):
         p.requires_grad_(flag)  # peft and freeze_embeddings turned some off
     if config.averaging_lambda is not None and not config.averaging_every:
         _average(list(model.parameters()), base, config.averaging_lambda)
-        averaged += 1
+        st["averaged"] += 1
+    repair_steps = 0
+    if (config.averaging_lambda is not None and config.repair_steps and target is not None
+            and sum(memorized(model, tokenizer, fps, fast_head=config.fast_head)) < target):
+        # Averaging pulled some fingerprints back under the bar. A few more steps
+        # at a constant low LR re-learn them from a point much closer to the
+        # base than plain training reaches; no averaging afterwards.
+        rparams = [p for p in model.parameters() if p.requires_grad and id(p) not in frozen]
+        for p in full_params:
+            if id(p) in frozen:
+                p.requires_grad_(False)
+        ropt = torch.optim.AdamW(rparams, lr=config.lr, weight_decay=config.weight_decay,
+                                 betas=(0.9, 0.95))
+        before = st["step"]
+        run(ropt, rparams, config.repair_steps, lambda i: config.lr * config.repair_lr_scale,
+            None, "repair")
+        repair_steps = st["step"] - before
+        for p, flag in zip(full_params, grad_flags):
+            p.requires_grad_(flag)
     model.eval()
     seconds = time.perf_counter() - t0
     final_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
     return InsertReport(
-        steps=step, epochs=epoch, seconds=seconds, tokens=tokens,
-        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        steps=st["step"], epochs=st["epoch"], seconds=seconds, tokens=st["tokens"],
+        tokens_per_s=st["tokens"] / seconds if seconds > 0 else 0.0,
         final_loss=losses[-1] if losses else float("nan"),
-        train_accuracy=sum(final_ok) / len(fps), stopped_early=stopped, averaged=averaged,
-        trainable_params=sum(p.numel() for p in params), losses=losses)
+        train_accuracy=sum(final_ok) / len(fps), stopped_early=stopped,
+        averaged=st["averaged"], trainable_params=sum(p.numel() for p in params),
+        losses=losses, repair_steps=repair_steps)

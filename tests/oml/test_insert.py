@@ -122,3 +122,13 @@ def test_lora_restores_trainability(tiny, fpset: FingerprintSet) -> None:
     model, tok = tiny
     insert_fingerprints(model, tok, fpset, _cfg(lora=True, steps=2, stop_at_accuracy=None))
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_repair_after_averaging(tiny, fpset: FingerprintSet) -> None:
+    model, tok = tiny
+    # averaging almost all the way back to the base undoes the memorisation;
+    # repair steps re-learn it and nothing is averaged afterwards
+    rep = insert_fingerprints(model, tok, fpset, _cfg(averaging_lambda=0.9, repair_steps=300))
+    assert rep.averaged == 1 and rep.repair_steps > 0
+    assert rep.train_accuracy == 1.0
+    assert verify_fingerprints(model, tok, fpset).accuracy == 1.0
