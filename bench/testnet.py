@@ -38,7 +38,7 @@ import itertools
 
 from consensus.crypto import PrivateKey, sha256
 from node.rpc_client import RpcClient, RpcClientError
-from node.testnet import Testnet, init_testnet
+from node.testnet import Testnet, free_base_port, init_testnet
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -142,7 +142,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100, help="txs per HTTP request")
     ap.add_argument("--window", type=int, default=1000, help="max uncommitted txs per client")
-    ap.add_argument("--base-port", type=int, default=27600)
+    ap.add_argument("--base-port", type=int, default=None,
+                    help="node i uses base+10i.. (default: a free range)")
     ap.add_argument("--keep", type=Path, help="keep the testnet directory here")
     args = ap.parse_args()
 
@@ -150,7 +151,8 @@ def main() -> int:
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
-    specs = init_testnet(out, validators=args.validators, base_port=args.base_port,
+    base_port = args.base_port or free_base_port(args.validators)
+    specs = init_testnet(out, validators=args.validators, base_port=base_port,
                          chain_id="oml-bench", fund=funded, force=True)
     print(f"testnet: {args.validators} validators in {out}", flush=True)
     with Testnet(out) as net:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +77,33 @@ class NodeSpec:
                    p2p_port=int(data["p2p_port"]), rpc_port=int(data["rpc_port"]),
                    metrics_port=int(data["metrics_port"]), peer_id=data["peer_id"],
                    address=data["address"])
+
+
+def _ports_free(ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(nodes: int, *, low: int = 20000, high: int = 60000) -> int:
+    """A base port such that every port a testnet of ``nodes`` uses is free right now.
+
+    For tests and benchmarks that run next to other testnets; a port can
+    still be taken between this check and the node binding it.
+
+    Raises:
+        TestnetError: no free range found.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - PORTS_PER_NODE * nodes, PORTS_PER_NODE)
+        if _ports_free([base + PORTS_PER_NODE * i + k for i in range(nodes) for k in range(3)]):
+            return base
+    raise TestnetError("no free port range found")
 
 
 def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
@@ -307,5 +336,13 @@ class Testnet:
         return RpcClient(self.spec(name).rpc_url)
 
 
-__all__ = ["MANIFEST", "NodeProcess", "NodeSpec", "Testnet", "TestnetError", "init_testnet",
-           "load_testnet"]
+__all__ = [
+    "MANIFEST",
+    "NodeProcess",
+    "NodeSpec",
+    "Testnet",
+    "TestnetError",
+    "free_base_port",
+    "init_testnet",
+    "load_testnet",
+]

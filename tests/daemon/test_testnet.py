@@ -16,7 +16,7 @@ from node.cli import main
 from node.config import load_config
 from node.genesis import Genesis
 from node.keys import AccountKey, NodeKey
-from node.testnet import TestnetError, init_testnet, load_testnet
+from node.testnet import TestnetError, free_base_port, init_testnet, load_testnet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,8 +76,6 @@ def test_cli_init_prints_nodes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> None:
-    from tests.e2e.conftest import free_base_port
-
     out = tmp_path / "net"
     specs = init_testnet(out, validators=2, base_port=free_base_port(2))
     (specs[1].home / "config" / "genesis.json").write_text("{not json")
@@ -92,8 +90,6 @@ def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_cli_start_prints_rpc_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    from tests.e2e.conftest import free_base_port
-
     out = tmp_path / "net"
     specs = init_testnet(out, validators=1, base_port=free_base_port(1))
     proc = subprocess.Popen([sys.executable, "-m", "node", "testnet", "start", str(out)],
@@ -136,8 +132,6 @@ def test_operator_guide_documents_every_config_key() -> None:
 @pytest.mark.slow
 def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: Path) -> None:
     from node.testnet import Testnet
-    from tests.e2e.conftest import free_base_port
-
     out = tmp_path / "net"
     specs = init_testnet(out, validators=1, base_port=free_base_port(1))
     with Testnet(out) as net:

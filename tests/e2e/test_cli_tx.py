@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from node.rpc_client import RpcClient, wait_until
-from node.testnet import NodeSpec, Testnet, init_testnet
+from node.testnet import NodeSpec, Testnet, free_base_port, init_testnet
 
-from .conftest import FAST_CONSENSUS, free_base_port
+from ._settings import FAST_CONSENSUS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
