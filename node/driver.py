@@ -53,6 +53,7 @@ from consensus.messages import ProposalMessage, VoteMessage, decode_message, enc
 from consensus.state import ConsensusParams
 from consensus.wal import FileWAL
 from consensus.wal_api import record_height
+from net.errors import NetError
 
 from .chain import BlockRejected, Chain
 from .config import Config
@@ -367,7 +368,7 @@ class ConsensusDriver:
     async def _broadcast(self, action: Broadcast) -> None:
         try:
             await self.transport.publish(CONSENSUS_TOPIC, encode_message(action.message))
-        except Exception as exc:  # noqa: BLE001 - gossip is best effort; the core re-sends
+        except NetError as exc:  # gossip is best effort; the core re-sends
             log.warning("publishing %s failed: %s", type(action.message).__name__, exc)
 
     def _commit(self, wal: FileWAL, action: CommitBlock) -> None:

@@ -39,6 +39,7 @@ from consensus.encoding import (
     expect_int,
     expect_list,
 )
+from net.errors import NetError
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +229,11 @@ class BlockSyncer:
                 log.info("peer %s sent a bad sync status: %s", peer[-8:], exc)
                 self._ban(peer)
                 return
-            except Exception as exc:  # noqa: BLE001 - any net failure: just skip the peer
+            except NetError as exc:  # unreachable, timeout, refused: skip the peer this time
                 log.debug("status from %s failed: %s", peer[-8:], exc)
+                return
+            except Exception:  # a transport bug: loud, but one peer's request must not stop sync
+                log.exception("status request to %s failed unexpectedly", peer[-8:])
                 return
             st = self.peers.setdefault(peer, PeerSyncState())
             st.base, st.height = base, height
@@ -268,10 +272,14 @@ class BlockSyncer:
                 log.warning("peer %s sent bad blocks: %s", peer[-8:], exc)
                 self._ban(peer)
                 continue
-            except Exception as exc:  # noqa: BLE001 - net failure: try another peer later
+            except NetError as exc:  # try another peer; this one is re-polled later
                 log.info("fetching blocks %d..%d from %s failed: %s", want, last, peer[-8:],
                          exc)
                 self.peers[peer].height = 0  # re-learned at the next poll
+                continue
+            except Exception:  # a transport bug: loud, but sync goes on with other peers
+                log.exception("fetching blocks from %s failed unexpectedly", peer[-8:])
+                self._ban(peer)
                 continue
             if not pairs:
                 self.peers[peer].height = min(self.peers[peer].height, want - 1)

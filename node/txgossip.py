@@ -21,6 +21,8 @@ from typing import Protocol
 
 import trio
 
+from net.errors import NetError
+
 from .config import MempoolSection
 from .mempool import BatchDecodeError, GossipBatcher, Mempool, decode_batch
 
@@ -111,7 +113,7 @@ class TxGossip:
                 try:
                     await self.publisher.publish(TX_TOPIC, batch)
                     self.stats["batches_out"] += 1
-                except Exception as exc:  # noqa: BLE001 - a failed publish must not stop gossip
+                except NetError as exc:  # a failed publish must not stop gossip
                     log.warning("publishing a tx batch failed: %s", exc)
 
     async def run_receiver(self, channel: trio.abc.ReceiveChannel[tuple[str, bytes]]) -> None:
