@@ -165,6 +165,15 @@ class Backend:
         return CheckResult(code=res.code, hash=res.tx_hash, log=res.log,
                            codespace=res.codespace)
 
+    def unconfirmed_txs(self, limit: int) -> Any:
+        """Mempool totals and its ``limit`` oldest transactions (``unconfirmed_txs``)."""
+        from .rpc.adapters import mempool_view
+
+        return mempool_view(self.mempool, limit)
+
+    def genesis(self) -> JSONRecord:
+        return self.chain.genesis
+
     # --- ledger records ----------------------------------------------------------------
 
     def account(self, address: bytes) -> JSONRecord | None:

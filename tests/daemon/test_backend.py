@@ -119,3 +119,14 @@ def test_order_for_block_sorts_each_sender_and_holds_back_gaps() -> None:
     out = order_for_block(arrived, info.get, nxt.__getitem__)
     # A first (first seen), gap-free from its next nonce; a4 waits for a3; C waits for c0
     assert out == [b"a0", b"a1", b"a2", b"b5", b"b6"]
+
+
+async def test_unconfirmed_txs_and_genesis(setup) -> None:
+    backend, producer, *_ = setup
+    txs = [producer.transfer(0, producer.accounts[1].address, i + 1) for i in range(3)]
+    for tx in txs:
+        await backend.broadcast_tx(tx)
+    view = backend.unconfirmed_txs(2)
+    assert (view.total, view.total_bytes, view.txs) == (3, sum(map(len, txs)), tuple(txs[:2]))
+    assert backend.unconfirmed_txs(0).txs == ()
+    assert backend.genesis().to_json()["chain_id"] == producer.chain.chain_id
