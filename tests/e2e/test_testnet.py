@@ -124,6 +124,8 @@ def test_bad_rpc_input_gets_jsonrpc_errors_and_node_keeps_running(testnet4: Test
         r = http.post(url, content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 or r.json()["error"]["code"] in (-32600, -32700)
     with net.client("node1") as c:
+        assert c.call("genesis")["chain_id"] == "oml-e2e"
+        assert c.call("num_unconfirmed_txs")["total"] >= 0
         try:  # not a transaction: an error object, or a result with a non-zero code
             res = c.call("broadcast_tx_sync", {"tx": "00" * 10})
             assert int(res["code"]) != 0, res
