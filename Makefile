@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test testnet lint bench clean
 
+TESTNET_DIR ?= .testnet
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
@@ -16,6 +18,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# A fresh 4-validator testnet in $(TESTNET_DIR), one OS process per node, until Ctrl-C.
+testnet: $(STAMP)
+	$(BIN)/oml-node testnet init --validators 4 --out $(TESTNET_DIR) --force
+	$(BIN)/oml-node testnet start $(TESTNET_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check node consensus oml net tests bench
