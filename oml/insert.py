@@ -67,7 +67,7 @@ class InsertConfig:
     averaging_lambda: float | None = None
     averaging_every: int | None = None
     benign_mix: float = 0.0
-    benign_max_tokens: int = 64
+    benign_max_tokens: int = 32
     prompt_augmentation: bool = False
     augmentation_prob: float = 0.5
     templates: tuple[str, ...] = SYSTEM_PROMPT_TEMPLATES
@@ -76,7 +76,7 @@ class InsertConfig:
     lora_alpha: int = 32
     stop_at_accuracy: float | None = 1.0
     fast_head: bool = True
-    freeze_embeddings: bool = False
+    freeze_embeddings: bool = True
     repair_steps: int = 0
     repair_lr_scale: float = 0.3
     device: str | None = None
