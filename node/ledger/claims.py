@@ -4,7 +4,7 @@ Claim lifecycle (``ClaimStatus``)::
 
     submit_claim -> OPEN --reveal opens leaf, same key, output starts with response-> MATCHED
                      |   \\--reveal opens leaf, other key or output differs--> FALSE (bond burned)
-                     |-- rebut with owner's permission ------------------> DISMISSED (bond back)
+                     |-- rebut, owner's permission from before the claim -> DISMISSED (bond back)
                      '-- no reveal by filed + reveal_window (end block) --> EXPIRED (bond back,
                                                     plus up to the bond from the OMLizer's bond)
     MATCHED --rebut--> DISMISSED;  MATCHED --revealed + challenge_window (end block)--> SLASHED
@@ -138,13 +138,22 @@ def rebut(ctx: Ctx, body: RebutBody) -> None:
     if model is None:
         raise TxFailed(Code.NOT_FOUND, "the claim's model is gone")
     if not verify_permission(model.owner_pubkey, ctx.chain_id, claim.model_id, claim.host,
-                             body.seq, query_hash(claim.key), body.signature):
+                             body.seq, query_hash(claim.key), body.signature,
+                             issued_height=body.issued_height):
         raise TxFailed(Code.BAD_PERMISSION,
-                       "permission string is not the owner's for this host and query")
+                       "permission string is not the owner's for this host, query and height")
+    # The owner signed with issued_height = the last block it had seen. The
+    # claim is in the state from block filed_height on, so a permission with
+    # issued_height >= filed_height may have been bought after the claim.
+    if body.issued_height >= claim.filed_height:
+        raise TxFailed(Code.LATE_PERMISSION,
+                       f"permission issued at height {body.issued_height}, not before the "
+                       f"claim filed at height {claim.filed_height}")
     ctx.state.remove_due(_deadline(ctx, claim), claim.claim_id)
     close_claim(ctx, claim, ClaimStatus.DISMISSED)
     ctx.state.credit(claim.prover, claim.bond)
-    ctx.emit("rebut", claim_id=claim.claim_id, host=claim.host, seq=body.seq)
+    ctx.emit("rebut", claim_id=claim.claim_id, host=claim.host, seq=body.seq,
+             issued_height=body.issued_height)
 
 
 def settle_due(ctx: Ctx) -> None:

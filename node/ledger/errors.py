@@ -50,6 +50,7 @@ class Code(IntEnum):
     OPEN_CLAIMS = 23         # withdrawal blocked by an unresolved claim
     TOO_EARLY = 24           # unbonding delay not over yet
     WINDOW_CLOSED = 25       # reveal/rebut after its window
+    LATE_PERMISSION = 26     # rebuttal permission issued at or after the claim's block
 
     @property
     def rejected(self) -> bool:

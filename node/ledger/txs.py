@@ -242,12 +242,15 @@ class RevealBody(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RebutBody(Schema):
-    """The host shows the owner's permission string ``(seq, signature)`` for the claim's key."""
+    """The host shows the owner's permission string ``(seq, issued_height, signature)``
+    for the claim's key; ``issued_height`` must be below the claim's filed height."""
 
     KIND: ClassVar[Kind] = Kind.REBUT
-    SPECS: ClassVar[dict[str, Spec]] = {"claim_id": U64, "seq": U64, "signature": Bytes(64, 64)}
+    SPECS: ClassVar[dict[str, Spec]] = {"claim_id": U64, "seq": U64, "issued_height": U64,
+                                        "signature": Bytes(64, 64)}
     claim_id: int
     seq: int
+    issued_height: int
     signature: bytes
 
 

@@ -219,7 +219,7 @@ def one_of_each_kind() -> list:
         RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
         SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
         RevealBody(claim_id=0, salt=H, key="k", response="resp", path=(H, H)),
-        RebutBody(claim_id=1, seq=2, signature=SIG),
+        RebutBody(claim_id=1, seq=2, issued_height=7, signature=SIG),
         BeginWithdrawalBody(model_id=b"m"),
         CompleteWithdrawalBody(model_id=b"m"),
         UnregisterRoleBody(role=2),

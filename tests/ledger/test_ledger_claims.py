@@ -7,8 +7,10 @@ import pytest
 from ledger_helpers import ADDR, CHAIN, KEYS, MODEL, START_BALANCE, setup_oml
 
 from node.ledger import (
+    PERMISSION_DOMAIN,
     ClaimStatus,
     Code,
+    LedgerUsageError,
     RebutBody,
     RegisterRoleBody,
     RevealBody,
@@ -45,8 +47,14 @@ def reveal(fps, claim_id, i=0, response=None, salt=None, path=None):
                       path=fps.path(i) if path is None else path)
 
 
-def permission(query, seq=1, signer="owner"):
-    return sign_permission(KEYS[signer], CHAIN, MODEL, ADDR["host"], seq, query)
+def permission(query, at, seq=1, signer="owner"):
+    """The owner's permission for ``query``, issued when the chain was at height ``at``."""
+    return sign_permission(KEYS[signer], CHAIN, MODEL, ADDR["host"], seq, query,
+                           issued_height=at)
+
+
+def rebut(claim_id, at, sig, seq=1):
+    return RebutBody(claim_id=claim_id, seq=seq, issued_height=at, signature=sig)
 
 
 def test_submit_claim(oml):
@@ -181,20 +189,41 @@ def test_reveal_in_the_last_block_of_the_window(oml):
 
 
 def test_permission_helpers():
-    sig = permission("Hello?")
-    assert verify_permission(KEYS["owner"].public_key, CHAIN, MODEL, ADDR["host"], 1,
-                             query_hash("Hello?"), sig)
-    assert not verify_permission(KEYS["owner"].public_key, CHAIN, MODEL, ADDR["host"], 2,
-                                 query_hash("Hello?"), sig)
+    sig = permission("Hello?", at=9)
+    owner = KEYS["owner"].public_key
+    assert verify_permission(owner, CHAIN, MODEL, ADDR["host"], 1, query_hash("Hello?"), sig,
+                             issued_height=9)
+    assert not verify_permission(owner, CHAIN, MODEL, ADDR["host"], 2, query_hash("Hello?"),
+                                 sig, issued_height=9)
+    # the height is signed: the same string does not verify for another height
+    assert not verify_permission(owner, CHAIN, MODEL, ADDR["host"], 1, query_hash("Hello?"),
+                                 sig, issued_height=8)
     assert query_hash("e\u0301") == query_hash("\u00e9")  # NFC normalisation
+    for bad in (-1, 2**64, True, "3"):
+        with pytest.raises(LedgerUsageError):
+            permission("Hello?", at=bad)
+
+
+def test_permission_domain_is_v2():
+    """A v1 string (no height in the body) is not a valid v2 permission for any height."""
+    from consensus.encoding import encode
+
+    assert PERMISSION_DOMAIN == b"oml/permission/v2"
+    v1 = KEYS["owner"].sign(b"oml/permission/v1", CHAIN,
+                            encode([MODEL, ADDR["host"], 1, query_hash("q")]))
+    assert not any(verify_permission(KEYS["owner"].public_key, CHAIN, MODEL, ADDR["host"], 1,
+                                     query_hash("q"), v1, issued_height=h) for h in range(4))
 
 
 def test_rebut_with_owner_permission_dismisses(oml):
     c, fps = oml
+    issued = c.ledger.height  # the owner signs before the claim exists
+    sig = permission(fps.keys[0], at=issued, seq=42)
     c.ok("prover", claim(fps))
     c.ok("omlizer", reveal(fps, 0))
     before = c.balance("prover")
-    c.ok("host", RebutBody(claim_id=0, seq=42, signature=permission(fps.keys[0], seq=42)))
+    r = c.ok("host", rebut(0, issued, sig, seq=42))
+    assert r.events[0].attrs["issued_height"] == issued
     assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
     assert c.balance("prover") == before + 100
     c.advance(5)
@@ -204,29 +233,64 @@ def test_rebut_with_owner_permission_dismisses(oml):
 
 def test_rebut_before_reveal(oml):
     c, fps = oml
+    c.advance(3)
+    sig = permission(fps.keys[0], at=1)  # long before the claim
     c.ok("prover", claim(fps))
-    c.ok("host", RebutBody(claim_id=0, seq=1, signature=permission(fps.keys[0])))
+    c.ok("host", rebut(0, 1, sig))
     assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
     c.advance(7)  # nothing due any more
     assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
 
 
+def test_permission_issued_after_the_claim_cannot_rebut(oml):
+    """The hole this closes: the host buys a permission once the claim is public.
+    The owner's service dates it with its current height, which is at or after the
+    claim's block, so it fails with LATE_PERMISSION and the host is still slashed."""
+    c, fps = oml
+    c.ok("prover", claim(fps))
+    filed = c.ledger.claim(0).filed_height
+    c.ok("omlizer", reveal(fps, 0))
+    # issued in the claim's own block or later: the owner could have seen the claim
+    for at in (filed, filed + 1, filed + 100):
+        r = c.fail("host", rebut(0, at, permission(fps.keys[0], at=at)), Code.LATE_PERMISSION)
+        assert f"issued at height {at}" in r.log and f"filed at height {filed}" in r.log
+    assert c.ledger.claim(0).status == ClaimStatus.MATCHED
+    # the boundary: issued at filed - 1 (the last block before the claim) is accepted
+    c.ok("host", rebut(0, filed - 1, permission(fps.keys[0], at=filed - 1)))
+    assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
+
+
+def test_late_permission_leaves_the_host_slashable(oml):
+    c, fps = oml
+    c.ok("prover", claim(fps))
+    filed = c.ledger.claim(0).filed_height
+    c.ok("omlizer", reveal(fps, 0))
+    c.fail("host", rebut(0, filed, permission(fps.keys[0], at=filed)), Code.LATE_PERMISSION)
+    c.advance(6)
+    assert c.ledger.claim(0).status == ClaimStatus.SLASHED
+    assert c.ledger.host(MODEL, ADDR["host"]).collateral == COLLATERAL // 2
+
+
 def test_rebut_failures(oml):
     c, fps = oml
-    c.fail("host", RebutBody(claim_id=0, seq=1, signature=bytes(64)), Code.NOT_FOUND)
+    c.fail("host", rebut(0, 0, bytes(64)), Code.NOT_FOUND)
+    at = c.ledger.height
+    good = permission(fps.keys[0], at=at)
     c.ok("prover", claim(fps))
-    c.ok("omlizer", reveal(fps, 0))
-    good = permission(fps.keys[0])
     # a permission string for another query
-    c.fail("host", RebutBody(claim_id=0, seq=1, signature=permission(fps.keys[1])),
-           Code.BAD_PERMISSION)
-    c.fail("host", RebutBody(claim_id=0, seq=2, signature=good), Code.BAD_PERMISSION)  # wrong seq
-    c.fail("host", RebutBody(claim_id=0, seq=1, signature=permission(fps.keys[0], signer="alice")),
+    c.fail("host", rebut(0, at, permission(fps.keys[1], at=at)), Code.BAD_PERMISSION)
+    c.fail("host", rebut(0, at, good, seq=2), Code.BAD_PERMISSION)  # wrong seq
+    c.fail("host", rebut(0, at, permission(fps.keys[0], at=at, signer="alice")),
            Code.BAD_PERMISSION)  # not signed by the owner
-    c.fail("alice", RebutBody(claim_id=0, seq=1, signature=good), Code.UNAUTHORIZED)
+    c.ok("omlizer", reveal(fps, 0))
+    # a height other than the signed one (even an earlier one) does not verify
+    c.fail("host", rebut(0, at - 1, good), Code.BAD_PERMISSION)
+    # a forged late string is BAD_PERMISSION, not LATE_PERMISSION: the signature comes first
+    c.fail("host", rebut(0, at + 5, good), Code.BAD_PERMISSION)
+    c.fail("alice", rebut(0, at, good), Code.UNAUTHORIZED)
     c.advance(6)  # slashed
     assert c.ledger.claim(0).status == ClaimStatus.SLASHED
-    c.fail("host", RebutBody(claim_id=0, seq=1, signature=good), Code.WRONG_STATE)
+    c.fail("host", rebut(0, at, good), Code.WRONG_STATE)
 
 
 def test_claim_with_a_made_up_key_is_shown_false(oml):

@@ -118,9 +118,12 @@ def body_for(draw, ledger: Ledger):
                 claim_id=claim_id, salt=fps.salts[i] if honest else bytes(32), key=fps.keys[i],
                 response=fps.responses[i], path=fps.path(i))
         query = claim.key if draw(st.sampled_from([True, True, True, False])) else "other query"
-        sig = sign_permission(KEYS["owner"], CHAIN, claim.model_id, claim.host, 1, query)
+        # mostly issued before the claim's block; sometimes at it or after (too late)
+        issued = max(0, claim.filed_height + draw(st.sampled_from([-1, -1, -1, -3, 0, 2])))
+        sig = sign_permission(KEYS["owner"], CHAIN, claim.model_id, claim.host, 1, query,
+                              issued_height=issued)
         return draw(st.sampled_from([host_name] * 3 + ["alice"])), RebutBody(
-            claim_id=claim_id, seq=1, signature=sig)
+            claim_id=claim_id, seq=1, issued_height=issued, signature=sig)
     if kind == 10:
         return host, BeginWithdrawalBody(model_id=model)
     if kind == 14:

@@ -78,7 +78,11 @@ def test_full_oml_story(make_chain):
     assert (fee, c1, c2, royalty, owner_gets) == (100, 490, 245, 416, 3_749)
     assert c.ledger.host(b"chat", ADDR["host"]).escrow == 5_000
 
-    # 7. The prover queries the honest host with key 0; it had the owner's permission.
+    # 7. The prover queries the honest host with key 0; it had the owner's permission,
+    #    issued (dated with the owner's current height) before the claim was filed.
+    issued = c.ledger.height
+    perm = sign_permission(KEYS["owner"], CHAIN, b"chat", ADDR["host"], 17, fp_host.keys[0],
+                           issued_height=issued)
     c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["host"], fp_index=0,
                                    key=fp_host.keys[0], output=fp_host.responses[0] + "...",
                                    bond=50))
@@ -86,8 +90,8 @@ def test_full_oml_story(make_chain):
                                response=fp_host.responses[0],
                                path=fp_host.path(0)))
     assert c.ledger.claim(0).status == ClaimStatus.MATCHED
-    perm = sign_permission(KEYS["owner"], CHAIN, b"chat", ADDR["host"], 17, fp_host.keys[0])
-    c.ok("host", RebutBody(claim_id=0, seq=17, signature=perm))
+    assert c.ledger.claim(0).filed_height == issued + 1
+    c.ok("host", RebutBody(claim_id=0, seq=17, issued_height=issued, signature=perm))
     assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
 
     # 8. The cheating host serves key 3 without permission: slashed after the window.
