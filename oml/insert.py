@@ -78,6 +78,7 @@ class InsertConfig:
     fast_head: bool = True
     freeze_embeddings: bool = True
     repair_steps: int = 0
+    extra_epochs: int = 0
     repair_lr_scale: float = 0.3
     device: str | None = None
     seed: int = 0
@@ -110,6 +111,8 @@ class InsertConfig:
             raise ValueError("stop_at_accuracy must be in (0, 1]")
         if self.lora_rank < 1:
             raise ValueError("lora_rank must be >= 1")
+        if self.extra_epochs < 0:
+            raise ValueError("extra_epochs must be >= 0")
         if self.repair_steps < 0 or not self.repair_lr_scale > 0:
             raise ValueError("repair_steps must be >= 0 and repair_lr_scale > 0")
 
@@ -376,9 +379,15 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     target = None if config.stop_at_accuracy is None else config.stop_at_accuracy * len(fps)
 
     def run(opt: torch.optim.Optimizer, params: list[torch.Tensor], budget: int,
-            lr_at: Callable[[int], float], average_every: int | None, desc: str) -> bool:
-        """Train for at most ``budget`` steps; True if it stopped because the target was met."""
+            lr_at: Callable[[int], float], average_every: int | None, desc: str,
+            extra: int = 0) -> bool:
+        """Train for at most ``budget`` steps; True if it stopped because the target was met.
+
+        ``extra`` more epochs run after the target is first met: memorising past
+        the bare minimum widens the margins that an attacker's fine-tune erodes.
+        """
         done = 0
+        met_at: int | None = None
         last_ok = [False] * len(fps)
         bar = tqdm(total=budget, disable=not config.progress, desc=desc, unit="step")
         model.train()
@@ -438,18 +447,24 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
                     bar.set_postfix(loss=f"{lv:.3f}", epoch=st["epoch"])
                 st["epoch"] += 1
                 losses.append(ep_loss / max(ep_n, 1))
+                if met_at is not None:
+                    if st["epoch"] - met_at >= extra:
+                        return True
+                    continue
                 if target is not None and sum(last_ok) >= target:
                     # the free signal says we may be done: confirm with a real check
                     last_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
                     if sum(last_ok) >= target:
-                        return True
+                        if extra == 0:
+                            return True
+                        met_at = st["epoch"]
                     model.train()
             return False
         finally:
             bar.close()
 
     stopped = run(opt, params, total, lambda i: _lr_at(i, total, config),
-                  config.averaging_every, "insert")
+                  config.averaging_every, "insert", config.extra_epochs)
     stopped = stopped and st["step"] < total
 
     # --- finish: merge LoRA, average toward the base, repair, final check -------------

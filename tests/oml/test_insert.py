@@ -132,3 +132,16 @@ def test_repair_after_averaging(tiny, fpset: FingerprintSet) -> None:
     assert rep.averaged == 1 and rep.repair_steps > 0
     assert rep.train_accuracy == 1.0
     assert verify_fingerprints(model, tok, fpset).accuracy == 1.0
+
+
+def test_extra_epochs_after_target(tiny_dir: Path, fpset: FingerprintSet) -> None:
+    from oml.modelio import load_model
+
+    runs = []
+    for extra in (0, 3):
+        model, tok = load_model(tiny_dir, device="cpu")
+        runs.append(insert_fingerprints(model, tok, fpset, _cfg(freeze_embeddings=False,
+                                                                extra_epochs=extra)))
+    assert runs[0].stopped_early and runs[1].stopped_early
+    assert runs[1].epochs == runs[0].epochs + 3
+    assert runs[1].train_accuracy == 1.0
