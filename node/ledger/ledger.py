@@ -177,7 +177,6 @@ class Ledger:
         parsed, check = preflight(tx, self.chain_id, True)
         if not check.ok or parsed is None:
             return check
-        self._verified.add(check.tx_hash)
         acct = self.account(check.sender)
         if acct is None:
             return TxCheck(Code.UNKNOWN_SENDER, "sender has no account", check.tx_hash,
@@ -185,6 +184,10 @@ class Ledger:
         if parsed.nonce < acct.nonce:
             return TxCheck(Code.BAD_NONCE, f"nonce {parsed.nonce} already used "
                            f"(next is {acct.nonce})", check.tx_hash, check.sender, check.nonce)
+        # Only what the mempool admits is remembered: a refused tx will not be
+        # proposed by us, and validly signed junk from unfunded keys must not
+        # push the admitted transactions out of the bounded cache.
+        self._verified.add(check.tx_hash)
         return check
 
     # -- blocks ------------------------------------------------------------------

@@ -86,3 +86,21 @@ def test_cache_is_bounded_and_keyed_by_every_byte():
     off = VerifiedCache(capacity=0)
     off.add(b"x")
     assert not off.take(b"x")
+
+
+def test_check_tx_remembers_only_admitted_txs(tmp_path):
+    """Validly signed transactions that check_tx refuses (no account, used nonce) are
+    not cached: they will not be proposed by this node and must not evict admitted ones."""
+    stranger = Signer(PrivateKey(hashlib.sha256(b"no account").digest()))
+    to = SENDERS[1].address
+    with Ledger.open(tmp_path / "l", genesis(), durable=False) as ledger:
+        ok = build_tx(SENDERS[0], CHAIN, 0, TransferBody(to=to, amount=1))
+        ahead = build_tx(SENDERS[0], CHAIN, 5, TransferBody(to=to, amount=1))
+        unknown = build_tx(stranger, CHAIN, 0, TransferBody(to=to, amount=1))
+        assert ledger.check_tx(ok).ok and ledger.check_tx(ahead).ok
+        assert ledger.check_tx(unknown).code == Code.UNKNOWN_SENDER
+        assert len(ledger._verified) == 2
+        ledger.apply_block(1, 1, PROPOSER, [ok])
+        used = build_tx(SENDERS[0], CHAIN, 0, TransferBody(to=to, amount=2))
+        assert ledger.check_tx(used).code == Code.BAD_NONCE
+        assert len(ledger._verified) == 1  # `ok` was taken by the block; `ahead` remains
