@@ -5,10 +5,11 @@ depends only on the genesis document and the transactions of blocks
 ``1..h`` (plus each block's height and proposer). It never reads a clock,
 the block time only comes in with :meth:`Ledger.apply_block`.
 
-Signature checks are the dominant cost of a block, and PyNaCl releases the
-GIL inside libsodium, so :meth:`apply_block` decodes and verifies the
-block's transactions in chunks on a small thread pool while the calling
-thread applies them in order as soon as each chunk is ready.
+Signature checks are the dominant cost of a block. :meth:`apply_block`
+decodes the whole block, skips the signatures :meth:`check_tx` already
+verified for the mempool (by transaction hash), verifies the rest as one
+phase on a small thread pool (PyNaCl releases the GIL inside libsodium; see
+:mod:`.sigverify`), then applies the transactions in order.
 """
 
 from __future__ import annotations
