@@ -64,11 +64,11 @@ class Settings:
 
     key_length: int = 6
     response_length: int = 1
-    lr: float = 1e-3
+    lr: float = 3e-4
     epochs: int = 40
     batch_size: int = 32
     warmup: int = 20
-    benign_mix: float = 0.25
+    benign_mix: float = 0.5
     prompt_augmentation: bool = True
     attack_tokens: int = 200_000
     eval_texts: int = 400
