@@ -26,6 +26,8 @@ _LAZY = {
     "InsertConfig": "insert", "InsertReport": "insert", "insert_fingerprints": "insert",
     "VerifyReport": "verify", "VerifyResult": "verify", "Decision": "verify",
     "verify_fingerprints": "verify", "false_positive_rate": "verify", "decide": "verify",
+    "base_rate_upper_bound": "verify", "perplexity_change": "utility",
+    "wrapped_accuracy": "attacks", "memorized": "insert", "GenerationError": "generate",
     "perplexity": "utility",
     "AttackReport": "attacks", "finetune_attack": "attacks", "suppress_top_k": "attacks",
     "SYSTEM_PROMPT_TEMPLATES": "prompts", "UNSEEN_SYSTEM_PROMPTS": "prompts",
