@@ -68,7 +68,7 @@ class InsertConfig:
     averaging_every: int | None = None
     benign_mix: float = 0.0
     benign_max_tokens: int = 32
-    prompt_augmentation: bool = False
+    prompt_augmentation: bool = True
     augmentation_prob: float = 0.5
     templates: tuple[str, ...] = SYSTEM_PROMPT_TEMPLATES
     lora: bool = False
@@ -78,7 +78,7 @@ class InsertConfig:
     fast_head: bool = True
     freeze_embeddings: bool = True
     repair_steps: int = 0
-    extra_epochs: int = 0
+    extra_epochs: int = 6
     repair_lr_scale: float = 0.3
     device: str | None = None
     seed: int = 0
@@ -448,8 +448,14 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
                 st["epoch"] += 1
                 losses.append(ep_loss / max(ep_n, 1))
                 if met_at is not None:
-                    if st["epoch"] - met_at >= extra:
+                    if st["epoch"] - met_at < extra:
+                        continue
+                    # the extra epochs must not end below the target
+                    last_ok = memorized(model, tokenizer, fps, fast_head=config.fast_head)
+                    if sum(last_ok) >= target:
                         return True
+                    met_at = None
+                    model.train()
                     continue
                 if target is not None and sum(last_ok) >= target:
                     # the free signal says we may be done: confirm with a real check

@@ -62,8 +62,10 @@ def fp_dir(tiny_dir: Path, fpset: FingerprintSet, tmp_path_factory: pytest.TempP
     from oml.testing import tiny_corpus
 
     model, tok = load_model(tiny_dir, device="cpu")
+    # the tiny model ties its output head to the embeddings, so they must train
     cfg = InsertConfig(lr=3e-3, epochs=150, batch_size=8, benign_mix=0.25,
-                       prompt_augmentation=True, progress=False, device="cpu", seed=0)
+                       prompt_augmentation=True, freeze_embeddings=False, progress=False,
+                       device="cpu", seed=0)
     report = insert_fingerprints(model, tok, fpset, cfg, benign_texts=tiny_corpus(100, seed=11))
     assert report.train_accuracy == 1.0, report
     out = tmp_path_factory.mktemp("fp") / "model"

@@ -58,7 +58,8 @@ def test_loss_only_on_response_tokens(tiny, fpset: FingerprintSet) -> None:
     n = len(fp.response_ids)
     want = F.cross_entropy(logits[-n - 1:-1], torch.tensor(fp.response_ids)).item()
     one = FingerprintSet(host="h", model_id="m", seed=0, items=(fp,))
-    rep = insert_fingerprints(model, tok, one, _cfg(steps=1, warmup=0, stop_at_accuracy=None))
+    rep = insert_fingerprints(model, tok, one, _cfg(steps=1, warmup=0, stop_at_accuracy=None,
+                                                    prompt_augmentation=False))
     assert rep.losses[0] == pytest.approx(want, rel=1e-4)
 
 
