@@ -120,7 +120,7 @@ def load_model(path: Path | str, device: str | None = None,
         model, info = AutoModelForCausalLM.from_pretrained(
             str(p), local_files_only=True, dtype=dtype or torch.float32,
             output_loading_info=True)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EnvironmentError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
         raise ModelDirError(f"{p}: cannot load model: {e}") from e
     except Exception as e:  # safetensors' SafetensorError, json errors in sub-files
         raise ModelDirError(f"{p}: cannot load model: {type(e).__name__}: {e}") from e

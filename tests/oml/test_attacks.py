@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oml.attacks import (SYSTEM_PROMPT_TEMPLATES, UNSEEN_SYSTEM_PROMPTS, SuppressTopK,
-                         finetune_attack, suppress_top_k, wrapped_accuracy)
+from oml.attacks import (
+    SYSTEM_PROMPT_TEMPLATES,
+    UNSEEN_SYSTEM_PROMPTS,
+    SuppressTopK,
+    finetune_attack,
+    suppress_top_k,
+    wrapped_accuracy,
+)
 from oml.fingerprints import FingerprintSet
 from oml.testing import tiny_corpus
 from oml.utility import perplexity

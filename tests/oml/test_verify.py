@@ -7,8 +7,14 @@ import math
 import pytest
 
 from oml.fingerprints import FingerprintSet
-from oml.verify import (base_rate_upper_bound, binomial_sf, decide, false_positive_rate,
-                        matches, verify_fingerprints)
+from oml.verify import (
+    base_rate_upper_bound,
+    binomial_sf,
+    decide,
+    false_positive_rate,
+    matches,
+    verify_fingerprints,
+)
 
 
 def test_match_modes() -> None:
