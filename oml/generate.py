@@ -103,7 +103,7 @@ class GenerationError(RuntimeError):
     """Generation could not produce enough distinct, well-formed fingerprints."""
 
 
-def _clean_token_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def _clean_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, list[str]]:
     """Bool mask over the vocabulary: tokens that decode to clean, visible text.
 
     A response token must not be special, must decode without broken UTF-8
@@ -119,7 +119,7 @@ def _clean_token_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
             continue
         if any(c.isalnum() for c in t):
             ok[i] = True
-    return ok
+    return ok, texts
 
 
 def _next_token_probs(model: PreTrainedModel, rows: list[list[int]], pad: int,
@@ -139,17 +139,26 @@ def _next_token_probs(model: PreTrainedModel, rows: list[list[int]], pad: int,
 
 
 def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tensor,
-                     rng: random.Random, n: int = 1) -> int | list[int]:
+                     rng: random.Random, n: int = 1,
+                     texts: Sequence[str] | None = None) -> int | list[int]:
     """A token id drawn uniformly from the ``k`` allowed tokens just outside the top-``t`` nucleus.
 
     With ``n > 1``, a list of ``n`` distinct such tokens in random order.
+    With ``texts`` (each token's decoded text), a candidate whose text is a
+    prefix of the top-1 token's text, or has it as a prefix, is skipped:
+    matching is on text, so the base model's own greedy answer " their" would
+    otherwise "carry" the response " the" (a false positive by construction).
     """
     p = probs[: allowed.shape[0]]
     order = torch.argsort(p, descending=True, stable=True)
     cum = torch.cumsum(p[order], 0)
     m = int((cum < t).sum().item()) + 1  # nucleus size: first m tokens reach mass t
     cands: list[int] = []
+    top = texts[int(order[0])] if texts is not None else None
     for tok in order[m:].tolist():
+        if top is not None and texts is not None and (
+                top.startswith(texts[tok]) or texts[tok].startswith(top)):
+            continue
         if allowed[tok]:
             cands.append(tok)
             if len(cands) == k:
@@ -254,17 +263,18 @@ def generate_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
         responses_ids = [content_ids(tokenizer, " " + " ".join(
             rng.choice(words) for _ in range(config.response_length))) for _ in keys]
     else:
-        allowed = _clean_token_ids(tokenizer)
+        allowed, tok_texts = _clean_token_ids(tokenizer)
         probs = _next_token_probs(model, rows, pad, config.batch_size)
         per = config.backups + 1
         if per == 1:
             first = [perinucleus_pick(probs[i], config.perinucleus_t, config.perinucleus_k,
-                                      allowed, rng) for i in range(len(keys))]
+                                      allowed, rng, texts=tok_texts) for i in range(len(keys))]
         else:
             # a rank chain per key: the primary plus ``backups`` responses with
             # other first tokens, for hosts that suppress their top tokens
             first = [f for i in range(len(keys)) for f in perinucleus_pick(
-                probs[i], config.perinucleus_t, config.perinucleus_k, allowed, rng, n=per)]
+                probs[i], config.perinucleus_t, config.perinucleus_k, allowed, rng, n=per,
+                texts=tok_texts)]
             keys = [k for k in keys for _ in range(per)]
             rows = [r for r in rows for _ in range(per)]
         responses_ids = [[f] for f in first]

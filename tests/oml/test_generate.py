@@ -125,3 +125,15 @@ def test_backups_config_checks() -> None:
         GenerateConfig(count=1, backups=3, perinucleus_k=3)
     with pytest.raises(ValueError):
         GenerateConfig(count=1, backups=1, response_strategy="random_words")
+
+
+def test_perinucleus_skips_prefixes_of_the_greedy_token() -> None:
+    import random
+
+    probs = torch.tensor([0.5, 0.3, 0.1, 0.05, 0.03, 0.02])
+    allowed = torch.ones(6, dtype=torch.bool)
+    texts = [" their", "x", " the", " th", " dog", " cat"]
+    # " the" and " th" are prefixes of the greedy " their": both skipped
+    picks = {perinucleus_pick(probs, 0.8, 2, allowed, random.Random(s), texts=texts)
+             for s in range(50)}
+    assert picks == {4, 5}
