@@ -5,10 +5,16 @@ command ``Start``; outputs are commands to the driver, named in the
 imperative. Every input carries ``now_ms``, the driver's clock: the core
 never reads a clock, so the same inputs always give the same outputs.
 
-The driver executes a batch of actions in order, and must make a
-:class:`Persist` durable before it executes any later action of the same
-batch; that is what lets a node promise it never signs two conflicting
-votes across a crash.
+The driver executes a batch of actions in order. WAL records become
+durable in the order they were emitted, and a :class:`Persist` must be
+durable before the driver executes any later :class:`Broadcast` or
+:class:`CommitBlock`, of the same batch or a later one: nothing the node
+signed leaves the process, and no block is committed, before the WAL holds
+it. That is what lets a node promise it never signs two conflicting votes
+across a crash. A driver may hold records back past the other actions
+(``ScheduleTimeout``, ``RequestSync``, ``ReportEvidence``) and across
+batches to share one fsync: a record lost in a crash with no ``Broadcast``
+or ``CommitBlock`` after it is the same as an input never received.
 """
 
 from __future__ import annotations
@@ -122,7 +128,11 @@ class ScheduleTimeout:
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """Append ``record`` to the WAL durably before executing any later action."""
+    """Append ``record`` to the WAL, durable (in order) before any later Broadcast or CommitBlock.
+
+    The record may wait, even into later batches, while only other actions
+    run; see the module docstring.
+    """
 
     record: bytes
 

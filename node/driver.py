@@ -13,7 +13,8 @@ actions each event produces are executed in order:
 ``CommitBlock``      the block is stored, indexed and announced
                      (``Chain.store_committed``; the ledger already executed it
                      when the core called ``Application.apply_block``), the
-                     mempool drops its transactions, old WAL heights go;
+                     mempool drops its transactions, and the WAL drops the
+                     records of this height and below;
 ``RequestSync``      wakes the sync task, which fetches blocks from peers and
                      queues them as ``CommittedBlockReceived``;
 ``ReportEvidence``   logged (the ledger has no slashing for double signing).
@@ -375,7 +376,9 @@ class ConsensusDriver:
         block = action.block
         self.chain.store_committed(block, action.commit, action.state,
                                    self.app.take_result(block.height))
-        wal.truncate_before_height(block.height)
+        # The state of `block.height` is durable now, and `Core.restore` skips
+        # records at or below the saved height, so the WAL keeps only later ones.
+        wal.truncate_before_height(block.height + 1)
         self._committed.set()
         self._committed = trio.Event()
         log.info("committed block %d (%d txs, app hash %s)", block.height, len(block.txs),

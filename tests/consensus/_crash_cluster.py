@@ -19,8 +19,8 @@ check that the order is enough:
 * consecutive ``Persist`` actions are appended with one ``append_many``
   (one fsync) before any later action runs;
 * ``CommitBlock``: save the block (skipped if a replay decides it again),
-  then the chain state (atomic file replace), then truncate the WAL below
-  the committed height.
+  then the chain state (atomic file replace), then drop the WAL records of
+  the committed height and below (``Core.restore`` skips them).
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ class Cluster:
         self._crash_point(node, "after-save-block")
         node.save_state(action.state)
         self._crash_point(node, "after-save-state")
-        node.wal.truncate_before_height(block.height)
+        node.wal.truncate_before_height(block.height + 1)
 
     def _sync(self, node: Node, height: int) -> None:
         """Fetch committed blocks from live peers' stores, verified by CatchUp."""
