@@ -93,3 +93,12 @@ def test_base_rate_upper_bound() -> None:
     assert base_rate_upper_bound(4, 4) == 1.0
     with pytest.raises(ValueError):
         base_rate_upper_bound(5, 4)
+
+
+def test_batched_greedy_equals_one_by_one(tiny, fpset: FingerprintSet) -> None:
+    # left padding must not change what greedy decoding produces
+    model, tok = tiny
+    one = verify_fingerprints(model, tok, fpset, batch_size=1, extra_tokens=6)
+    many = verify_fingerprints(model, tok, fpset, batch_size=64, extra_tokens=6)
+    assert [r.output for r in one.results] == [r.output for r in many.results]
+    assert len({len(tok(fp.key)["input_ids"]) for fp in fpset}) > 1  # lengths really differ
