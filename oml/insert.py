@@ -17,6 +17,11 @@ Levers, all in :class:`InsertConfig`:
     step acts like a weight-deviation penalty);
   * LoRA via peft: adapters on every linear layer, merged into the weights at
     the end, so the caller gets back a plain model.
+  * frozen embeddings (default): only the transformer blocks train;
+  * extra epochs past the target (default 6) widen margins for persistence;
+  * repair: after the final averaging, re-learn what it undid.
+
+Defaults come from measurements on a 3.3M Llama (docs/oml.md).
 
 Every example weighs the same in the loss (the mean of its own token losses),
 so a 64-token benign chunk does not drown a one-token response.
