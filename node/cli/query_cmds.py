@@ -24,6 +24,14 @@ def _hex(_ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     return v
 
 
+def _model_id_hex(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A model id is text, sent as the hex of its UTF-8 bytes (as the OML package uses it)."""
+    raw = value.encode("utf-8")
+    if not 1 <= len(raw) <= 64:
+        raise click.BadParameter(f"model id must be 1-64 bytes of UTF-8 text, got {len(raw)}")
+    return raw.hex()
+
+
 def _call(rpc: str, method: str, params: dict[str, Any]) -> None:
     try:
         with RpcClient(rpc) as client:
@@ -54,19 +62,19 @@ def q_account(address: str, rpc: str) -> None:
 
 
 @query_group.command("model")
-@click.argument("model_id", callback=_hex)
+@click.argument("model_id", callback=_model_id_hex)
 @RPC_OPTION
 def q_model(model_id: str, rpc: str) -> None:
-    """A registered model by MODEL_ID (hex)."""
+    """A registered model by MODEL_ID (text, as registered)."""
     _call(rpc, "model", {"model_id": model_id})
 
 
 @query_group.command("host")
-@click.argument("model_id", callback=_hex)
+@click.argument("model_id", callback=_model_id_hex)
 @click.argument("host", callback=_hex)
 @RPC_OPTION
 def q_host(model_id: str, host: str, rpc: str) -> None:
-    """The record of HOST (address hex) for MODEL_ID (hex)."""
+    """The record of HOST (address hex) for MODEL_ID (text, as registered)."""
     _call(rpc, "host", {"model_id": model_id, "host": host})
 
 

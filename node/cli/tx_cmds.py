@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,47 @@ def _hex_bytes(size: int | None = None, *, max_size: int | None = None
     return parse
 
 
-def _model_id(_ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
-    """A model id given as hex (0x...) or as plain text (UTF-8 bytes)."""
-    if value is None:
-        return None
-    if value.startswith("0x"):
-        return _hex_bytes(max_size=64)(_ctx, param, value)
+def model_id_bytes(value: str) -> bytes:
+    """A model id as the ledger stores it: the UTF-8 bytes of the text, always.
+
+    The OML package puts ``manifest.model_id.encode("utf-8")`` into every
+    fingerprint leaf, so the ledger id must be those bytes for reveals to
+    open. There is deliberately no hex form: ``0xab`` is the four-byte text
+    ``0xab``, exactly as ``oml-node oml fingerprint --model-id 0xab`` takes it.
+
+    Raises:
+        click.BadParameter: empty or longer than 64 bytes.
+    """
     raw = value.encode("utf-8")
     if not 1 <= len(raw) <= 64:
-        raise click.BadParameter("model id must be 1-64 bytes")
+        raise click.BadParameter(f"model id must be 1-64 bytes of UTF-8 text, got {len(raw)}")
     return raw
+
+
+def _model_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    """Click callback for ``--model-id``: text, taken as its UTF-8 bytes (see model_id_bytes)."""
+    if value is None:
+        return None
+    return model_id_bytes(value)
+
+
+def parse_address(value: str, what: str = "address") -> bytes:
+    """A 20-byte address from hex (``0x`` optional); BadParameter otherwise."""
+    try:
+        raw = bytes.fromhex(value.strip().lower().removeprefix("0x"))
+    except ValueError:
+        raise click.BadParameter(f"{what} {value!r} is not hex") from None
+    if len(raw) != 20:
+        raise click.BadParameter(f"{what} must be 20 bytes (40 hex digits), got {len(raw)}")
+    return raw
+
+
+def parse_split(value: str) -> tuple[bytes, int]:
+    """``ADDRESS:BASIS_POINTS`` -> (address, bp); BadParameter otherwise."""
+    addr, sep, bp = value.partition(":")
+    if not sep or not bp.strip().isdigit() or not 0 <= int(bp) <= 10000:
+        raise click.BadParameter(f"--split {value!r} must be ADDRESS:BASIS_POINTS (0-10000)")
+    return parse_address(addr, "--split address"), int(bp)
 
 
 def tx_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,12 +165,48 @@ def _run(home: Path, rpc: str | None, nonce: int | None, async_: bool, body: Any
         raise SystemExit(1)
 
 
-def _command(name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
-    """Register ``fn(**opts) -> body`` as ``oml-node tx NAME`` with the shared options."""
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """Where a body builder may look things up before signing (home and RPC URL)."""
+
+    home: Path
+    rpc: str | None
+
+    def url(self) -> str:
+        return _rpc_url(Home(self.home), self.rpc)
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        """One JSON-RPC call; a ClickException (exit 1) if the node fails or says no."""
+        try:
+            with RpcClient(self.url(), timeout=30.0) as client:
+                return client.call(method, params)
+        except RpcClientError as exc:
+            raise click.ClickException(f"{method}: {exc}") from None
+
+
+def home_signer(home_dir: Path) -> tuple[Any, str]:
+    """The home's account key and chain id (for offline signing helpers)."""
+    home = Home(home_dir)
+    try:
+        config = home.config()
+        return home.account_key(config), Genesis.load(home.genesis_file(config)).chain_id
+    except (HomeError, ConfigError, KeyFileError, GenesisError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _command(name: str, help_text: str, *, needs_node: bool = False
+             ) -> Callable[[Callable[..., Any]], click.Command]:
+    """Register ``fn(**opts) -> body`` as ``oml-node tx NAME`` with the shared options.
+
+    With ``needs_node`` the builder also gets ``node=NodeRef(...)`` to read
+    chain state (a claim's index, a model's current terms) before signing.
+    """
     def wrap(fn: Callable[..., Any]) -> click.Command:
         @functools.wraps(fn)
         def cmd(home: Path, rpc: str | None, nonce: int | None, async_: bool,
                 **kwargs: Any) -> None:
+            if needs_node:
+                kwargs["node"] = NodeRef(home, rpc)
             _run(home, rpc, nonce, async_, fn(**kwargs))
         cmd.__doc__ = help_text
         return tx_group.command(name)(tx_options(cmd))
@@ -159,15 +227,16 @@ def transfer(to: bytes, amount: int) -> Any:
 
 
 @click.option("--model-id", required=True, callback=_model_id,
-              help="model id: text, or hex with a 0x prefix (1-64 bytes)")
+              help="model id: text, stored as its UTF-8 bytes (1-64), as in the OML package")
 @click.option("--weights-hash", required=True, callback=_hex_bytes(32),
               help="SHA-256 of the weights (hex)")
 @click.option("--metadata", default="", help="free-form metadata (UTF-8, e.g. JSON)")
 @click.option("--price-per-query", type=click.IntRange(0, 2**64 - 1), default=0)
 @click.option("--min-collateral", type=click.IntRange(0, 2**64 - 1), default=0)
-@click.option("--omlizer", "omlizers", multiple=True, help="authorised OMLizer address (hex)")
+@click.option("--omlizer", "omlizers", multiple=True,
+              help="authorised OMLizer address (hex, 20 bytes; repeatable)")
 @click.option("--split", "splits", multiple=True, help="ADDRESS:BASIS_POINTS payee share")
-@click.option("--parent", default=None, callback=_model_id, help="parent model id")
+@click.option("--parent", default=None, callback=_model_id, help="parent model id (text)")
 @click.option("--royalty-bp", type=click.IntRange(0, 10000), default=0,
               help="royalty derived models pay to this one (basis points)")
 @_command("register-model", "Register a model you own.")
@@ -175,12 +244,8 @@ def register_model(model_id: bytes, weights_hash: bytes, metadata: str, price_pe
                    min_collateral: int, omlizers: tuple[str, ...], splits: tuple[str, ...],
                    parent: bytes | None, royalty_bp: int) -> Any:
     from ..ledger import RegisterModelBody
-    try:
-        oml = tuple(bytes.fromhex(a.removeprefix("0x")) for a in omlizers)
-        spl = tuple((bytes.fromhex(a.removeprefix("0x")), int(bp))
-                    for a, bp in (s.split(":", 1) for s in splits))
-    except ValueError:
-        raise click.BadParameter("--omlizer must be hex; --split must be ADDRESS:BP") from None
+    oml = tuple(parse_address(a, "--omlizer") for a in omlizers)
+    spl = tuple(parse_split(s) for s in splits)
     return RegisterModelBody(model_id=model_id, weights_hash=weights_hash,
                              metadata=metadata.encode("utf-8"), price_per_query=price_per_query,
                              min_collateral=min_collateral, omlizers=oml, splits=spl,
@@ -240,4 +305,7 @@ def complete_withdrawal(model_id: bytes) -> Any:
     return CompleteWithdrawalBody(model_id=model_id)
 
 
-__all__ = ["account_nonce", "result_failed", "send_body", "tx_group"]
+from . import tx_oml_cmds  # noqa: E402,F401  (attaches the OML tx commands to tx_group)
+
+__all__ = ["NodeRef", "account_nonce", "home_signer", "model_id_bytes", "parse_address",
+           "parse_split", "result_failed", "send_body", "tx_group"]

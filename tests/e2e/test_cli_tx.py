@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from node.keys import AccountKey
 from node.rpc_client import RpcClient, wait_until
 from node.testnet import NodeSpec, Testnet, free_base_port, init_testnet
 
@@ -45,7 +48,7 @@ def test_register_model_and_role_then_query(solo: tuple[Testnet, NodeSpec]) -> N
               "--min-collateral", "100", "--metadata", '{"name": "llama"}')
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["tx_result"]["code"] == 0
-    q = cli("query", "model", b"llama-oml".hex(), "--rpc", node.rpc_url)
+    q = cli("query", "model", "llama-oml", "--rpc", node.rpc_url)
     assert q.returncode == 0, q.stderr
     model = json.loads(q.stdout)
     assert model["owner"] == node.address and model["price_per_query"] == 5
@@ -78,3 +81,147 @@ def test_async_transfer_and_failures_set_the_exit_status(solo: tuple[Testnet, No
     # a node that is not there: a clear error, exit 1
     res = cli("query", "status", "--rpc", "http://127.0.0.1:9")
     assert res.returncode == 1 and "Error" in res.stderr
+
+
+def client_home(node_home: Path, dst: Path) -> tuple[str, str]:
+    """A home on the same chain and RPC as ``node_home`` but with a fresh account key."""
+    shutil.copytree(node_home / "config", dst / "config")
+    key = AccountKey.generate()
+    key.save(dst / "config" / "priv_validator_key.json", overwrite=True)
+    return str(dst), key.address.hex()
+
+
+def ok(res: subprocess.CompletedProcess[str]) -> dict:
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout)
+
+
+def failed_code(res: subprocess.CompletedProcess[str]) -> int:
+    assert res.returncode == 1, res.stdout + res.stderr
+    return int(json.loads(res.stdout)["tx_result"]["code"])
+
+
+def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
+                                        tmp_path: Path) -> None:
+    """Owner, OMLizer and host (three accounts) drive a model to a redeemed voucher."""
+    from oml.manifest import Manifest
+    from oml.sidecar import make_secrets, seal_secrets
+
+    _net, node = solo
+    owner = str(node.home)
+    omlizer, oml_addr = client_home(node.home, tmp_path / "omlizer")
+    host, host_addr = client_home(node.home, tmp_path / "host")
+    mid = "ab" * 32  # the `oml fingerprint` default: base weights hash as hex TEXT
+    out = ok(cli("tx", "transfer", "--home", owner, "--to", oml_addr, "--amount", "5000",
+                 "--async"))
+    ok(cli("tx", "transfer", "--home", owner, "--to", host_addr, "--amount", "5000"))
+    with RpcClient(node.rpc_url) as c:
+        wait_until(lambda: c.call("tx", {"hash": out["hash"]}), timeout=30,
+                   what="the async transfer to commit")
+    ok(cli("tx", "register-model", "--home", owner, "--model-id", mid,
+           "--weights-hash", "cd" * 32, "--price-per-query", "3", "--min-collateral", "100",
+           "--omlizer", oml_addr))
+    # the id is the UTF-8 bytes of the text, exactly what the OML package puts in leaves
+    model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
+    assert model["model_id"] == mid.encode().hex() and model["omlizers"] == [oml_addr]
+    ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--price-per-query", "4"))
+    model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
+    assert model["price_per_query"] == 4 and model["omlizers"] == [oml_addr]  # others kept
+    ok(cli("tx", "register-role", "--home", omlizer, "--role", "omlizer", "--bond", "1000"))
+    ok(cli("tx", "request-access", "--home", host, "--model-id", mid, "--collateral", "100"))
+
+    # the OMLizer commits straight from the package's manifest
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    fps = [SimpleNamespace(index=i, key=f"secret key {i}", response=f"answer {i}")
+           for i in range(8)]
+    secrets = make_secrets(mid, bytes.fromhex(host_addr), fps)
+    oml_key = AccountKey.load(tmp_path / "omlizer" / "config" / "priv_validator_key.json")
+    (tmp_path / "pkg.sidecar").write_bytes(seal_secrets(secrets, oml_key.public_key))
+    man = Manifest(model_id=mid, host=bytes.fromhex(host_addr), base_weights_hash=b"\1" * 32,
+                   weights_hash=b"\2" * 32, fp_root=secrets.root(), fp_count=8,
+                   owner_pubkey=oml_key.public_key).signed(oml_key.key.seed)
+    man.save(pkg / "manifest.json")
+    ok(cli("tx", "commit-omlization", "--home", omlizer, "--package", str(pkg)))
+    rec = ok(cli("query", "host", mid, host_addr, "--rpc", node.rpc_url))
+    assert rec["package_hash"] == man.package_hash().hex() and rec["fp_count"] == 8
+
+    # fees: the host escrows, signs a voucher offline, the owner redeems it
+    ok(cli("tx", "fund-channel", "--home", host, "--model-id", mid, "--amount", "500"))
+    voucher = tmp_path / "voucher.json"
+    v = ok(cli("tx", "sign-voucher", "--home", host, "--model-id", mid,
+               "--cumulative-count", "10", "--cumulative-amount", "40", "--out", str(voucher)))
+    assert v["host"] == host_addr and json.loads(voucher.read_text()) == v
+    before = int(ok(cli("query", "account", node.address, "--rpc", node.rpc_url))["balance"])
+    ok(cli("tx", "redeem", "--home", owner, "--voucher", str(voucher)))
+    after = int(ok(cli("query", "account", node.address, "--rpc", node.rpc_url))["balance"])
+    assert after - before == 40
+    # the same voucher again adds nothing: the ledger refuses, exit 1
+    assert failed_code(cli("tx", "redeem", "--home", owner, "--voucher", str(voucher))) == 22
+
+
+    # a claim: the owner (as prover) files it, the OMLizer reveals from its sidecar,
+    # the host rebuts with a permission the owner signed before the claim
+    ok(cli("tx", "register-role", "--home", owner, "--role", "prover", "--bond", "1000"))
+    with RpcClient(node.rpc_url) as c:
+        height = c.height()
+    perm = tmp_path / "perm.json"
+    ok(cli("tx", "sign-permission", "--home", owner, "--model-id", mid, "--host", host_addr,
+           "--seq", "1", "--query", "secret key 3", "--issued-height", str(height),
+           "--out", str(perm)))
+    res = ok(cli("tx", "submit-claim", "--home", owner, "--model-id", mid, "--host", host_addr,
+                 "--fp-index", "3", "--key", "secret key 3", "--output", "answer 3 and more",
+                 "--bond", "100"))
+    claim_id = next(int(e["attributes"]["claim_id"]) for e in res["tx_result"]["events"]
+                    if e["type"] == "submit_claim")
+    ok(cli("tx", "reveal", "--home", omlizer, "--claim-id", str(claim_id),
+           "--sidecar", str(tmp_path / "pkg.sidecar")))
+    assert ok(cli("query", "claim", str(claim_id), "--rpc", node.rpc_url))["status"] == "matched"
+    ok(cli("tx", "rebut", "--home", host, "--claim-id", str(claim_id), "--permission", str(perm)))
+    assert ok(cli("query", "claim", str(claim_id),
+                  "--rpc", node.rpc_url))["status"] == "dismissed"
+
+    # roles: an OMLizer with a committed host may not leave (WRONG_STATE), nor may an
+    # account leave a role it does not hold (NOT_FOUND); a prover may always leave
+    assert failed_code(cli("tx", "unregister-role", "--home", omlizer,
+                           "--role", "omlizer")) == 16
+    assert failed_code(cli("tx", "unregister-role", "--home", host, "--role", "prover")) == 14
+    ok(cli("tx", "unregister-role", "--home", owner, "--role", "prover"))
+
+
+def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
+                                             tmp_path: Path) -> None:
+    _net, node = solo
+    home = str(node.home)
+    with RpcClient(node.rpc_url) as c:
+        nonce = c.call("account", {"address": node.address})["nonce"]
+    bad_voucher = tmp_path / "v.json"
+    bad_voucher.write_text(json.dumps({"model_id": "m", "host": "11" * 20,
+                                       "cumulative_count": 1, "cumulative_amount": 1,
+                                       "signature": "ab" * 10}))
+    cases = [
+        ("commit-omlization", "--model-id", "m", "--host", "zz" * 20, "--package-hash",
+         "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1"),          # bad hex
+        ("commit-omlization", "--model-id", "m", "--host", "11" * 20, "--package-hash",
+         "00" * 31, "--fp-root", "00" * 32, "--fp-count", "1"),          # wrong length
+        ("commit-omlization", "--model-id", "m"),                           # missing fields
+        ("redeem", "--voucher", str(tmp_path / "missing.json")),           # no such file
+        ("redeem", "--voucher", str(bad_voucher)),                          # short signature
+        ("rebut", "--claim-id", "0", "--seq", "1", "--issued-height", "1",
+         "--signature", "xyz"),                                             # bad hex
+        ("reveal", "--claim-id", "0", "--salt", "00", "--key", "k", "--response", "r",
+         "--path", "00" * 31),                                              # path length
+        ("register-model", "--model-id", "x" * 65, "--weights-hash", "00" * 32),  # too long
+        ("register-model", "--model-id", "m", "--weights-hash", "00" * 32,
+         "--omlizer", "11" * 19),                                           # short address
+        ("update-model", "--model-id", "m", "--split", "11" * 20),        # no basis points
+        ("sign-voucher", "--model-id", "m", "--cumulative-count", "-1",
+         "--cumulative-amount", "1"),                                       # negative
+    ]
+    for args in cases:
+        res = cli("tx", args[0], "--home", home, *args[1:])
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "Error" in res.stderr and not res.stdout, (args, res.stdout)
+    with RpcClient(node.rpc_url) as c:
+        assert c.call("account", {"address": node.address})["nonce"] == nonce
+        assert int(c.call("num_unconfirmed_txs", {}).get("n_txs", 0)) == 0
