@@ -225,3 +225,23 @@ def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
     with RpcClient(node.rpc_url) as c:
         assert c.call("account", {"address": node.address})["nonce"] == nonce
         assert int(c.call("num_unconfirmed_txs", {}).get("n_txs", 0)) == 0
+
+
+def test_model_ids_are_text_even_with_0x(solo: tuple[Testnet, NodeSpec]) -> None:
+    """``0xab`` is the text ``0xab`` (as in the OML package), never the byte 0xab."""
+    from click.testing import CliRunner
+
+    from node.cli import main
+    from node.ledger.vouchers import verify_voucher
+
+    _net, node = solo
+    res = CliRunner().invoke(main, ["tx", "sign-voucher", "--home", str(node.home),
+                                    "--model-id", "0xab", "--cumulative-count", "2",
+                                    "--cumulative-amount", "9"])
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.output)
+    key = AccountKey.load(node.home / "config" / "priv_validator_key.json")
+    sig = bytes.fromhex(v["signature"])
+    assert v["model_id"] == "0xab"
+    assert verify_voucher(key.public_key, "oml-cli", b"0xab", key.address, 2, 9, sig)
+    assert not verify_voucher(key.public_key, "oml-cli", b"\xab", key.address, 2, 9, sig)
