@@ -88,7 +88,7 @@ def client(seed_hex: str, chain_id: str, url: str, seconds: float, batch: int, w
             continue
         by_id = {r.get("id"): r for r in resp} if isinstance(resp, list) else {}
         ok = 0
-        for i, tx in enumerate(txs):
+        for i, _tx in enumerate(txs):
             r = by_id.get(i, {})
             if r.get("result", {}).get("code") == 0:
                 ok += 1

@@ -484,7 +484,8 @@ class Core:
                 # line 15: re-propose the valid value with its polka
                 pol = self._votes.get(self.valid_round, VoteType.PREVOTE)
                 msg = make_proposal(self.signer, self.chain_id, r, self._blocks[self.valid_id],
-                                    self.valid_round, pol.votes_for(self.valid_id, len(self.valset)))
+                                    self.valid_round,
+                                    pol.votes_for(self.valid_id, len(self.valset)))
             else:
                 block = build_block(self._state, self.valset, self.app, self.params,
                                     self.signer.address, self._now)

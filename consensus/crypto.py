@@ -53,7 +53,7 @@ class PrivateKey:
             raise CryptoError(f"seed must be {SEED_SIZE} bytes")
 
     @classmethod
-    def generate(cls) -> "PrivateKey":
+    def generate(cls) -> PrivateKey:
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
     @property

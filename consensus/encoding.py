@@ -16,11 +16,10 @@ schema code reads as one line per field and never raises anything but
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import msgpack
 
-Value = Union[int, bytes, list["Value"]]
+Value = int | bytes | list["Value"]
 
 #: Hard ceiling for one encoded object; callers pass tighter limits.
 MAX_DECODE_BYTES = 64 * 1024 * 1024

@@ -44,7 +44,8 @@ def _check_block_id(block_id: bytes, *, allow_nil: bool) -> None:
     if block_id == NIL and allow_nil:
         return
     if len(block_id) != HASH_SIZE:
-        raise ConsensusMisuseError(f"block_id must be {HASH_SIZE} bytes{' or empty' if allow_nil else ''}")
+        nil = " or empty" if allow_nil else ""
+        raise ConsensusMisuseError(f"block_id must be {HASH_SIZE} bytes{nil}")
 
 
 def _check_hr(height: int, round: int) -> None:
@@ -76,7 +77,8 @@ class Vote:
             raise ConsensusMisuseError(f"vote type must be a VoteType, got {self.type!r}")
         _check_hr(self.height, self.round)
         _check_block_id(self.block_id, allow_nil=True)
-        if not isinstance(self.validator_address, bytes) or len(self.validator_address) != ADDRESS_SIZE:
+        address = self.validator_address
+        if not isinstance(address, bytes) or len(address) != ADDRESS_SIZE:
             raise ConsensusMisuseError("validator_address must be 20 bytes")
         if isinstance(self.validator_index, bool) or not isinstance(self.validator_index, int) \
                 or not 0 <= self.validator_index < 2**16:

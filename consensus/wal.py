@@ -32,10 +32,11 @@ sequential and each is synced before the next), so on open a frame whose
 header is incomplete, or fails ``hcrc`` with only zeros after it, or whose
 (vouched-for) payload runs past the end of the file, or fails ``crc`` with
 nothing but zeros after it, is cut off and reported in
-:attr:`FileWAL.repairs`; that is normal after power loss. Anything else that fails to parse (a bad frame followed by more
-data, damage in an older segment, a missing segment) means the disk lost
-data that was acknowledged as durable: :class:`WALCorruptError`, and the node
-must halt rather than risk signing twice.
+:attr:`FileWAL.repairs`; that is normal after power loss. Anything else
+that fails to parse (a bad frame followed by more data, damage in an older
+segment, a missing segment) means the disk lost data that was acknowledged
+as durable: :class:`WALCorruptError`, and the node must halt rather than risk
+signing twice.
 """
 
 from __future__ import annotations

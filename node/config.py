@@ -34,7 +34,9 @@ class NodeSection:
     """Identity and local paths of this node."""
 
     moniker: str = _f("node", "human-readable name of this node, shown in status and net_info")
-    data_dir: str = _f("data", "directory for the LMDB state, block store and WAL (relative to home)")
+    data_dir: str = _f(
+        "data", "directory for the LMDB state, block store and WAL (relative to home)"
+    )
     genesis_file: str = _f("config/genesis.json", "genesis document (relative to home)")
     node_key_file: str = _f("config/node_key.json", "libp2p node key (relative to home)")
     account_key_file: str = _f(

@@ -58,7 +58,7 @@ class Genesis:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n", "utf-8")
 
     @classmethod
-    def from_json(cls, data: Any) -> "Genesis":
+    def from_json(cls, data: Any) -> Genesis:
         if not isinstance(data, dict):
             raise GenesisError("genesis must be a JSON object")
         chain_id = data.get("chain_id")
@@ -98,7 +98,7 @@ class Genesis:
                    validators=tuple(validators), app_state=app_state)
 
     @classmethod
-    def load(cls, path: Path) -> "Genesis":
+    def load(cls, path: Path) -> Genesis:
         try:
             data = json.loads(path.read_text("utf-8"))
         except OSError as exc:

@@ -85,7 +85,7 @@ class AccountKey:
         return self.key.public_key
 
     @classmethod
-    def generate(cls) -> "AccountKey":
+    def generate(cls) -> AccountKey:
         return cls(PrivateKey.generate())
 
     def save(self, path: Path, *, overwrite: bool = False) -> None:
@@ -96,7 +96,7 @@ class AccountKey:
         }, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: Path) -> "AccountKey":
+    def load(cls, path: Path) -> AccountKey:
         data = _read_json(path)
         key = cls(PrivateKey(_seed_field(path, data, "priv_key")))
         if data.get("pub_key") not in (None, key.public_key.hex()):
@@ -115,7 +115,7 @@ class NodeKey:
         return peer_id_from_seed(self.seed)
 
     @classmethod
-    def generate(cls) -> "NodeKey":
+    def generate(cls) -> NodeKey:
         return cls(os.urandom(32))
 
     def save(self, path: Path, *, overwrite: bool = False) -> None:
@@ -123,5 +123,5 @@ class NodeKey:
                           overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: Path) -> "NodeKey":
+    def load(cls, path: Path) -> NodeKey:
         return cls(_seed_field(path, _read_json(path), "priv_key"))

@@ -6,7 +6,6 @@ import json
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -115,4 +114,5 @@ def test_help_is_fast_and_lists_commands():
     assert "init" in r.stdout and "keys" in r.stdout
     code = ("import sys; from node.cli import main; "
             "sys.exit(1 if {'torch','libp2p','transformers'} & set(sys.modules) else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "CLI import pulls heavy deps"
+    heavy = subprocess.run([sys.executable, "-c", code]).returncode
+    assert heavy == 0, "CLI import pulls heavy deps"

@@ -33,7 +33,8 @@ def _reference_root(leaves: list[bytes]) -> bytes:
     k = 1
     while k * 2 < len(leaves):
         k *= 2
-    return hashlib.sha256(b"\x01" + _reference_root(leaves[:k]) + _reference_root(leaves[k:])).digest()
+    left, right = _reference_root(leaves[:k]), _reference_root(leaves[k:])
+    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100])

@@ -42,10 +42,12 @@ def test_consensus_imports(path):
     assert not third_party, f"{path} imports {third_party}"
     if "sim" in path.parts or path.name == "__main__.py":
         return  # the simulator's CLI may time itself; the core may not
-    assert not roots & CONSENSUS_FORBIDDEN_STDLIB, f"{path} imports {roots & CONSENSUS_FORBIDDEN_STDLIB}"
+    forbidden = roots & CONSENSUS_FORBIDDEN_STDLIB
+    assert not forbidden, f"{path} imports {forbidden}"
 
 
-@pytest.mark.parametrize("path", modules("net") + modules("oml"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", modules("net") + modules("oml"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_net_and_oml_never_import_node(path):
     assert "node" not in imported_roots(path)
 

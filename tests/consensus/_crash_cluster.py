@@ -134,8 +134,9 @@ class Crash(Exception):
 
 
 class Cluster:
-    def __init__(self, home: Path, *, n: int = 4, seed: int = 0, crash_rule: CrashRule | None = None,
-                 sync_wal: bool = True, max_delay_ms: int = 20, downtime_ms: tuple[int, int] = (50, 600),
+    def __init__(self, home: Path, *, n: int = 4, seed: int = 0,
+                 crash_rule: CrashRule | None = None, sync_wal: bool = True,
+                 max_delay_ms: int = 20, downtime_ms: tuple[int, int] = (50, 600),
                  resume: bool = False) -> None:
         """``resume=True`` restarts every node from what ``home`` holds (after the whole
         cluster was killed), with the clock set after the newest stored block."""

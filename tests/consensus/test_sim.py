@@ -20,7 +20,8 @@ def check_seeds(config: SimConfig, seeds: range) -> list:
         r = run_simulation(config, seed)
         assert r.ok, (f"seed {seed} failed: {r.safety_violations} {r.liveness_failure}; replay: "
                       f"python -m consensus.sim --validators {config.validators} --byzantine "
-                      f"{config.byzantine} --heights {config.heights} --seeds 1 --seed-start {seed}")
+                      f"{config.byzantine} --heights {config.heights} --seeds 1 "
+                      f"--seed-start {seed}")
         assert all(r.heights[i] >= config.heights for i in r.heights
                    if i not in _byzantine(config, seed))
         results.append(r)

@@ -81,8 +81,8 @@ def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> Non
     (specs[1].home / "config" / "genesis.json").write_text("{not json")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "node", "testnet", "start", str(out),
-                           "--timeout", "60"], check=False, capture_output=True, text=True, timeout=90,
-                          cwd=REPO)
+                           "--timeout", "60"], check=False, capture_output=True, text=True,
+                          timeout=90, cwd=REPO)
     assert proc.returncode != 0
     assert "node1 exited" in proc.stderr
     assert time.monotonic() - t0 < 45
@@ -148,7 +148,7 @@ def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: P
         (other.home / "config" / "config.toml").write_text(
             cfg.replace(f"127.0.0.1:{other.rpc_port}", f"127.0.0.1:{specs[0].rpc_port}"))
         busy = subprocess.run([sys.executable, "-m", "node", "start", "--home",
-                               str(other.home)], check=False, capture_output=True, text=True, timeout=60,
-                              cwd=REPO)
+                               str(other.home)], check=False, capture_output=True, text=True,
+                              timeout=60, cwd=REPO)
         assert busy.returncode == 1 and "cannot start" in busy.stderr
         assert net.procs["node0"].alive

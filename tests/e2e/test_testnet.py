@@ -46,8 +46,8 @@ def block_ids(net: Testnet, name: str, h: int) -> tuple[str, str]:
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node", *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "node", *args], check=False,
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def test_heights_advance_and_cli_transfer_is_visible_everywhere(testnet4: Testnet) -> None:
@@ -120,7 +120,8 @@ def test_bad_rpc_input_gets_jsonrpc_errors_and_node_keeps_running(testnet4: Test
         assert r.json()["error"]["code"] == -32602
         r = http.post(url, json=[1, 2])
         assert all(e["error"]["code"] == -32600 for e in r.json())
-        big = b'{"jsonrpc":"2.0","id":5,"method":"status","params":{"x":"' + b"a" * 2_000_000 + b'"}}'
+        big = (b'{"jsonrpc":"2.0","id":5,"method":"status","params":{"x":"'
+               + b"a" * 2_000_000 + b'"}}')
         r = http.post(url, content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 or r.json()["error"]["code"] in (-32600, -32700)
     with net.client("node1") as c:

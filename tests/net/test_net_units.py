@@ -123,7 +123,8 @@ def test_importing_net_does_not_import_libp2p() -> None:
     import subprocess
     import sys
 
-    code = "import sys, net; assert 'libp2p' not in sys.modules; print(net.peer_id_from_seed(bytes(32)))"
+    code = ("import sys, net; assert 'libp2p' not in sys.modules; "
+            "print(net.peer_id_from_seed(bytes(32)))")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
