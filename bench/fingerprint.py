@@ -64,7 +64,7 @@ class Settings:
 
     key_length: int = 6
     response_length: int = 1
-    lr: float = 3e-4
+    lr: float = 1e-3
     epochs: int = 40
     batch_size: int = 32
     warmup: int = 20
