@@ -35,9 +35,10 @@ import nacl.signing
 
 from .commitments import (
     SALT_SIZE,
-    CommitmentError,
+    _inner,
+    _node,
+    _split,
     leaf_hash_text,
-    merkle_path,
     merkle_root,
     verify_path,
 )
@@ -193,10 +194,29 @@ def make_secrets(model_id: str, host: bytes, items: Iterable[Any], *,
 
 
 def _all_paths(leaves: Sequence[bytes]) -> list[list[bytes]]:
-    try:
-        return [merkle_path(leaves, i) for i in range(len(leaves))]
-    except CommitmentError as exc:  # pragma: no cover - indices are checked above
-        raise PackageInputError(str(exc)) from exc
+    """Every leaf's audit path in one O(n log n) pass over the RFC 6962 tree.
+
+    Calling :func:`merkle_path` per leaf rebuilds the tree each time (O(n^2):
+    16 s for 4,096 leaves); this walks it once and gives identical paths.
+    """
+    nodes = [_node(leaf) for leaf in leaves]
+    paths: list[list[bytes]] = [[] for _ in leaves]
+
+    def walk(lo: int, hi: int) -> bytes:
+        if hi - lo == 1:
+            return nodes[lo]
+        k = _split(hi - lo)
+        left, right = walk(lo, lo + k), walk(lo + k, hi)
+        for i in range(lo, lo + k):  # appended after the recursion: bottom-up order
+            paths[i].append(right)
+        for i in range(lo + k, hi):
+            paths[i].append(left)
+        return _inner(left, right)
+
+    if not nodes:
+        raise PackageInputError("a package needs at least one fingerprint")
+    walk(0, len(nodes))
+    return paths
 
 
 def _curve_public(ed25519_pub: bytes) -> nacl.public.PublicKey:

@@ -329,3 +329,12 @@ def test_package_names_are_exported_lazily() -> None:
             "from oml import build_package, verify_package, Manifest, PackageError, "
             "seal_prover_keys, weights_hash, load_corpus; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 64, 100])
+def test_all_paths_equal_merkle_path(n: int) -> None:
+    from oml.commitments import merkle_path
+    from oml.sidecar import _all_paths
+
+    leaves = [bytes([i % 256, i // 256]) * 16 for i in range(n)]
+    assert _all_paths(leaves) == [merkle_path(leaves, i) for i in range(n)]
