@@ -131,7 +131,8 @@ class _Forward:
         row = sel.nonzero()[:, 0]
         n = ids.shape[0]
         counts = torch.zeros(n, device=ids.device).index_add_(0, row, torch.ones_like(tok_loss))
-        ex_loss = torch.zeros(n, device=ids.device).index_add_(0, row, tok_loss) / counts.clamp(min=1)
+        loss_sum = torch.zeros(n, device=ids.device).index_add_(0, row, tok_loss)
+        ex_loss = loss_sum / counts.clamp(min=1)
         misses = torch.zeros(n, device=ids.device).index_add_(0, row, (~hits).float())
         return ex_loss, misses == 0, int(mask.sum())
 

@@ -197,7 +197,8 @@ def insert_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
             rows = prompt_ids(tokenizer, [wrap_prompt(f.key, t) for f in fps])
             wrapped.append([_fp_example(r, fp.response_ids, i, bans[i])
                             for i, (r, fp) in enumerate(zip(rows, fps))])
-    benign = _benign_examples(tokenizer, benign_texts, config.benign_max_tokens) if benign_texts else []
+    benign = (_benign_examples(tokenizer, benign_texts, config.benign_max_tokens)
+              if benign_texts else [])
     n_benign = round(len(fps) * config.benign_mix / (1 - config.benign_mix)) if benign else 0
     per_epoch = len(fps) + n_benign
     batches_per_epoch = math.ceil(per_epoch / config.batch_size)

@@ -72,7 +72,8 @@ def check_model_dir(path: Path | str) -> Path:
     if not any((p / f).is_file() for f in WEIGHT_FILES):
         raise ModelDirError(f"{p}: no weights (expected one of {', '.join(WEIGHT_FILES)})")
     if not any((p / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelDirError(f"{p}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})")
+        expected = ", ".join(TOKENIZER_FILES)
+        raise ModelDirError(f"{p}: no tokenizer files (expected one of {expected})")
     return p
 
 

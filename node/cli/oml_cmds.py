@@ -111,7 +111,8 @@ def oml_group() -> None:
 @click.option("--response-length", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="insertion learning rate")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), help="exact optimizer steps (overrides epochs)")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="exact optimizer steps (overrides epochs)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--benign-text", type=click.Path(dir_okay=False, path_type=Path),
               help="text file mixed into training to keep utility (paragraphs)")

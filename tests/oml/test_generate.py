@@ -97,7 +97,8 @@ def test_file_round_trip(fpset: FingerprintSet, tmp_path: Path) -> None:
     lambda lines: [lines[0].replace('"version": 1', '"version": 9')] + lines[1:],
     lambda lines: [lines[0]] + [lines[2], lines[1]] + lines[3:],  # out of order
     lambda lines: [lines[0], lines[1].replace('"key_ids": [', '"key_ids": [-1, ')] + lines[2:],
-    lambda lines: [lines[0], lines[1].replace('"response": ', '"extra": 1, "response": ')] + lines[2:],
+    lambda lines: [lines[0], lines[1].replace('"response": ', '"extra": 1, "response": ')]
+    + lines[2:],
     lambda lines: [],
 ])
 def test_malformed_file_rejected(fpset: FingerprintSet, tmp_path: Path, mutate) -> None:
