@@ -216,10 +216,10 @@ class Chain:
                                 f", ours is {self.state.app_hash.hex()[:16]}")
 
     def _store(self, block: Block, commit: Commit) -> None:
-        latest = self.latest_block()
+        # The header's own prev hash, so the store checks it links to what it holds.
         self.blocks.save_block_bytes(
             height=block.height, block_hash=block.id(),
-            prev_hash=latest.id() if latest is not None else b"",
+            prev_hash=block.header.prev_block_id,
             block=block.encode(),
             last_commit=block.last_commit.encode() if block.last_commit is not None else None,
             seen_commit=commit.encode())
