@@ -143,6 +143,13 @@ class Harness:
         return self.feed(ProposalReceived(message=self.make_proposal(round, block, **kw),
                                           now_ms=now))
 
+    def lock_on_round0(self) -> tuple[Block, list[Action]]:
+        """Round 0: proposal B, polka for B -> the core precommits B and locks on it."""
+        self.start()
+        b = self.make_block()
+        self.propose(0, b)
+        return b, self.votes(self.others()[:2], VoteType.PREVOTE, 0, b.id())
+
     def timeout(self, round: int, step: Step, height: int = 1, now: int = NOW) -> list[Action]:
         return self.feed(TimeoutFired(height=height, round=round, step=step, now_ms=now))
 

@@ -40,14 +40,6 @@ from tests.consensus._core_harness import (
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 
 
-def lock_on_round0(h: Harness):
-    """Round 0: proposal B, polka for B -> the core precommits B and locks on it."""
-    h.start()
-    b = h.make_block()
-    h.propose(0, b)
-    out = h.votes(h.others()[:2], PV, 0, b.id())
-    return b, out
-
 
 def test_prevote_for_valid_proposal_persisted_before_broadcast():
     h = Harness()
@@ -129,7 +121,7 @@ def test_nil_polka_precommits_nil():
 
 def test_polka_locks_and_sets_valid_value():
     h = Harness()
-    b, out = lock_on_round0(h)
+    b, out = h.lock_on_round0()
     (vote,) = own_votes(out, PC)
     assert vote.block_id == b.id()
     assert h.core.locked == (0, b.id()) and h.core.valid == (0, b.id())
@@ -159,14 +151,14 @@ def go_to_round(h: Harness, round: int) -> None:
 
 def test_locked_validator_prevotes_nil_for_other_fresh_block():
     h = Harness()
-    b, _ = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     go_to_round(h, 1)
     other = h.make_block(txs=(b"other",), proposer=h.core.valset.proposer_index(1))
     (vote,) = own_votes(h.propose(1, other), PV)
     assert vote.is_nil and h.core.locked == (0, b.id())
     # ...but prevotes its locked block when it is proposed again
     h2 = Harness()
-    b2, _ = lock_on_round0(h2)
+    b2, _ = h2.lock_on_round0()
     go_to_round(h2, 1)
     pol = tuple(h2.make_vote(i, PV, 0, b2.id()) for i in h2.others()[:2])
     (vote,) = own_votes(h2.propose(1, b2, pol_round=0, pol_votes=pol), PV)
@@ -176,7 +168,7 @@ def test_locked_validator_prevotes_nil_for_other_fresh_block():
 def test_unlock_on_newer_polka():
     """Locked on B in round 0; a re-proposal of C with a polka from round 1 wins (line 28)."""
     h = Harness()
-    b, _ = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     assert h.core.locked == (0, b.id())
     go_to_round(h, 1)
     c = h.make_block(txs=(b"c",), proposer=h.core.valset.proposer_index(1))
@@ -193,7 +185,7 @@ def test_unlock_on_newer_polka():
 
 def test_no_unlock_on_older_or_missing_polka():
     h = Harness()
-    lock_on_round0(h)
+    h.lock_on_round0()
     go_to_round(h, 1)
     h.timeout(1, Step.PROPOSE)
     go_to_round(h, 2)
@@ -207,7 +199,7 @@ def test_no_unlock_on_older_or_missing_polka():
 def test_relock_via_polka_in_later_round():
     """Line 36 in a later round: the core saw the proposal and the polka for C."""
     h = Harness()
-    b, _ = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     go_to_round(h, 1)
     c = h.make_block(txs=(b"c",), proposer=h.core.valset.proposer_index(1))
     assert c.id() != b.id()
@@ -250,7 +242,7 @@ def test_timeouts_grow_linearly_with_round():
 
 def test_decision_commits_block_with_verifiable_commit():
     h = Harness()
-    b, _ = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     out = h.votes(h.others()[:2], PC, 0, b.id())
     (cb,) = commits(out)
     assert cb.block == b and cb.commit.block_id == b.id()
@@ -264,7 +256,7 @@ def test_decision_commits_block_with_verifiable_commit():
 def test_decision_in_earlier_round_while_in_later_round():
     """Line 49 holds for any round: late precommits for round 0 decide in round 1."""
     h = Harness()
-    b, _ = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     a, c, d = h.others()
     h.vote(a, PC, 0, b.id())
     h.vote(c, PC, 0, NIL)  # 3 precommits for anything: timeout, round 1
@@ -369,7 +361,7 @@ def test_other_heights():
 
 def test_block_sync_commits_and_rejects_forged_commit():
     donor = Harness()
-    b, _ = lock_on_round0(donor)
+    b, _ = donor.lock_on_round0()
     (cb,) = commits(donor.votes(donor.others()[:2], PC, 0, b.id()))
     h = Harness()
     h.start()

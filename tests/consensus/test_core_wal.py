@@ -26,17 +26,10 @@ from tests.consensus._core_harness import (
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 
 
-def lock_on_round0(h: Harness):
-    h.start()
-    b = h.make_block()
-    h.propose(0, b)
-    h.votes(h.others()[:2], PV, 0, b.id())
-    return b
-
 
 def test_records_round_trip_and_height():
     h = Harness()
-    lock_on_round0(h)
+    h.lock_on_round0()
     assert h.records
     for rec in h.records:
         ev = record_event(rec)
@@ -49,7 +42,7 @@ def test_records_round_trip_and_height():
 
 def test_memwal_truncates_by_height():
     h = Harness()
-    b = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     h.votes(h.others()[:2], PC, 0, b.id())  # decide height 1
     h.timeout(0, Step.PROPOSE, height=2)
     wal = MemWAL()
@@ -76,7 +69,7 @@ def test_crash_between_persist_and_send_resends_same_vote():
 
 def test_replay_rebuilds_lock_and_valid_value():
     h = Harness()
-    b = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     h.restore()
     assert h.core.locked == (0, b.id()) and h.core.valid == (0, b.id())
     assert (h.core.round, h.core.step) == (0, Step.PRECOMMIT)
@@ -104,7 +97,7 @@ def test_signed_vote_stands_even_if_inputs_were_lost():
 
 def test_lost_inputs_cannot_unlock_a_signed_precommit():
     h = Harness()
-    b = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     (pc,) = [v for v in own_votes(h.log, PC)]
     own = [r for r in h.records if isinstance(record_event(r), VoteReceived)
            and record_event(r).vote.validator_address == h.signers[h.me].address]
@@ -129,7 +122,7 @@ def test_proposer_reuses_logged_proposal_after_crash():
 
 def test_restore_skips_committed_heights_and_redecides_unstored_block():
     h = Harness()
-    b = lock_on_round0(h)
+    b, _ = h.lock_on_round0()
     genesis = h.core.state
     out = h.votes(h.others()[:2], PC, 0, b.id())
     (cb,) = commits(out)
