@@ -15,8 +15,6 @@ schema code reads as one line per field and never raises anything but
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import msgpack
 
 Value = int | bytes | list["Value"]
@@ -176,8 +174,3 @@ def expect_text(value: Value, *, what: str = "value", max_size: int) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError(f"{what}: not valid UTF-8") from None
-
-
-def expect_seq(value: Value, *, what: str, max_length: int) -> Sequence[Value]:
-    """A list of arbitrary length up to ``max_length`` (for repeated fields)."""
-    return expect_list(value, what=what, max_length=max_length)

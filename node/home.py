@@ -111,7 +111,3 @@ def init_home(root: Path, *, moniker: str = "node", chain_id: str | None = None,
     )
     genesis.save(home.genesis_file(config))
     return home
-
-
-def reload_config(home: Home) -> Config:
-    return load_config(home.config_file)

@@ -12,7 +12,6 @@ from .commitments import leaf_hash_text as leaf_hash_text
 from .commitments import merkle_path as merkle_path
 from .commitments import merkle_root as merkle_root
 from .commitments import normalize_text as normalize_text
-from .commitments import observed_prefix as observed_prefix
 from .commitments import root_from_path as root_from_path
 from .commitments import verify_path as verify_path
 

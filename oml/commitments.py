@@ -20,9 +20,9 @@ The tree follows RFC 6962 (Certificate Transparency): a leaf node is
 prefixes stop a leaf from posing as an inner node (second-preimage attacks).
 
 A deployment answers a fingerprint key with a completion that *starts with*
-the response; :func:`observed_prefix` cuts the prover's observed output to the
-revealed response length (in normalised UTF-8 bytes), which is what the ledger
-hashes.
+the response. The ledger opens the leaf with the key and response the OMLizer
+reveals, then checks that the prover's normalised observed output starts with
+that response (see docs/ledger.md).
 """
 
 from __future__ import annotations
@@ -78,17 +78,6 @@ def leaf_hash_text(model_id: bytes, host: bytes, index: int, salt: bytes,
                    key: str, response: str) -> bytes:
     """:func:`leaf_hash` for text key and response (normalised here)."""
     return leaf_hash(model_id, host, index, salt, normalize_text(key), normalize_text(response))
-
-
-def observed_prefix(output: bytes, response_len: int) -> bytes:
-    """The first ``response_len`` bytes of a normalised observed output.
-
-    Raises:
-        CommitmentError: the output is shorter than the revealed response.
-    """
-    if response_len < 0 or response_len > len(output):
-        raise CommitmentError("observed output shorter than the revealed response")
-    return output[:response_len]
 
 
 def _node(leaf: bytes) -> bytes:

@@ -16,7 +16,6 @@ from oml.commitments import (
     merkle_path,
     merkle_root,
     normalize_text,
-    observed_prefix,
     root_from_path,
     verify_path,
 )
@@ -91,12 +90,6 @@ def test_text_normalisation():
     assert normalize_text(" lead") == b" lead"  # nothing stripped
     assert leaf_hash_text(b"m", b"h", 0, b"s", composed, "x") == leaf_hash_text(
         b"m", b"h", 0, b"s", decomposed, "x")
-
-
-def test_observed_prefix():
-    assert observed_prefix(b"hello world", 5) == b"hello"
-    with pytest.raises(CommitmentError):
-        observed_prefix(b"hi", 5)
 
 
 def test_errors():
