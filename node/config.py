@@ -112,15 +112,56 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class StorageRole:
+    """Storage peer: keep and serve content-addressed blobs over /oml/blob/1."""
+
+    enabled: bool = _f(False, "store, serve and replicate content-addressed model blobs")
+    quota_mb: int = _f(10240, "most MiB of blob chunks kept on disk (pinned and cached)")
+    replication: int = _f(
+        3, "providers wanted for each blob the chain references; below that, fetch and pin it"
+    )
+    max_providers: int = _f(4, "providers one fetch pulls chunks from in parallel")
+    range_chunks: int = _f(8, "chunks asked of a provider in one range request")
+
+
+@dataclass(frozen=True)
+class OmlizerRole:
+    """OMLizer: fingerprint models for hosts that request access."""
+
+    enabled: bool = _f(False, "fingerprint models for hosts that request access")
+
+
+@dataclass(frozen=True)
+class ProverRole:
+    """Prover: probe deployments with assigned fingerprint keys and file claims."""
+
+    enabled: bool = _f(False, "query deployments with assigned keys and file claims")
+
+
+@dataclass(frozen=True)
+class HostRole:
+    """Host gateway: serve a fetched model behind permission strings."""
+
+    enabled: bool = _f(False, "serve a model behind permission strings")
+
+
+@dataclass(frozen=True)
+class OwnerRole:
+    """Owner permission service: answer hosts' permission requests for owned models."""
+
+    enabled: bool = _f(False, "answer hosts' permission requests for owned models")
+
+
+@dataclass(frozen=True)
 class RolesSection:
     """Optional roles; a node with none of them still relays and follows the chain."""
 
     validator: bool = _f(True, "take part in consensus if this key is in the validator set")
-    storage: bool = _f(False, "store and serve content-addressed model blobs")
-    omlizer: bool = _f(False, "fingerprint models for hosts that request access")
-    prover: bool = _f(False, "query deployments with assigned keys and file claims")
-    host_gateway: bool = _f(False, "serve a model behind permission strings")
-    owner_permission: bool = _f(False, "answer hosts' permission requests for owned models")
+    storage: StorageRole = _f(StorageRole(), "storage peer")
+    omlizer: OmlizerRole = _f(OmlizerRole(), "OMLizer")
+    prover: ProverRole = _f(ProverRole(), "prover")
+    host: HostRole = _f(HostRole(), "host gateway")
+    owner: OwnerRole = _f(OwnerRole(), "owner permission service")
 
 
 @dataclass(frozen=True)
@@ -139,6 +180,9 @@ class Config:
 
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
             ("log", "format"): {"plain", "json"}}
+#: Inclusive bounds for integers where 0 (or a huge value) would break the node.
+_RANGES = {("roles.storage", "max_providers"): (1, 64),
+           ("roles.storage", "range_chunks"): (1, 64)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
@@ -160,10 +204,32 @@ def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
             raise ConfigError(f"{where}: expected a list of {item.__name__}")
         value = list(value)
+    bounds = _RANGES.get((section, key))
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where}: must be between {bounds[0]} and {bounds[1]}, got {value}")
     choices = _CHOICES.get((section, key))
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def _from_table(cls: type, body: Any, where: str) -> Any:
+    """One section (or nested table such as ``[roles.storage]``) of ``cls`` from TOML."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in body.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key [{where}] {key}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{where}] {key}: expected a table [{where}.{key}], "
+                                  f"got {value!r}")
+            kwargs[key] = _from_table(hints[key], value, f"{where}.{key}")
+        else:
+            kwargs[key] = _check_type(where, key, value, hints[key])
+    return cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -173,16 +239,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     for name, body in data.items():
         if name not in known:
             raise ConfigError(f"unknown config section [{name}]")
-        if not isinstance(body, dict):
-            raise ConfigError(f"[{name}] must be a table")
         cls = type(known[name].default_factory())  # type: ignore[misc]
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in body.items():
-            if key not in hints:
-                raise ConfigError(f"unknown config key [{name}] {key}")
-            kwargs[key] = _check_type(name, key, value, hints[key])
-        sections[name] = cls(**kwargs)
+        sections[name] = _from_table(cls, body, name)
     return Config(**sections)
 
 
@@ -199,28 +257,49 @@ def load_config(path: Path) -> Config:
     return config_from_dict(data)
 
 
+def _render_table(out: list[str], name: str, value: Any) -> None:
+    doc = (type(value).__doc__ or "").strip().splitlines()[0]
+    out.append(f"# {doc}")
+    out.append(f"[{name}]")
+    nested = []
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if dataclasses.is_dataclass(item):
+            nested.append((f"{name}.{f.name}", item))
+            continue
+        out.append(f"# {f.metadata['doc']}")
+        out.append(tomli_w.dumps({f.name: item}).rstrip())
+    out.append("")
+    for sub_name, sub in nested:  # TOML: a table's own keys come before its sub-tables
+        _render_table(out, sub_name, sub)
+
+
 def render_config(config: Config) -> str:
     """TOML text for ``config`` with every field documented by a comment."""
     out = ["# oml-node configuration. Every key is optional; shown values are defaults",
            "# unless changed for this node. Unknown keys are rejected.", ""]
     for section in dataclasses.fields(Config):
-        value = getattr(config, section.name)
-        doc = (type(value).__doc__ or "").strip().splitlines()[0]
-        out.append(f"# {doc}")
-        out.append(f"[{section.name}]")
-        for f in dataclasses.fields(value):
-            out.append(f"# {f.metadata['doc']}")
-            out.append(tomli_w.dumps({f.name: getattr(value, f.name)}).rstrip())
-        out.append("")
+        _render_table(out, section.name, getattr(config, section.name))
     return "\n".join(out)
 
 
 def with_changes(config: Config, **sections: dict[str, Any]) -> Config:
-    """A copy of ``config`` with fields of named sections replaced (for init/testnet)."""
+    """A copy of ``config`` with fields of named sections replaced (for init/testnet).
+
+    A nested table is changed with a dict: ``roles={"storage": {"enabled": True}}``.
+    """
+    return _replace(config, sections)
+
+
+def _replace(value: Any, changes: dict[str, Any]) -> Any:
     updated = {}
-    for name, changes in sections.items():
-        updated[name] = dataclasses.replace(getattr(config, name), **changes)
-    return dataclasses.replace(config, **updated)
+    for name, change in changes.items():
+        current = getattr(value, name)
+        if dataclasses.is_dataclass(current) and isinstance(change, dict):
+            updated[name] = _replace(current, change)
+        else:
+            updated[name] = change
+    return dataclasses.replace(value, **updated)
 
 
 __all__ = ["Config", "ConfigError", "config_from_dict", "load_config", "render_config",

@@ -141,19 +141,28 @@ class Daemon:
     async def _run_services(self, nursery: trio.Nursery, chain: Chain, mempool: Mempool,
                             transport: Any) -> None:
         from .metrics import NodeMetrics, serve_metrics
+        from .roles import RoleContext, build_services
         from .rpc import EventBus, build_methods, serve_rpc
 
         gossip = TxGossip(self.config.mempool, mempool, transport,
                           max_msg_bytes=transport.max_gossip_bytes)
         events = EventBus()
-        metrics = NodeMetrics(method_names=tuple(build_methods()))
         backend = Backend(chain=chain, mempool=mempool, gossip=gossip,
                           peer_id=transport.peer_id, moniker=self.config.node.moniker,
                           listen_addr=self.config.p2p.listen_addr,
                           pub_key=self.account.public_key,
                           catching_up=self._catching_up,
                           peers=transport.connected_peers,
-                          listeners=lambda: transport.listen_addrs, metrics=metrics)
+                          listeners=lambda: transport.listen_addrs, metrics=None)
+        commit_listeners: list[Any] = []
+        services = build_services(RoleContext(
+            config=self.config, data_dir=self.home.data_dir(self.config),
+            account_seed=self.account.key.seed, account_pub=self.account.public_key,
+            chain=chain, transport=transport, backend=backend,
+            on_committed=commit_listeners.append))
+        role_methods = [m for service in services for m in service.rpc_methods()]
+        metrics = NodeMetrics(method_names=tuple(build_methods(role_methods)))
+        backend.metrics = metrics
 
         def on_committed(block: Any, _commit: Any, result: Any) -> None:
             mempool.update(block.height, block.txs)
@@ -162,12 +171,15 @@ class Daemon:
             metrics.observe_block(height=block.height, time_ms=block.header.time_ms,
                                   num_txs=len(block.txs),
                                   failed_txs=sum(1 for t in txs if t.result.code != 0))
+            for listener in commit_listeners:
+                listener()
 
         chain.on_committed.append(on_committed)
 
         # servers first, so `health` answers while we catch up
         await nursery.start(functools.partial(serve_rpc, backend, events, self.config.rpc,
-                                              observer=metrics.observe_rpc))
+                                              observer=metrics.observe_rpc,
+                                              extra_methods=role_methods))
         await nursery.start(serve_metrics, self.config.metrics, metrics)
         nursery.start_soon(self._update_gauges, metrics, mempool, transport)
 
@@ -179,10 +191,9 @@ class Daemon:
         nursery.start_soon(gossip.run_receiver, txs_in)
         nursery.start_soon(gossip.run_publisher)
 
-        roles = self.config.roles
-        for role in ("storage", "omlizer", "prover", "host_gateway", "owner_permission"):
-            if getattr(roles, role):
-                log.warning("[roles] %s = true, but this version does not run that role", role)
+        for service in services:
+            await nursery.start(service.run)
+            log.info("role %s started", service.name)
         timeout_s = self.config.p2p.stream_timeout_ms / 1000
         if self.is_validator:
             from .driver import ConsensusDriver

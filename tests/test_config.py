@@ -17,10 +17,19 @@ def test_rendered_defaults_parse_back_to_defaults():
 
 def test_every_field_is_documented_in_the_file():
     text = render_config(Config())
-    for section in dataclasses.fields(Config):
-        for f in dataclasses.fields(type(getattr(Config(), section.name))):
-            assert f.metadata.get("doc"), f"{section.name}.{f.name} has no doc"
+
+    def check(table: object, where: str) -> None:
+        assert f"# {type(table).__doc__.strip().splitlines()[0]}\n[{where}]" in text
+        for f in dataclasses.fields(table):
+            value = getattr(table, f.name)
+            if dataclasses.is_dataclass(value):  # a nested table: documented by its class
+                check(value, f"{where}.{f.name}")
+                continue
+            assert f.metadata.get("doc"), f"{where}.{f.name} has no doc"
             assert f"# {f.metadata['doc']}" in text
+
+    for section in dataclasses.fields(Config):
+        check(getattr(Config(), section.name), section.name)
 
 
 def test_partial_file_keeps_defaults():
@@ -55,3 +64,37 @@ def test_load_config_errors(tmp_path):
     bad.write_text("[rpc\nx=")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(bad)
+
+
+def test_role_sections_are_nested_tables():
+    text = render_config(Config())
+    assert "[roles.storage]" in text and "[roles.omlizer]" in text
+    config = config_from_dict({"roles": {"validator": False,
+                                         "storage": {"enabled": True, "quota_mb": 7}}})
+    assert config.roles.storage.enabled and config.roles.storage.quota_mb == 7
+    assert config.roles.storage.replication == Config().roles.storage.replication
+    assert not config.roles.validator and not config.roles.omlizer.enabled
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"roles": {"storage": True}}, r"\[roles\] storage: expected a table \[roles.storage\]"),
+        ({"roles": {"storage": {"enable": True}}}, r"unknown config key \[roles.storage\] enable"),
+        ({"roles": {"storage": {"quota_mb": "lots"}}}, r"\[roles.storage\] quota_mb"),
+        ({"roles": {"storage": {"max_providers": 0}}}, "must be between 1 and 64"),
+        ({"roles": {"host_gateway": True}}, r"unknown config key \[roles\] host_gateway"),
+    ],
+)
+def test_bad_role_tables_rejected(data, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict(data)
+
+
+def test_with_changes_reaches_nested_tables():
+    from node.config import with_changes
+
+    config = with_changes(Config(), roles={"storage": {"enabled": True}})
+    assert config.roles.storage.enabled
+    assert config.roles.storage.quota_mb == Config().roles.storage.quota_mb
+    assert config.roles.validator
