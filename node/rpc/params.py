@@ -86,6 +86,17 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class Boolean:
+    def parse(self, value: Any, name: str) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidParams(f"{name}: expected true or false")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     """One named parameter of a method (position = order in the method's tuple)."""
 
