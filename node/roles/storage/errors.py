@@ -55,3 +55,28 @@ class StoreUsageError(StorageError):
     """Our own misuse: a path that does not exist, a bad argument, a closed store."""
 
     code = "usage"
+
+
+class BadCiphertext(BadChunk):
+    """An encrypted blob's envelope is malformed, tampered with or truncated.
+
+    A subclass of ``BadChunk`` because it is the same situation one layer up:
+    bytes that do not authenticate. Chunk hashes catch corruption in transit;
+    this catches a blob that was built wrong (or maliciously) to begin with.
+    """
+
+    code = "bad_ciphertext"
+
+
+class UnsafeArchive(StorageError):
+    """A directory blob's tar holds a member we refuse to unpack (link, device,
+    absolute path, ``..``) or is not a valid archive."""
+
+    code = "unsafe_archive"
+
+
+class UnsupportedFile(StoreUsageError):
+    """A directory to store holds something other than regular files and
+    directories (a symlink, a device, a socket)."""
+
+    code = "unsupported_file"
