@@ -134,35 +134,46 @@ class _Record:
 
 # --- one LMDB environment per process and root -------------------------------
 
-_ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
+@dataclass(slots=True)
+class _Env:
+    """A process's one handle on a store's index, shared by its BlobStores."""
+
+    env: lmdb.Environment
+    dbs: dict[bytes, lmdb._Database]
+    refs: int
+
+
+_ENVS: dict[str, _Env] = {}
 _ENVS_LOCK = threading.Lock()
 
 
-def _acquire_env(path: Path, durable: bool) -> lmdb.Environment:
+def _acquire_env(path: Path, durable: bool) -> _Env:
+    """Open the index once per process (LMDB forbids a second open in one
+    process) and its tables once per environment; later opens share it."""
     key = str(path.resolve())
     with _ENVS_LOCK:
-        if key in _ENVS:
-            env, refs = _ENVS[key]
-            _ENVS[key] = (env, refs + 1)
-            return env
+        shared = _ENVS.get(key)
+        if shared is not None:
+            shared.refs += 1
+            return shared
         try:
             env = lmdb.open(key, map_size=MAP_SIZE, max_dbs=len(_DB_NAMES), subdir=True,
                             sync=durable, metasync=durable, readahead=False, max_readers=256)
         except lmdb.Error as exc:
             raise StoreUsageError(f"cannot open blob index at {path}: {exc}") from None
-        _ENVS[key] = (env, 1)
-        return env
+        shared = _Env(env, {name: env.open_db(name) for name in _DB_NAMES}, 1)
+        _ENVS[key] = shared
+        return shared
 
 
 def _release_env(path: Path) -> None:
     key = str(path.resolve())
     with _ENVS_LOCK:
-        env, refs = _ENVS[key]
-        if refs > 1:
-            _ENVS[key] = (env, refs - 1)
-        else:
+        shared = _ENVS[key]
+        shared.refs -= 1
+        if not shared.refs:
             del _ENVS[key]
-            env.close()
+            shared.env.close()
 
 
 def _chunk_key(blob_id: bytes, index: int) -> bytes:
@@ -212,13 +223,12 @@ class BlobStore:
     Satisfies the transfer protocol's ``ChunkSource`` and ``ChunkSink``.
     """
 
-    def __init__(self, root: Path, env: lmdb.Environment, *, quota_bytes: int,
-                 durable: bool) -> None:
+    def __init__(self, root: Path, shared: _Env, *, quota_bytes: int, durable: bool) -> None:
         self.root = root
         self.quota_bytes = quota_bytes
         self.durable = durable
-        self._env: lmdb.Environment | None = env
-        self._dbs = {name: env.open_db(name) for name in _DB_NAMES}
+        self._env: lmdb.Environment | None = shared.env
+        self._dbs = shared.dbs
         self._chunks_dir = root / "chunks"
         self._tmp_dir = root / "tmp"
         self._trash_dir = root / "trash"
