@@ -444,3 +444,28 @@ def test_threads_write_chunks_concurrently(store: BlobStore) -> None:
         t.join(timeout=60)
     assert errors == []
     assert store.is_complete(m.blob_id) and store.used_bytes() == len(data)
+
+
+def test_store_opened_before_fork_is_refused_in_the_child(tmp_path: Path) -> None:
+    """LMDB handles must not cross a fork: the child gets a clear error, both for
+    the inherited store and for opening the same root again."""
+    parent = BlobStore.open(tmp_path / "s", quota_bytes=1 << 20, durable=False)
+    write_random(tmp_path / "f", 100)
+    m = parent.put_file(tmp_path / "f", chunk_size=CS)
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        code = 1
+        try:
+            try:
+                parent.list()
+            except StoreUsageError:
+                try:
+                    BlobStore.open(tmp_path / "s", quota_bytes=1 << 20)
+                except StoreUsageError as exc:
+                    code = 0 if "forked" in str(exc) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent.is_complete(m.blob_id)
+    parent.close()

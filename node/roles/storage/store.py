@@ -33,9 +33,10 @@ missing (or corrupt) file, drops it from the index and reports
 ``durable=False`` skips all fsyncs (tests, benchmarks).
 
 Within one process, all ``BlobStore`` objects on one root share one LMDB
-environment (LMDB forbids opening an environment twice in a process). The
-store is thread-safe; its calls block, so async callers run them in a worker
-thread.
+environment (LMDB forbids opening an environment twice in a process); a
+store opened before a fork is refused in the child, which must be started
+with ``spawn`` to open its own. The store is thread-safe; its calls block, so
+async callers run them in a worker thread.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class _Env:
     env: lmdb.Environment
     dbs: dict[bytes, lmdb._Database]
     refs: int
+    pid: int  # LMDB handles must not cross a fork
 
 
 _ENVS: dict[str, _Env] = {}
@@ -153,6 +155,10 @@ def _acquire_env(path: Path, durable: bool) -> _Env:
     key = str(path.resolve())
     with _ENVS_LOCK:
         shared = _ENVS.get(key)
+        if shared is not None and shared.pid != os.getpid():
+            raise StoreUsageError(f"the blob index at {path} was opened before this process "
+                                  "forked, and LMDB cannot open it again here; open stores "
+                                  "after starting processes (multiprocessing 'spawn')")
         if shared is not None:
             shared.refs += 1
             return shared
@@ -161,7 +167,7 @@ def _acquire_env(path: Path, durable: bool) -> _Env:
                             sync=durable, metasync=durable, readahead=False, max_readers=256)
         except lmdb.Error as exc:
             raise StoreUsageError(f"cannot open blob index at {path}: {exc}") from None
-        shared = _Env(env, {name: env.open_db(name) for name in _DB_NAMES}, 1)
+        shared = _Env(env, {name: env.open_db(name) for name in _DB_NAMES}, 1, os.getpid())
         _ENVS[key] = shared
         return shared
 
@@ -169,7 +175,9 @@ def _acquire_env(path: Path, durable: bool) -> _Env:
 def _release_env(path: Path) -> None:
     key = str(path.resolve())
     with _ENVS_LOCK:
-        shared = _ENVS[key]
+        shared = _ENVS.get(key)
+        if shared is None or shared.pid != os.getpid():
+            return
         shared.refs -= 1
         if not shared.refs:
             del _ENVS[key]
@@ -228,6 +236,7 @@ class BlobStore:
         self.quota_bytes = quota_bytes
         self.durable = durable
         self._env: lmdb.Environment | None = shared.env
+        self._pid = shared.pid
         self._dbs = shared.dbs
         self._chunks_dir = root / "chunks"
         self._tmp_dir = root / "tmp"
@@ -278,6 +287,8 @@ class BlobStore:
     def _live_env(self) -> lmdb.Environment:
         if self._env is None:
             raise StoreUsageError("blob store is closed")
+        if os.getpid() != self._pid:
+            raise StoreUsageError("blob store was opened before a fork; open it in this process")
         return self._env
 
     @contextmanager
@@ -711,7 +722,9 @@ class BlobStore:
         """Delete every unpinned blob, complete or not; returns the bytes freed.
 
         Also removes chunk folders that no blob owns (left by a crash) and
-        staging files of processes that are gone.
+        staging files of processes that are gone. A fetch that must survive
+        collection adds its manifest with ``pin=True``: an unpinned fetch in
+        progress is collected, and its next ``write_chunk`` is ``BlobNotFound``.
         """
         freed = 0
         with self._write() as txn:
