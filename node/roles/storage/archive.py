@@ -176,6 +176,10 @@ def unpack_archive(source: BinaryIO, out: Path, *, progress: Progress | None = N
             with tarfile.open(fileobj=source, mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     _unpack_member(tar, member, staging, progress)
+            # read to the end: tar stops at its end marker, but the layers
+            # below (decryption) authenticate the stream only when drained
+            while source.read(_COPY):
+                pass
         except (tarfile.TarError, FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
             raise UnsafeArchive(f"bad archive: {type(exc).__name__}: {exc}") from None
         staging.chmod(DIR_MODE)
