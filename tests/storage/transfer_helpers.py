@@ -1,9 +1,9 @@
-"""Helpers for the transfer tests: real libp2p hosts in one process, in-memory chunk stores.
+"""Helpers for the transfer tests: real libp2p hosts in one process, real BlobStores.
 
-``MemStore`` implements the ``ChunkSink`` protocol (and so ``ChunkSource``)
-the way ``BlobStore`` does (verify before write, typed errors), and counts
-reads and writes per chunk so tests can check what was fetched from whom.
-Wrappers make a provider lie (corrupt chunks, a wrong manifest) or stall.
+``Counting`` wraps a ``BlobStore`` and counts reads and writes per chunk, so
+tests can check what was fetched from whom and that nothing verified was
+fetched twice. Other wrappers make a provider lie (corrupt chunks, a wrong
+manifest), stall or go slow.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from net import NetConfig, Transport, open_transport
-from node.roles.storage.errors import BadChunk, BlobNotFound, ChunkMissing
 from node.roles.storage.manifest import KIND_FILE, Manifest, chunk_hash
 from node.roles.storage.source import ChunkSink, ChunkSource
+from node.roles.storage.store import BlobStore
 from node.roles.storage.transfer import BlobServer
 
 CS = 64 * 1024
@@ -38,77 +39,74 @@ def blob(size: int, seed: int = 0, chunk_size: int = CS) -> tuple[bytes, Manifes
     return data, manifest
 
 
-class MemStore:
-    """An in-memory ChunkSink; thread-safe like BlobStore (the transfer code uses threads)."""
+class Counting:
+    """Wraps a store: counts chunk reads and writes per index, and calls ``on_write``.
 
-    def __init__(self) -> None:
+    ``on_write`` runs in the transfer code's worker thread.
+    """
+
+    def __init__(self, inner: BlobStore) -> None:
+        self.inner = inner
         self._lock = threading.Lock()
-        self._manifests: dict[bytes, Manifest] = {}
-        self._chunks: dict[tuple[bytes, int], bytes] = {}
         self.reads: Counter[int] = Counter()
         self.writes: Counter[int] = Counter()
         self.on_write: Callable[[int], None] | None = None
 
-    @classmethod
-    def holding(cls, data: bytes, manifest: Manifest, chunks: range | None = None) -> MemStore:
-        """A store with ``manifest`` and the given chunks of ``data`` (all by default)."""
-        store = cls()
-        store.add_manifest(manifest)
-        cs = manifest.chunk_size
-        for i in chunks if chunks is not None else range(manifest.chunk_count):
-            store._chunks[(manifest.blob_id, i)] = data[i * cs : (i + 1) * cs]
-        return store
-
-    def has_manifest(self, blob_id: bytes) -> bool:
-        return blob_id in self._manifests
-
-    def manifest(self, blob_id: bytes) -> Manifest:
-        try:
-            return self._manifests[blob_id]
-        except KeyError:
-            raise BlobNotFound(f"no blob {blob_id.hex()}") from None
-
-    def present_chunks(self, blob_id: bytes) -> int:
-        self.manifest(blob_id)
-        with self._lock:
-            return sum(1 for b, _ in self._chunks if b == blob_id)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def read_chunk(self, blob_id: bytes, index: int) -> bytes:
-        self.manifest(blob_id)
         with self._lock:
             self.reads[index] += 1
-            try:
-                return self._chunks[(blob_id, index)]
-            except KeyError:
-                raise ChunkMissing(f"chunk {index} not here") from None
-
-    def add_manifest(self, manifest: Manifest) -> None:
-        self._manifests.setdefault(manifest.blob_id, manifest)
-
-    def missing_chunks(self, blob_id: bytes) -> list[int]:
-        m = self.manifest(blob_id)
-        with self._lock:
-            return [i for i in range(m.chunk_count) if (blob_id, i) not in self._chunks]
+        return self.inner.read_chunk(blob_id, index)
 
     def write_chunk(self, blob_id: bytes, index: int, data: bytes) -> None:
-        m = self.manifest(blob_id)
-        if not 0 <= index < m.chunk_count or chunk_hash(data) != m.chunk_hashes[index]:
-            raise BadChunk(f"chunk {index} does not match")
+        self.inner.write_chunk(blob_id, index, data)
         with self._lock:
             self.writes[index] += 1
-            self._chunks[(blob_id, index)] = bytes(data)
         if self.on_write is not None:
             self.on_write(index)
 
-    def assemble(self, blob_id: bytes) -> bytes:
-        m = self.manifest(blob_id)
-        return b"".join(self._chunks[(blob_id, i)] for i in range(m.chunk_count))
+
+class Stores:
+    """Real BlobStores under one tmp dir, closed together."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._open: list[BlobStore] = []
+
+    def new(self) -> Counting:
+        store = BlobStore.open(
+            self.root / f"s{len(self._open)}", quota_bytes=1 << 30, durable=False
+        )
+        self._open.append(store)
+        return Counting(store)
+
+    def holding(
+        self, data: bytes, manifest: Manifest, chunks: Iterable[int] | None = None
+    ) -> Counting:
+        """A store with ``manifest`` and the given chunks of ``data`` (all by default)."""
+        store = self.new()
+        store.add_manifest(manifest)
+        cs = manifest.chunk_size
+        for i in chunks if chunks is not None else range(manifest.chunk_count):
+            store.inner.write_chunk(manifest.blob_id, i, data[i * cs : (i + 1) * cs])
+        return store
+
+    def close(self) -> None:
+        for store in self._open:
+            store.close()
+
+
+def assemble(source: ChunkSource, blob_id: bytes) -> bytes:
+    m = source.manifest(blob_id)
+    return b"".join(source.read_chunk(blob_id, i) for i in range(m.chunk_count))
 
 
 class CorruptingSource:
     """A provider that serves chunks with one byte flipped (all, or those in ``bad``)."""
 
-    def __init__(self, inner: MemStore, bad: set[int] | None = None) -> None:
+    def __init__(self, inner: Counting, bad: set[int] | None = None) -> None:
         self.inner = inner
         self.bad = bad
 
@@ -125,7 +123,7 @@ class CorruptingSource:
 class WrongManifestSource:
     """A provider that answers MANIFEST with the manifest of another blob."""
 
-    def __init__(self, inner: MemStore, other: Manifest) -> None:
+    def __init__(self, inner: Counting, other: Manifest) -> None:
         self.inner = inner
         self.other = other
 
@@ -140,7 +138,7 @@ class WrongManifestSource:
 class StallingSource:
     """Serves ``serve`` chunks, then blocks every read until released (a stalled disk)."""
 
-    def __init__(self, inner: MemStore, serve: int) -> None:
+    def __init__(self, inner: Counting, serve: int) -> None:
         self.inner = inner
         self.left = serve
         self.release = threading.Event()
@@ -158,7 +156,7 @@ class StallingSource:
 class SlowSource:
     """Sleeps ``delay`` seconds per chunk read (in the server's worker thread)."""
 
-    def __init__(self, inner: MemStore, delay: float) -> None:
+    def __init__(self, inner: Counting, delay: float) -> None:
         self.inner = inner
         self.delay = delay
 
@@ -170,10 +168,10 @@ class SlowSource:
         return self.inner.read_chunk(blob_id, index)
 
 
-def _check_protocols() -> None:
-    """The fake must satisfy the protocols the real store satisfies (checked by type checkers)."""
-    _sink: ChunkSink = MemStore()
-    _source: ChunkSource = MemStore()
+def _check_protocols(store: BlobStore) -> None:
+    """BlobStore satisfies the protocols the transfer code needs (checked by type checkers)."""
+    _sink: ChunkSink = store
+    _source: ChunkSource = store
 
 
 def config(name: str, **kw: Any) -> NetConfig:
