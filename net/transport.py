@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import multiaddr
 import trio
@@ -35,6 +35,7 @@ from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
 from .peers import PeerBook
 from .ratelimit import TokenBucket
 from .reqresp import Handler, ReqResp, check_protocol, parse_peer_id
+from .streams import FrameStream, StreamHandler, Streams
 from .types import NetStats, PeerInfo
 
 
@@ -49,10 +50,13 @@ def _peer_seqno_id(msg: PubsubMessage) -> bytes:
 class Transport:
     """A running libp2p node, as the daemon sees it. Build with :func:`open_transport`."""
 
-    def __init__(self, host: IHost, gossip: Gossip, reqresp: ReqResp, peers: PeerBook) -> None:
+    def __init__(
+        self, host: IHost, gossip: Gossip, reqresp: ReqResp, streams: Streams, peers: PeerBook
+    ) -> None:
         self._host = host
         self._gossip = gossip
         self._reqresp = reqresp
+        self._streams = streams
         self._peers = peers
         self.peer_id: str = host.get_id().to_base58()
         """Our base58 peer id (``12D3KooW...``), equal to ``peer_id_from_seed(seed)``."""
@@ -124,8 +128,10 @@ class Transport:
         and each is cancelled after ``handler_timeout_s``.
 
         Raises:
-            NetUsageError: bad protocol id or handler.
+            NetUsageError: bad protocol id or handler, or ``protocol`` has a stream handler.
         """
+        if self._streams.has_handler(protocol):
+            raise NetUsageError(f"{protocol} already has a stream handler")
         self._reqresp.set_handler(protocol, handler)
 
     async def request(
@@ -187,6 +193,64 @@ class Transport:
             for peer in dict.fromkeys(peers):
                 nursery.start_soon(one, peer)
         return failed
+
+    # ------------------------------------------------------------ bulk streams
+
+    def set_stream_handler(
+        self,
+        protocol: str,
+        handler: StreamHandler,
+        *,
+        max_frame_bytes: int | None = None,
+        max_streams: int = 16,
+        max_streams_per_peer: int = 4,
+    ) -> None:
+        """Serve bulk streams on ``protocol`` (e.g. ``/oml/blob/1``).
+
+        ``await handler(peer_id, stream)`` gets a :class:`FrameStream` and
+        may send and receive as many frames as its protocol needs. When it
+        returns, our side is closed; raising :class:`HandlerError` ends the
+        stream with that typed error for the peer. At most ``max_streams``
+        handlers run per protocol, ``max_streams_per_peer`` per peer; over
+        either, a stream is answered ``ERR_BUSY`` at once. Received frames
+        are capped at ``max_frame_bytes`` (default ``max_msg_bytes``).
+        Replaces an earlier stream handler for ``protocol``.
+
+        Raises:
+            NetUsageError: bad arguments, or ``protocol`` has a request handler.
+        """
+        self._streams.set_handler(
+            protocol,
+            handler,
+            max_frame_bytes=max_frame_bytes,
+            max_streams=max_streams,
+            max_streams_per_peer=max_streams_per_peer,
+        )
+
+    def open_stream(
+        self,
+        peer: str,
+        protocol: str,
+        *,
+        max_frame_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[FrameStream]:
+        """``async with transport.open_stream(peer, protocol) as stream:`` a bulk stream.
+
+        ``timeout`` (default ``stream_timeout_s``) bounds the open (dial
+        included) and is the default deadline of each ``send``/``receive``;
+        ``max_frame_bytes`` (default ``max_msg_bytes``) caps frames both
+        ways. Leaving the block closes the stream if the peer had ended its
+        side (we saw its EOF or ERROR frame) and resets it otherwise, so a
+        peer still sending stops at once.
+
+        Raises (on entry):
+            NetUsageError: bad peer id, protocol, cap or timeout.
+            PeerUnreachable: no connection or stream could be opened.
+            RequestTimeout: not opened within ``timeout``.
+            RemoteError: ``ERR_UNSUPPORTED`` (the peer does not serve ``protocol``).
+        """
+        return self._streams.open(peer, protocol, max_frame_bytes=max_frame_bytes, timeout=timeout)
 
     # ------------------------------------------------------------------- peers
 
@@ -326,8 +390,11 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
             handler_timeout=config.handler_timeout_s,
             max_inbound=config.max_inbound_requests,
         )
+        streams = Streams(
+            host, reqresp, timeout=config.stream_timeout_s, max_frame_bytes=config.max_msg_bytes
+        )
         nursery.start_soon(peers.redial_loop)
         try:
-            yield Transport(host, gossip, reqresp, peers)
+            yield Transport(host, gossip, reqresp, streams, peers)
         finally:
             nursery.cancel_scope.cancel()

@@ -46,7 +46,7 @@ class TopicStats:
 
 @dataclass(slots=True)
 class ProtocolStats:
-    """Per-protocol request/response and direct-message counters."""
+    """Per-protocol request/response, direct-message and bulk-stream counters."""
 
     requests_out: int = 0
     requests_in: int = 0
@@ -58,6 +58,14 @@ class ProtocolStats:
     """Inbound exchanges answered with an error or aborted (busy, timeout, handler failure)."""
     violations: int = 0
     """Inbound streams reset because the peer broke the framing."""
+    streams_out: int = 0
+    """Bulk streams we opened (:meth:`net.Transport.open_stream`)."""
+    streams_in: int = 0
+    """Bulk streams peers opened to us (busy ones included)."""
+    stream_bytes_out: int = 0
+    """Payload bytes sent in DATA frames on bulk streams."""
+    stream_bytes_in: int = 0
+    """Payload bytes received in DATA frames on bulk streams."""
 
 
 @dataclass(frozen=True, slots=True)
