@@ -162,7 +162,7 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  "persistent_peers": peers},
             rpc={"laddr": f"127.0.0.1:{spec.rpc_port}"},
             metrics={"laddr": f"127.0.0.1:{spec.metrics_port}"},
-            roles={"validator": spec.validator},
+            roles={"validator": spec.validator, "storage": {"enabled": True}},
             **({"consensus": consensus} if consensus else {}),
         )
         try:

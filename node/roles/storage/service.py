@@ -250,15 +250,7 @@ class StorageService:
                                "providers_seen": self._providers_seen.get(blob_id, []),
                                "fetch": _progress_json(fetch) if fetch else None}
         if self.store.has_manifest(blob_id):
-            m = self.store.manifest(blob_id)
-            present = self.store.present_chunks(blob_id)
-            out.update(known=True, size=m.size, chunk_size=m.chunk_size,
-                       chunks=len(m.chunk_hashes), chunks_present=present,
-                       bytes_present=sum(m.chunk_len(i) for i in range(len(m.chunk_hashes)))
-                       if present == len(m.chunk_hashes) else present * m.chunk_size,
-                       complete=self.store.is_complete(blob_id),
-                       pinned=self.store.is_pinned(blob_id), encrypted=m.encrypted,
-                       kind="dir" if m.kind == 1 else "file")
+            out.update(_info_json(self.store.info(blob_id)), known=True)
         return out
 
     def rpc_methods(self) -> Sequence[Method]:

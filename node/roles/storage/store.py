@@ -107,6 +107,12 @@ class BlobInfo:
         return self.present == self.chunks
 
 
+def _info(blob_id: bytes, r: _Record) -> BlobInfo:
+    return BlobInfo(blob_id=blob_id, size=r.size, kind=r.kind, encrypted=r.encrypted,
+                    chunks=r.chunks, present=r.present, present_bytes=r.present_bytes,
+                    pinned=r.pinned)
+
+
 @dataclass(slots=True)
 class _Record:
     """The ``blobs`` table's summary of one blob."""
@@ -709,9 +715,12 @@ class BlobStore:
         """Every blob here, complete or not, in blob id order."""
         with self._read() as txn, txn.cursor(db=self._dbs[b"blobs"]) as cur:
             rows = [(bytes(k), _Record.decode(v)) for k, v in cur]
-        return [BlobInfo(blob_id=k, size=r.size, kind=r.kind, encrypted=r.encrypted,
-                         chunks=r.chunks, present=r.present, present_bytes=r.present_bytes,
-                         pinned=r.pinned) for k, r in rows]
+        return [_info(k, r) for k, r in rows]
+
+    def info(self, blob_id: bytes) -> BlobInfo:
+        """One blob's summary (BlobNotFound if unknown)."""
+        with self._read() as txn:
+            return _info(blob_id, self._need_record(txn, blob_id))
 
     def used_bytes(self) -> int:
         """Bytes of chunk data held (what the quota limits)."""
