@@ -23,6 +23,7 @@ from .schema import (
     HASH,
     MODEL_ID,
     OPT_BLOB_ID,
+    OPT_PUBKEY,
     U64,
     Bytes,
     ListOf,
@@ -101,9 +102,15 @@ class Record(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account(Record):
-    SPECS: ClassVar[dict[str, Spec]] = {"balance": U64, "nonce": U64}
+    """A balance and the next nonce. ``pub_key`` is the Ed25519 key whose
+    address this is, recorded when the account first has a transaction
+    applied (empty until then: genesis and transfers know only the
+    address), so anyone can encrypt to an account named by its address."""
+
+    SPECS: ClassVar[dict[str, Spec]] = {"balance": U64, "nonce": U64, "pub_key": OPT_PUBKEY}
     balance: int = 0
     nonce: int = 0
+    pub_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,10 @@
 """Property tests: random blocks of valid and invalid transactions of every kind.
 
 After every block, on two independent LMDB stores fed the same blocks:
-the supply invariant holds, no balance is negative, every host's open-claim
-counter matches its open claims, and both stores have the same app hash and
+the supply invariant holds, no balance is negative, every account that
+has sent a transaction (nonce > 0) holds the public key its address derives
+from (and no other account holds one), every host's open-claim counter
+matches its open claims, and both stores have the same app hash and
 state. Once the windows have passed every claim is decided, and a reopened
 store has the same state and app hash.
 """
@@ -28,6 +30,7 @@ from ledger_helpers import (
     make_genesis,
 )
 
+from consensus.crypto import address_of
 from node.ledger import (
     Account,
     BeginWithdrawalBody,
@@ -204,7 +207,13 @@ def check_invariants(ledger: Ledger) -> None:
     supply = ledger.supply_breakdown()
     assert supply.balanced, supply
     state = ledger.export_state()
-    assert all(Account.decode(v).balance >= 0 for v in state[ACCOUNTS.decode()].values())
+    for address, raw in state[ACCOUNTS.decode()].items():
+        acct = Account.decode(raw)
+        assert acct.balance >= 0
+        if acct.nonce > 0:
+            assert address_of(acct.pub_key) == address, address.hex()
+        else:
+            assert acct.pub_key == b"", address.hex()
     open_by_host: dict[tuple[bytes, bytes], int] = {}
     for raw in state[CLAIMS.decode()].values():
         c = Claim.decode(raw)
