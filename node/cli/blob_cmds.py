@@ -45,17 +45,33 @@ def _blob_id(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
     return raw
 
 
-def _recipient(value: str) -> bytes:
-    """An Ed25519 public key (64 hex characters) to seal a blob's key to."""
+def _recipient(home_dir: Path, rpc: str | None, value: str) -> bytes:
+    """The Ed25519 public key to seal a blob's key to, from a key or an account address.
+
+    An address (40 hex characters) is looked up on chain: the ledger records
+    an account's public key with its first transaction, so an account that
+    never sent one must be named by its public key (``keys show`` prints it).
+    """
     try:
         raw = bytes.fromhex(value.lower().removeprefix("0x"))
     except ValueError:
         raise click.BadParameter(f"--to {value!r}: not hex") from None
-    if len(raw) != 32:
+    if len(raw) == 32:
+        return raw
+    if len(raw) != 20:
         raise click.BadParameter(
-            f"--to {value!r}: expected an account's Ed25519 public key (64 hex characters; "
-            f"`oml-node keys show` prints it as pub_key), got {len(raw)} bytes")
-    return raw
+            f"--to {value!r}: expected an account address (40 hex characters) or an Ed25519 "
+            f"public key (64 hex characters), got {len(raw)} bytes")
+    try:
+        account = _call(home_dir, rpc, "account", {"address": raw.hex()})
+    except click.ClickException:
+        account = {}
+    pub = bytes.fromhex(str(account.get("pub_key") or ""))
+    if len(pub) != 32:
+        raise click.ClickException(
+            f"--to {value}: the chain knows no public key for this account (it has sent no "
+            f"transaction yet); give its pub_key from `oml-node keys show` instead")
+    return pub
 
 
 HOME_OPTION = click.option("--home", "home_dir", required=True,
@@ -126,17 +142,19 @@ def blob_group() -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @HOME_OPTION
 @click.option("--to", "recipients", multiple=True,
-              help="encrypt to this account's Ed25519 public key (hex); repeat for several")
+              help="encrypt to this account (address, looked up on chain, or Ed25519 public "
+                   "key; hex); repeat for several")
+@click.option("--rpc", default=None, help="node JSON-RPC URL for address look-ups")
 @click.option("--no-pin", is_flag=True, help="store without pinning (collectable)")
 @JSON_OPTION
-def put_cmd(path: Path, home_dir: Path, recipients: tuple[str, ...], no_pin: bool,
-            as_json: bool) -> None:
+def put_cmd(path: Path, home_dir: Path, recipients: tuple[str, ...], rpc: str | None,
+            no_pin: bool, as_json: bool) -> None:
     """Store PATH (a file, or a directory as one deterministic archive); print the blob id.
 
     With --to, the blob is encrypted before it is chunked, with a random key
     sealed to each recipient: storage peers then hold and serve ciphertext only.
     """
-    keys = [_recipient(r) for r in recipients]
+    keys = [_recipient(home_dir, rpc, r) for r in recipients]
     size = _input_size(path)
     with _open_store(home_dir) as store, _bar(size, "put") as bar:
         manifest = store.put_file(path, recipients=keys, pin=not no_pin, progress=bar.update)

@@ -250,7 +250,7 @@ class StorageService:
                                "providers_seen": self._providers_seen.get(blob_id, []),
                                "fetch": _progress_json(fetch) if fetch else None}
         if self.store.has_manifest(blob_id):
-            out.update(_info_json(self.store.info(blob_id)), known=True)
+            out.update(self.store.info(blob_id).to_json(), known=True)
         return out
 
     def rpc_methods(self) -> Sequence[Method]:
@@ -267,7 +267,7 @@ class StorageService:
             return self.status(blob_id)
 
         async def blob_list(_ctx: Context) -> Any:
-            return {"blobs": [_info_json(i) for i in self.store.list()],
+            return {"blobs": [i.to_json() for i in self.store.list()],
                     "used_bytes": self.store.used_bytes(),
                     "quota_bytes": self._config.quota_mb << 20,
                     "referenced": [b.hex() for b in self.referenced()],
@@ -308,14 +308,6 @@ def _progress_json(fetch: _Fetch) -> dict[str, Any]:
             "chunks_resumed": p.resumed_chunks, "bytes_fetched": p.bytes_fetched,
             "providers": dict(p.providers), "chunks_from": dict(p.chunks_from),
             "penalised": dict(p.penalised), "error": p.error, "pin": fetch.pin}
-
-
-def _info_json(info: Any) -> dict[str, Any]:
-    return {"blob_id": info.blob_id.hex(), "size": info.size,
-            "kind": "dir" if info.kind == 1 else "file", "encrypted": info.encrypted,
-            "chunks": info.chunks, "chunks_present": info.present,
-            "bytes_present": info.present_bytes, "pinned": info.pinned,
-            "complete": info.complete}
 
 
 __all__ = ["StorageService"]

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import lmdb
 
@@ -105,6 +105,14 @@ class BlobInfo:
     @property
     def complete(self) -> bool:
         return self.present == self.chunks
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape RPC ``blob_status``/``blob_list`` and ``blob ls --json`` show."""
+        return {"blob_id": self.blob_id.hex(), "size": self.size,
+                "kind": "dir" if self.kind == KIND_DIR else "file",
+                "encrypted": self.encrypted, "chunks": self.chunks,
+                "chunks_present": self.present, "bytes_present": self.present_bytes,
+                "pinned": self.pinned, "complete": self.complete}
 
 
 def _info(blob_id: bytes, r: _Record) -> BlobInfo:
