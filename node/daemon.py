@@ -222,7 +222,7 @@ class Daemon:
     async def _update_gauges(self, metrics: Any, mempool: Mempool, transport: Any) -> None:
         while True:
             metrics.observe_mempool(len(mempool), mempool.size_bytes)
-            metrics.observe_peers(len(transport.connected_peers()))
+            metrics.observe_net(transport.stats())
             metrics.observe_catching_up(self._catching_up())
             await trio.sleep(1.0)
 
