@@ -121,7 +121,8 @@ class Daemon:
                            persistent_peers=tuple(p2p.persistent_peers),
                            redial_interval_s=p2p.redial_interval_ms / 1000,
                            stream_timeout_s=p2p.stream_timeout_ms / 1000,
-                           max_msg_bytes=p2p.max_msg_bytes)
+                           max_msg_bytes=p2p.max_msg_bytes,
+                           msg_id="peer_seqno" if p2p.msg_id == "peer_seqno" else "content")
         self.check = CachedCheck(chain.ledger)
         mempool = Mempool(self.config.mempool, self.check)
         async with open_transport(netcfg) as transport:
