@@ -123,7 +123,8 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
            "--omlizer", oml_addr))
     # the id is the UTF-8 bytes of the text, exactly what the OML package puts in leaves
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
-    assert model["model_id"] == mid.encode().hex() and model["omlizers"] == [oml_addr]
+    assert model["model_id"] == mid and model["model_id_hex"] == mid.encode().hex()
+    assert model["omlizers"] == [oml_addr]
     ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--price-per-query", "4"))
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
     assert model["price_per_query"] == 4 and model["omlizers"] == [oml_addr]  # others kept
