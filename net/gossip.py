@@ -5,7 +5,9 @@ into a bounded trio channel of our own the moment they arrive, so libp2p
 never drops for lack of a reader; if *our* channel is full (the consumer is
 behind) the message is dropped and counted in ``dropped_full``. Validators
 run inside gossipsub, before a message is marked seen or forwarded, so a
-rejected message is neither delivered nor relayed.
+rejected message is neither delivered nor relayed; every rejection is
+counted on its topic by reason (invalid, error, timeout, oversize) and
+logged at debug level.
 """
 
 from __future__ import annotations

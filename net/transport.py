@@ -2,10 +2,10 @@
 
 ``open_transport`` builds the host with the settings LIBP2P.md measured
 (deterministic Ed25519 identity from the seed, Noise + yamux over TCP, one
-connection per peer, GossipSub v1.1 with degree 6/4/12, 1 s heartbeat, spam,
-eclipse protection and adaptive gossip off, strict signing; see
-``net/router.py``) and runs host, pubsub and
-gossipsub as services for the lifetime of the ``async with`` block. The
+connection per peer, GossipSub v1.1 with degree 6/4/12, 1 s heartbeat, spam
+and eclipse protection and adaptive gossip off, strict signing; our
+subclasses in ``net/router.py``) and runs host, pubsub and gossipsub as
+services for the lifetime of the ``async with`` block. The
 :class:`Transport` it yields speaks only in peer-id strings and bytes, so
 callers never see a libp2p type.
 """

@@ -311,3 +311,54 @@ async def test_oversize_messages_do_not_tear_down_the_session() -> None:
         await b.publish(TOPIC, b"from b")
         with trio.fail_after(5):
             assert await ra.receive() == (b.peer_id, b"from b")
+
+
+class _ChunkyStream:
+    """In-memory stand-in for a libp2p stream that returns at most 3 bytes per read."""
+
+    class _Conn:
+        peer_id = "peer-x"
+
+    muxed_conn = _Conn()
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytearray(data)
+
+    async def read(self, n: int | None = None) -> bytes:
+        take = min(3, len(self._data) if n is None else n)
+        out = bytes(self._data[:take])
+        del self._data[:take]
+        return out
+
+
+def _frame(body: bytes) -> bytes:
+    from libp2p.utils.varint import encode_uvarint
+
+    return bytes(encode_uvarint(len(body))) + body
+
+
+async def test_frame_filter_skips_frames_over_the_cap_and_keeps_framing() -> None:
+    """Frames over the cap are read to their end and skipped; the ones around them
+    reach the library's reader intact (multi-byte length prefixes, partial reads)."""
+    from libp2p.io.exceptions import IncompleteReadError
+    from libp2p.utils.varint import read_varint_prefixed_bytes_limited
+
+    from net.router import _FrameFilter
+
+    cap = 200
+    small, exact, big = b"a" * 5, b"b" * cap, b"c" * 1000
+    dropped: list[tuple[object, int]] = []
+    stream = _ChunkyStream(_frame(small) + _frame(big) + _frame(exact) + _frame(big))
+    view = _FrameFilter(stream, cap, lambda peer, size: dropped.append((peer, size)))
+    assert view.muxed_conn.peer_id == "peer-x"  # other attributes are the stream's
+    assert await read_varint_prefixed_bytes_limited(view, cap) == small
+    assert await read_varint_prefixed_bytes_limited(view, cap) == exact
+    with pytest.raises(IncompleteReadError):  # EOF after the last (skipped) frame
+        await read_varint_prefixed_bytes_limited(view, cap)
+    assert dropped == [("peer-x", 1000), ("peer-x", 1000)]
+
+    # EOF in the middle of a frame that is being skipped: plain EOF, nothing counted
+    cut = _ChunkyStream(_frame(big)[:500])
+    view = _FrameFilter(cut, cap, lambda peer, size: dropped.append((peer, size)))
+    assert await view.read(1) == b""
+    assert len(dropped) == 2
