@@ -3,8 +3,9 @@
 ``open_transport`` builds the host with the settings LIBP2P.md measured
 (deterministic Ed25519 identity from the seed, Noise + yamux over TCP, one
 connection per peer, GossipSub v1.1 with degree 6/4/12, 1 s heartbeat, spam
-and eclipse protection off, strict signing) and runs host, pubsub and
-gossipsub as services for the lifetime of the ``async with`` block. The
+and eclipse protection and adaptive gossip off, strict signing; our
+subclasses in ``net/router.py``) and runs host, pubsub and gossipsub as
+services for the lifetime of the ``async with`` block. The
 :class:`Transport` it yields speaks only in peer-id strings and bytes, so
 callers never see a libp2p type.
 """
@@ -19,11 +20,8 @@ import multiaddr
 import trio
 
 from ._lib import (
-    PROTOCOL_ID_V11,
     ConnectionConfig,
-    GossipSub,
     IHost,
-    Pubsub,
     PubsubMessage,
     background_trio_service,
     create_identity_from_seed,
@@ -31,19 +29,36 @@ from ._lib import (
 )
 from .config import NetConfig, parse_peer_addr
 from .errors import ListenFailed, MessageTooLarge, NetError, NetUsageError, PeerUnreachable
-from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
+from .gossip import Gossip, Validator, check_topic, inbound_rpc_cap
 from .peers import PeerBook
 from .ratelimit import TokenBucket
 from .reqresp import Handler, ReqResp, check_protocol, parse_peer_id
+from .router import TolerantPubsub, make_router
 from .streams import FrameStream, StreamHandler, Streams
 from .types import NetStats, PeerInfo
 
 
 def _content_id(msg: PubsubMessage) -> bytes:
-    return hashlib.sha256(msg.data).digest()
+    """SHA-256 over the topics and the data, unambiguously framed.
+
+    The topic is part of the id because py-libp2p keys its seen-cache and
+    its cache of validator verdicts by id: bytes rejected on one topic must
+    not count as already seen (or already rejected) on another.
+    """
+    h = hashlib.sha256(len(msg.topicIDs).to_bytes(4, "big"))
+    for topic in msg.topicIDs:
+        raw = topic.encode()
+        h.update(len(raw).to_bytes(4, "big") + raw)
+    h.update(msg.data)
+    return h.digest()
 
 
 def _peer_seqno_id(msg: PubsubMessage) -> bytes:
+    """The libp2p standard id (go, js and py-libp2p): origin peer id + seqno.
+
+    Needs no topic: the origin gives every publish a fresh seqno and signs
+    the topic with it, so one id never names two topics.
+    """
     return bytes(msg.from_id) + bytes(msg.seqno)
 
 
@@ -292,6 +307,8 @@ class Transport:
             peers=len(self.connected_peers()),
             topics=self._gossip.stats(),
             protocols=self._reqresp.stats(),
+            gossip_heartbeats=self._gossip.heartbeats,
+            gossip_oversize_rpcs=self._gossip.oversize_rpcs,
         )
 
 
@@ -342,22 +359,19 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
         connection_config=ConnectionConfig(max_connections_per_peer=1),
         listen_addrs=[listen],
     )
-    gossipsub = GossipSub(
-        protocols=[PROTOCOL_ID_V11],
+    gossipsub = make_router(
         degree=config.gossip_degree,
         degree_low=config.gossip_degree_low,
         degree_high=config.gossip_degree_high,
         heartbeat_interval=config.heartbeat_interval_s,
-        spam_protection_enabled=False,
-        eclipse_protection_enabled=False,
     )
-    pubsub = Pubsub(
+    pubsub = TolerantPubsub(
         host,
         gossipsub,
         strict_signing=True,
         seen_ttl=config.seen_ttl_s,
         msg_id_constructor=_content_id if config.msg_id == "content" else _peer_seqno_id,
-        max_inbound_rpc_size=GOSSIP_WIRE_CAP + 16 * 1024,
+        max_inbound_rpc_size=inbound_rpc_cap(config.max_msg_bytes),
     )
     # Before the host runs, so its notifee sees the very first connection.
     peers = PeerBook(

@@ -10,12 +10,15 @@ them: a typo must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import multiaddr
 import tomli_w
 
 
@@ -56,6 +59,11 @@ class P2PSection:
     redial_interval_ms: int = _f(2000, "how often to redial a disconnected persistent peer")
     stream_timeout_ms: int = _f(10000, "deadline for every stream read or write")
     max_msg_bytes: int = _f(4 * 1024 * 1024, "largest gossip or request/response message accepted")
+    msg_id: str = _f(
+        "content",
+        "gossip message id: content (SHA-256 of topic and data) or peer_seqno (the libp2p "
+        "standard; every node must use it when go or js libp2p nodes join)",
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,8 @@ class Config:
 
 
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
-            ("log", "format"): {"plain", "json"}}
+            ("log", "format"): {"plain", "json"},
+            ("p2p", "msg_id"): {"content", "peer_seqno"}}
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.storage", "range_chunks"): (1, 64)}
@@ -241,7 +250,72 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             raise ConfigError(f"unknown config section [{name}]")
         cls = type(known[name].default_factory())  # type: ignore[misc]
         sections[name] = _from_table(cls, body, name)
-    return Config(**sections)
+    config = Config(**sections)
+    check_addresses(config)
+    return config
+
+
+def check_addresses(config: Config) -> None:
+    """Check every listen and peer address, so a typo fails at load, naming the key.
+
+    Without this a bad multiaddr surfaced as a 60-line libp2p traceback, and
+    a bad ``rpc.laddr`` only once libp2p was already up, naming nothing.
+
+    Raises:
+        ConfigError: ``[section] key: what is wrong`` on one line.
+    """
+    problem = _tcp_multiaddr_problem(config.p2p.listen_addr, need_peer=False)
+    if problem:
+        raise ConfigError(f"[p2p] listen_addr: {problem}")
+    for i, addr in enumerate(config.p2p.persistent_peers):
+        problem = _tcp_multiaddr_problem(addr, need_peer=True)
+        if problem:
+            raise ConfigError(f"[p2p] persistent_peers[{i}]: {problem}")
+    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr)):
+        problem = _host_port_problem(laddr)
+        if problem:
+            raise ConfigError(f"[{section}] laddr: {problem}")
+
+
+def _tcp_multiaddr_problem(addr: str, *, need_peer: bool) -> str | None:
+    """What is wrong with ``addr`` as ``/ip4|ip6|dns*/HOST/tcp/PORT[/p2p/ID]``, or None."""
+    shape = "/ip4/HOST/tcp/PORT/p2p/PEER_ID" if need_peer else "/ip4/HOST/tcp/PORT"
+    try:
+        ma = multiaddr.Multiaddr(addr)
+        names = [p.name for p in ma.protocols()]
+    except Exception as exc:  # the multiaddr package raises several unrelated types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"not a multiaddr: {addr!r} ({reason})"
+    if len(names) < 2 or names[0] not in ("ip4", "ip6", "dns", "dns4", "dns6") \
+            or names[1] != "tcp":
+        return f"expected {shape}, got {addr!r}"
+    if need_peer and (names[-1] != "p2p" or names.count("p2p") != 1):
+        return f"must end in /p2p/PEER_ID: {addr!r}"
+    if not need_peer and len(names) != 2:
+        return f"expected {shape} and nothing after it, got {addr!r}"
+    return None
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _host_port_problem(laddr: str) -> str | None:
+    """What is wrong with ``laddr`` as ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or None."""
+    host, sep, port = laddr.rpartition(":")
+    if not sep or not host:
+        return f"expected HOST:PORT, got {laddr!r}"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"port must be a number from 0 to 65535, got {laddr!r}"
+    if host.startswith("["):
+        try:
+            ok = host.endswith("]") and ipaddress.ip_address(host[1:-1]).version == 6
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"expected [IPv6]:PORT, got {laddr!r}"
+    elif not _HOSTNAME.match(host):
+        return f"host must be an IPv4 address or a host name (IPv6 in brackets), got {laddr!r}"
+    return None
 
 
 def load_config(path: Path) -> Config:
@@ -302,5 +376,5 @@ def _replace(value: Any, changes: dict[str, Any]) -> Any:
     return dataclasses.replace(value, **updated)
 
 
-__all__ = ["Config", "ConfigError", "config_from_dict", "load_config", "render_config",
-           "with_changes"]
+__all__ = ["Config", "ConfigError", "check_addresses", "config_from_dict", "load_config",
+           "render_config", "with_changes"]

@@ -121,7 +121,8 @@ class Daemon:
                            persistent_peers=tuple(p2p.persistent_peers),
                            redial_interval_s=p2p.redial_interval_ms / 1000,
                            stream_timeout_s=p2p.stream_timeout_ms / 1000,
-                           max_msg_bytes=p2p.max_msg_bytes)
+                           max_msg_bytes=p2p.max_msg_bytes,
+                           msg_id="peer_seqno" if p2p.msg_id == "peer_seqno" else "content")
         self.check = CachedCheck(chain.ledger)
         mempool = Mempool(self.config.mempool, self.check)
         async with open_transport(netcfg) as transport:
@@ -233,7 +234,7 @@ class Daemon:
     async def _update_gauges(self, metrics: Any, mempool: Mempool, transport: Any) -> None:
         while True:
             metrics.observe_mempool(len(mempool), mempool.size_bytes)
-            metrics.observe_peers(len(transport.connected_peers()))
+            metrics.observe_net(transport.stats())
             metrics.observe_catching_up(self._catching_up())
             await trio.sleep(1.0)
 

@@ -219,7 +219,7 @@ def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Pat
     if fp_index is None:
         claim = node.call("claim", {"claim_id": claim_id})
         fp_index = int(claim["fp_index"])
-        if bytes.fromhex(claim["model_id"]) != secrets.model_id.encode("utf-8") \
+        if bytes.fromhex(claim["model_id_hex"]) != secrets.model_id.encode("utf-8") \
                 or bytes.fromhex(claim["host"]) != secrets.host:
             raise click.ClickException(
                 f"claim {claim_id} is about another model or host than {sidecar}")

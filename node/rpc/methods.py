@@ -187,12 +187,13 @@ async def _account(ctx: Context, address: bytes) -> JSON:
 
 
 async def _model(ctx: Context, model_id: bytes) -> JSON:
-    return _found(await _call(ctx.backend.model, model_id), f"model {model_id.hex()}")
+    return _found(await _call(ctx.backend.model, model_id),
+                  f"model {R.describe_model_id(model_id)}")
 
 
 async def _host(ctx: Context, model_id: bytes, host: bytes) -> JSON:
     return _found(await _call(ctx.backend.host, model_id, host),
-                  f"host {host.hex()} of model {model_id.hex()}")
+                  f"host {host.hex()} of model {R.describe_model_id(model_id)}")
 
 
 async def _claim(ctx: Context, claim_id: int) -> JSON:

@@ -125,7 +125,8 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
            "--omlizer", oml_addr))
     # the id is the UTF-8 bytes of the text, exactly what the OML package puts in leaves
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
-    assert model["model_id"] == mid.encode().hex() and model["omlizers"] == [oml_addr]
+    assert model["model_id"] == mid and model["model_id_hex"] == mid.encode().hex()
+    assert model["omlizers"] == [oml_addr]
     assert model["blob_id"] == ""  # not published through storage
     ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--blob-id", "b1" * 32))
     assert ok(cli("query", "model", mid, "--rpc", node.rpc_url))["blob_id"] == "b1" * 32
