@@ -290,6 +290,22 @@ class Transport:
             raise PeerUnreachable(peer, f"dial to {base} failed")
         return peer
 
+    async def add_peers(self, addrs: list[str], *, persistent: bool) -> dict[str, bool]:
+        """Dial ``/ip4/H/tcp/P/p2p/ID`` peers learnt at run time (e.g. RPC ``dial_peers``).
+
+        ``persistent`` adds them to the persistent peers that the redial loop
+        keeps connected, replacing the address we had for the same peer id
+        (a peer restarted on a new port is found where it is now). Waits at
+        most ``dial_timeout_s``.
+
+        Returns:
+            Peer id -> connected when this returns; our own id is left out.
+
+        Raises:
+            NetUsageError: a malformed address (nothing was dialled or added).
+        """
+        return await self._peers.add_peers(list(addrs), persistent=persistent)
+
     async def wait_for_topic_peers(self, topic: str, count: int, timeout: float) -> None:
         """Wait until at least ``count`` peers subscribe to ``topic`` (start-up, tests).
 

@@ -5,7 +5,7 @@ Lifecycle (one trio run per process)::
     load config, genesis, keys          (errors -> exit 1 before anything starts)
     open ledger + chain, recover        (re-execute blocks stored but not applied)
     open transport (libp2p)             (listen, redial persistent peers)
-    start RPC + metrics servers
+    start RPC + metrics servers         (then write data/listen.json: the bound addresses)
     start tx gossip, block-sync server
     validator:  run consensus (it asks for block sync when it sees later heights)
     full node:  follow the chain by block sync (poll peers' heights)
@@ -38,6 +38,7 @@ from .config import Config
 from .genesis import Genesis
 from .home import Home
 from .keys import AccountKey, NodeKey
+from .listenfile import ListenInfo, remove_listen_file, write_listen_file
 from .logs import route_library_logs, setup_logging
 from .mempool import Mempool, tx_hash
 from .rpc.backend import NewBlockEvent, TxResult, TxView
@@ -93,7 +94,7 @@ class Daemon:
 
         data_dir = self.home.data_dir(self.config)
         data_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(data_dir / "node.lock"), \
+        with _exclusive(data_dir / "node.lock"), _listen_file_cleared(data_dir), \
                 trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             ledger = Ledger.open(data_dir / "state", self.genesis)
             try:
@@ -154,7 +155,8 @@ class Daemon:
                           pub_key=self.account.public_key,
                           catching_up=self._catching_up,
                           peers=transport.connected_peers,
-                          listeners=lambda: transport.listen_addrs, metrics=None)
+                          listeners=lambda: transport.listen_addrs, metrics=None,
+                          add_peers=transport.add_peers)
         commit_listeners: list[Any] = []
         services = build_services(RoleContext(
             config=self.config, data_dir=self.home.data_dir(self.config),
@@ -178,10 +180,13 @@ class Daemon:
         chain.on_committed.append(on_committed)
 
         # servers first, so `health` answers while we catch up
-        await nursery.start(functools.partial(serve_rpc, backend, events, self.config.rpc,
-                                              observer=metrics.observe_rpc,
-                                              extra_methods=role_methods))
-        await nursery.start(serve_metrics, self.config.metrics, metrics)
+        rpc_urls = await nursery.start(functools.partial(
+            serve_rpc, backend, events, self.config.rpc, observer=metrics.observe_rpc,
+            extra_methods=role_methods))
+        metrics_urls = await nursery.start(serve_metrics, self.config.metrics, metrics)
+        write_listen_file(self.home.data_dir(self.config), ListenInfo(
+            pid=os.getpid(), peer_id=transport.peer_id, p2p=tuple(transport.listen_addrs),
+            rpc=tuple(rpc_urls), metrics=tuple(metrics_urls)))
         nursery.start_soon(self._update_gauges, metrics, mempool, transport)
 
         async def handle_sync(_peer: str, data: bytes) -> bytes:
@@ -276,6 +281,16 @@ def _exclusive(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _listen_file_cleared(data_dir: Path) -> Iterator[None]:
+    """No ``listen.json`` but ours: remove a stale one now, and ours when we stop."""
+    remove_listen_file(data_dir)
+    try:
+        yield
+    finally:
+        remove_listen_file(data_dir)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

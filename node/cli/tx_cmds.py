@@ -92,8 +92,8 @@ def tx_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                       type=click.Path(file_okay=False, exists=True, path_type=Path),
                       help="home whose account key signs")(fn)
     fn = click.option("--rpc", default=None, envvar="OML_RPC",
-                      help=f"node JSON-RPC URL (default: the home's [rpc] laddr, "
-                           f"else {DEFAULT_RPC})")(fn)
+                      help=f"node JSON-RPC URL (default: the home's running node, else "
+                           f"its [rpc] laddr, else {DEFAULT_RPC})")(fn)
     fn = click.option("--nonce", type=click.IntRange(0), default=None,
                       help="nonce to use (default: ask the node for the next one)")(fn)
     fn = click.option("--async", "async_", is_flag=True,
@@ -102,12 +102,18 @@ def tx_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _rpc_url(home: Home, rpc: str | None) -> str:
+    """``--rpc``, else the URL the home's running node reported in ``data/listen.json``
+    (the real port when ``[rpc] laddr`` asks for port 0), else ``[rpc] laddr``."""
+    from ..listenfile import read_listen_file
+
     if rpc:
         return rpc
     try:
-        return "http://" + home.config().rpc.laddr
+        config = home.config()
     except (HomeError, ConfigError):
         return DEFAULT_RPC
+    running = read_listen_file(home.data_dir(config))
+    return running.rpc[0] if running is not None else "http://" + config.rpc.laddr
 
 
 def account_nonce(client: RpcClient, address: bytes) -> int:

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from node.config import load_config
 from node.keys import AccountKey
 from node.rpc_client import RpcClient, wait_until
-from node.testnet import NodeSpec, Testnet, free_base_port, init_testnet
+from node.testnet import AUTO_PORTS, NodeSpec, Testnet, init_testnet
 
 from ._settings import FAST_CONSENSUS
 
@@ -25,12 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Testnet, NodeSpec]]:
     out = tmp_path_factory.mktemp("cli") / "net"
-    specs = init_testnet(out, validators=1, base_port=free_base_port(1), chain_id="oml-cli",
-                         consensus=FAST_CONSENSUS)
+    init_testnet(out, validators=1, base_port=AUTO_PORTS, chain_id="oml-cli",
+                 consensus=FAST_CONSENSUS)
     net = Testnet(out)
     try:
         net.start_all(timeout=90)
-        yield net, specs[0]
+        yield net, net.spec("node0")  # with the ports the node bound
     finally:
         net.stop_all()
 
@@ -85,9 +86,16 @@ def test_async_transfer_and_failures_set_the_exit_status(solo: tuple[Testnet, No
     assert res.returncode == 1 and "Error" in res.stderr
 
 
-def client_home(node_home: Path, dst: Path) -> tuple[str, str]:
-    """A home on the same chain and RPC as ``node_home`` but with a fresh account key."""
-    shutil.copytree(node_home / "config", dst / "config")
+def client_home(node: NodeSpec, dst: Path) -> tuple[str, str]:
+    """A home on the same chain and RPC as ``node`` but with a fresh account key.
+
+    The node bound port 0; the copy's ``[rpc] laddr`` names the port it got.
+    """
+    shutil.copytree(node.home / "config", dst / "config")
+    cfg = dst / "config" / "config.toml"
+    cfg.write_text(cfg.read_text().replace('laddr = "127.0.0.1:0"',
+                                           f'laddr = "127.0.0.1:{node.rpc_port}"', 1))
+    assert load_config(cfg).rpc.laddr == f"127.0.0.1:{node.rpc_port}"
     key = AccountKey.generate()
     key.save(dst / "config" / "priv_validator_key.json", overwrite=True)
     return str(dst), key.address.hex()
@@ -111,8 +119,8 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
 
     _net, node = solo
     owner = str(node.home)
-    omlizer, oml_addr = client_home(node.home, tmp_path / "omlizer")
-    host, host_addr = client_home(node.home, tmp_path / "host")
+    omlizer, oml_addr = client_home(node, tmp_path / "omlizer")
+    host, host_addr = client_home(node, tmp_path / "host")
     mid = "ab" * 32  # the `oml fingerprint` default: base weights hash as hex TEXT
     out = ok(cli("tx", "transfer", "--home", owner, "--to", oml_addr, "--amount", "5000",
                  "--async"))
