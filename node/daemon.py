@@ -144,6 +144,7 @@ class Daemon:
                             transport: Any) -> None:
         from .metrics import NodeMetrics, serve_metrics
         from .roles import RoleContext, build_services
+        from .roles.txsender import TxSender
         from .rpc import EventBus, build_methods, serve_rpc
 
         gossip = TxGossip(self.config.mempool, mempool, transport,
@@ -158,11 +159,14 @@ class Daemon:
                           listeners=lambda: transport.listen_addrs, metrics=None,
                           add_peers=transport.add_peers)
         commit_listeners: list[Any] = []
+        txs = TxSender(signer=self.signer, address=self.account.address,
+                       chain_id=self.genesis.chain_id, backend=backend, index=chain,
+                       mempool_txs=lambda: iter(mempool))
         services = build_services(RoleContext(
             config=self.config, data_dir=self.home.data_dir(self.config),
             account_seed=self.account.key.seed, account_pub=self.account.public_key,
             chain=chain, transport=transport, backend=backend,
-            on_committed=commit_listeners.append))
+            on_committed=commit_listeners.append, txs=txs))
         role_methods = [m for service in services for m in service.rpc_methods()]
         metrics = NodeMetrics(method_names=tuple(build_methods(role_methods)))
         backend.metrics = metrics

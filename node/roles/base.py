@@ -57,6 +57,8 @@ class RoleContext:
     """The node's RPC backend (ledger queries, ``broadcast_tx``)."""
     on_committed: Callable[[Callable[[], None]], None]
     """Register a callback run (in the trio thread) after every committed block."""
+    txs: Any = None
+    """The node's :class:`node.roles.txsender.TxSender` (one nonce sequence per account)."""
 
     def role_dir(self, name: str) -> Path:
         path = self.data_dir / "roles" / name

@@ -23,11 +23,13 @@ fetch is tried once more.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -41,6 +43,7 @@ from node.rpc.params import Boolean, HexBytes, Param
 from ..cursor import ChainFollower, CommittedBlock, RoleDB
 from .errors import QuotaExceeded, StorageError
 from .layout import role_root, store_root
+from .manifest import Manifest
 from .store import BlobStore
 from .transfer import BlobServer, Fetcher, FetchProgress, PenaltyBox, find_providers
 
@@ -137,6 +140,25 @@ class StorageService:
         with self._db.write() as txn:
             txn.put(blob_id, b"\x01" if pin else b"\x00", db=self._db.table(WANTED))
         return self._start_fetch(blob_id, pin=pin)
+
+    async def fetch(self, blob_id: bytes, *, pin: bool = True) -> None:
+        """Fetch ``blob_id`` for another role of this node and wait until it is complete.
+
+        Raises:
+            StorageError: the fetch failed (the error names the cause).
+        """
+        fetch = self.request_fetch(blob_id, pin=pin)
+        if fetch is None:
+            return
+        await fetch.done.wait()
+        if fetch.progress.state != "done":
+            raise StorageError(fetch.progress.error or f"fetch of {blob_id.hex()} failed")
+
+    async def put(self, path: Path, *, recipients: Sequence[bytes] = (), pin: bool = True
+                  ) -> Manifest:
+        """Store a file or folder for another role of this node (in a worker thread)."""
+        return await trio.to_thread.run_sync(
+            functools.partial(self.store.put_file, path, recipients=recipients, pin=pin))
 
     def _wanted(self) -> list[tuple[bytes, bool]]:
         with self._db.read() as txn:
