@@ -44,3 +44,7 @@ main.add_command(oml_group)
 from .blob_cmds import blob_group  # noqa: E402
 
 main.add_command(blob_group)
+
+from .model_cmds import model_group  # noqa: E402
+
+main.add_command(model_group)
