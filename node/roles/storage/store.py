@@ -449,7 +449,7 @@ class BlobStore:
         couple of chunks whatever the size. ``progress`` gets the number of
         source bytes (file contents) read, as they are read; the total is the
         file's size or ``archive.tree_size(path)``. Storing a blob that is
-        already here is cheap on disk (chunks are written once) and pins it.
+        already here writes no chunk twice (and pins it if ``pin``).
 
         Raises:
             StoreUsageError: ``path`` does not exist or is a special file, a
