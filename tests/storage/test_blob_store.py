@@ -416,3 +416,56 @@ def test_put_and_export_of_200_mb_keep_memory_bounded(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     growth_mb = int(proc.stdout.strip())
     assert growth_mb < 50, f"peak RSS grew by {growth_mb} MB"
+
+
+def test_threads_write_chunks_concurrently(store: BlobStore) -> None:
+    """The daemon calls the store from worker threads: one env, many txns."""
+    import threading
+
+    data = os.urandom(24 * CS)
+    m = manifest_of(data)
+    store.add_manifest(m)
+    parts = chunks_of(data)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(offset, len(parts), 3):
+                store.write_chunk(m.blob_id, i, parts[i])
+                store.write_chunk(m.blob_id, 0, parts[0])
+                store.read_chunk(m.blob_id, i)
+        except BaseException as exc:  # surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert store.is_complete(m.blob_id) and store.used_bytes() == len(data)
+
+
+def test_store_opened_before_fork_is_refused_in_the_child(tmp_path: Path) -> None:
+    """LMDB handles must not cross a fork: the child gets a clear error, both for
+    the inherited store and for opening the same root again."""
+    parent = BlobStore.open(tmp_path / "s", quota_bytes=1 << 20, durable=False)
+    write_random(tmp_path / "f", 100)
+    m = parent.put_file(tmp_path / "f", chunk_size=CS)
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        code = 1
+        try:
+            try:
+                parent.list()
+            except StoreUsageError:
+                try:
+                    BlobStore.open(tmp_path / "s", quota_bytes=1 << 20)
+                except StoreUsageError as exc:
+                    code = 0 if "forked" in str(exc) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent.is_complete(m.blob_id)
+    parent.close()

@@ -21,7 +21,6 @@ of ``[size, chunk_size, kind, encrypted, [chunk_hash, ...]]``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.encoding import (
@@ -32,6 +31,7 @@ from consensus.encoding import (
     expect_int,
     expect_list,
 )
+from consensus.merkle import merkle_root as merkle_root  # the one RFC 6962 tree of the project
 
 from .errors import BadManifest
 
@@ -53,34 +53,11 @@ BLOB_ID_DOMAIN = b"oml/blob/v1\x00"
 #: Upper bound of an encoded manifest: the five-field frame plus 34 bytes per hash.
 MAX_MANIFEST_BYTES = 64 + (HASH_SIZE + 2) * MAX_CHUNKS
 
-_LEAF = b"\x00"
-_NODE = b"\x01"
 
 
 def chunk_hash(data: bytes) -> bytes:
     """The hash a manifest lists for one chunk: plain SHA-256 of its bytes."""
     return hashlib.sha256(data).digest()
-
-
-def merkle_root(hashes: Sequence[bytes]) -> bytes:
-    """RFC 6962 Merkle tree hash over ``hashes`` (each one a leaf's data).
-
-    Computed level by level: pairs are hashed together and an odd last node is
-    carried up unchanged, which yields exactly RFC 6962's left-balanced tree
-    (split at the largest power of two below n) without recursion.
-    """
-    if not hashes:
-        return hashlib.sha256(b"").digest()
-    level = [hashlib.sha256(_LEAF + h).digest() for h in hashes]
-    while len(level) > 1:
-        paired = [
-            hashlib.sha256(_NODE + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level) - 1, 2)
-        ]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
-    return level[0]
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
