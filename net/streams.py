@@ -141,6 +141,9 @@ class FrameStream:
         except _STREAM_ERRORS as exc:
             self._failed = True
             raise PeerUnreachable(self.peer_id, f"stream broke on write: {exc!r}") from exc
+        except BaseException:  # cancelled mid-frame: the framing is lost; only a reset is safe
+            self._failed = True
+            raise
 
     # --------------------------------------------------------------- receive
 
@@ -177,6 +180,11 @@ class FrameStream:
         except ProtocolViolation as exc:
             await self._abort()
             raise ProtocolViolation(exc.reason, self.peer_id) from exc
+        except StreamClosed:
+            raise
+        except BaseException:  # cancelled mid-frame: the framing is lost; only a reset is safe
+            self._failed = True
+            raise
         if kind is framing.Kind.ERROR:
             self._remote_done = True
             code, message = framing.decode_error(payload)

@@ -73,6 +73,9 @@ async def test_fetch_from_one_provider_with_progress(stores: Stores) -> None:
             assert progress.providers == {p.peer_id: "done"}
             assert [s for s, _ in seen][0] == "finding" and seen[-1] == ("done", 21)
             assert all(n == 1 for n in sink.writes.values()) and len(sink.writes) == 21
+            # HAVE, MANIFEST and CHUNKS: three streams, none failed on the provider.
+            stats = p.stats().protocols[PROTOCOL]
+            assert stats.streams_in == 3 and stats.errors_in == stats.violations == 0
 
 
 async def test_three_providers_share_the_work(stores: Stores) -> None:
