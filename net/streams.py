@@ -67,9 +67,9 @@ class FrameStream:
     """One bulk stream to a peer: frames in both directions, each under a deadline.
 
     Not built by callers: :meth:`net.Transport.open_stream` yields one and a
-    stream handler receives one. One task should send and one receive at a
-    time (frames from two concurrent senders would not interleave, but their
-    order would be arbitrary).
+    stream handler receives one. One task may send while another receives.
+    Concurrent sends (or receives) take turns on a lock, because yamux
+    splits a large write into frames that two writers would interleave.
     """
 
     def __init__(
@@ -94,6 +94,8 @@ class FrameStream:
         self._write_closed = False
         self._remote_done = False  # the peer's side ended: EOF, ERROR frame or reset
         self._failed = False
+        self._send_lock = trio.Lock()
+        self._receive_lock = trio.Lock()
 
     @property
     def remote_done(self) -> bool:
@@ -127,7 +129,8 @@ class FrameStream:
             raise NetUsageError("send on a stream we already closed")
         kind = framing.Kind.DATA if hashed else framing.Kind.DATA_UNHASHED
         header = framing.encode_header(kind, data, self.max_frame_bytes)
-        await self._write(header + data, timeout)
+        async with self._send_lock:
+            await self._write(header + data, timeout)
         self._stats.stream_bytes_out += len(data)
 
     async def _write(self, raw: bytes, timeout: float | None) -> None:
@@ -141,6 +144,9 @@ class FrameStream:
         except _STREAM_ERRORS as exc:
             self._failed = True
             raise PeerUnreachable(self.peer_id, f"stream broke on write: {exc!r}") from exc
+        except BaseException:  # cancelled mid-frame: the framing is lost; only a reset is safe
+            self._failed = True
+            raise
 
     # --------------------------------------------------------------- receive
 
@@ -167,7 +173,8 @@ class FrameStream:
         deadline = self._deadline(timeout)
         try:
             with trio.fail_after(deadline):
-                kind, payload = await self._read_frame(max(cap, _ERROR_FRAME_CAP))
+                async with self._receive_lock:
+                    kind, payload = await self._read_frame(max(cap, _ERROR_FRAME_CAP))
         except trio.TooSlowError:
             await self._abort()
             raise RequestTimeout(self.peer_id, self.protocol, deadline) from None
@@ -177,6 +184,11 @@ class FrameStream:
         except ProtocolViolation as exc:
             await self._abort()
             raise ProtocolViolation(exc.reason, self.peer_id) from exc
+        except StreamClosed:
+            raise
+        except BaseException:  # cancelled mid-frame: the framing is lost; only a reset is safe
+            self._failed = True
+            raise
         if kind is framing.Kind.ERROR:
             self._remote_done = True
             code, message = framing.decode_error(payload)
@@ -251,7 +263,8 @@ class FrameStream:
             framing.Kind.ERROR, framing.encode_error(code, message), _ERROR_FRAME_CAP
         )
         try:
-            await self._write(raw, None)
+            async with self._send_lock:
+                await self._write(raw, None)
         except NetError:
             return
         await self.close()

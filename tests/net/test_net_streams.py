@@ -206,6 +206,14 @@ async def test_inbound_streams_are_bounded_per_peer() -> None:
             assert await first.receive() == b"done"
 
 
+def test_yamux_frames_fit_one_noise_message() -> None:
+    """net/_lib.py caps yamux frames so each travels as one Noise message."""
+    from net import _lib
+
+    assert _lib._yamux.MAX_MESSAGE_SIZE == _lib.MAX_PLAINTEXT_LENGTH == 65519
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+
+
 @bounded(30)
 async def test_usage_errors() -> None:
     async def noop(peer: str, data: bytes) -> bytes:

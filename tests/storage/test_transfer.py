@@ -10,7 +10,7 @@ import trio
 
 from consensus.encoding import encode
 from net import PeerUnreachable, RemoteError, StreamClosed
-from node.roles.storage.errors import BadManifest, BlobNotFound
+from node.roles.storage.errors import BadManifest, BlobNotFound, QuotaExceeded
 from node.roles.storage.protocol import (
     ERR_BAD_REQUEST,
     ERR_TOO_LARGE,
@@ -73,6 +73,9 @@ async def test_fetch_from_one_provider_with_progress(stores: Stores) -> None:
             assert progress.providers == {p.peer_id: "done"}
             assert [s for s, _ in seen][0] == "finding" and seen[-1] == ("done", 21)
             assert all(n == 1 for n in sink.writes.values()) and len(sink.writes) == 21
+            # HAVE, MANIFEST and CHUNKS: three streams, none failed on the provider.
+            stats = p.stats().protocols[PROTOCOL]
+            assert stats.streams_in == 3 and stats.errors_in == stats.violations == 0
 
 
 async def test_three_providers_share_the_work(stores: Stores) -> None:
@@ -277,3 +280,21 @@ async def test_all_providers_failing_is_a_typed_error_and_resumable(stores: Stor
             assert p.peer_id in exc.value.failures
             assert set(sink.writes) == set(range(8))
             assert sink.missing_chunks(m.blob_id) == list(range(8, 16))
+
+
+async def test_our_own_full_disk_stops_the_fetch_and_blames_no_provider(stores: Stores) -> None:
+    data, m = blob(8 * CS, seed=13)
+    with trio.fail_after(60):
+        async with hosts("quota-p", "quota-f") as (p, f):
+            serve(p, stores.holding(data, m))
+            await link(f, p)
+            sink = stores.new(quota_bytes=3 * CS)
+            box = PenaltyBox()
+            progress = FetchProgress(blob_id=m.blob_id)
+            with pytest.raises(QuotaExceeded):
+                await Fetcher(f, sink, penalties=box, range_chunks=2).fetch(
+                    m.blob_id, progress=progress
+                )
+            assert progress.state == "failed" and "quota" in (progress.error or "")
+            assert not box.reasons() and not progress.penalised
+            assert 0 < len(sink.writes) <= 3

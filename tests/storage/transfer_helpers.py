@@ -75,9 +75,9 @@ class Stores:
         self.root = root
         self._open: list[BlobStore] = []
 
-    def new(self) -> Counting:
+    def new(self, quota_bytes: int = 1 << 30) -> Counting:
         store = BlobStore.open(
-            self.root / f"s{len(self._open)}", quota_bytes=1 << 30, durable=False
+            self.root / f"s{len(self._open)}", quota_bytes=quota_bytes, durable=False
         )
         self._open.append(store)
         return Counting(store)

@@ -199,6 +199,8 @@ class Fetcher:
         range_chunks: chunks per CHUNKS request (the unit of work sharing).
         pipeline: ranges requested ahead per provider (2 hides the round trip).
         max_providers: providers pulled from in parallel.
+        writers: chunks written to the sink at once (overlaps fsyncs; each
+            holds one verified chunk in memory).
         timeout: deadline of each stream operation; a provider that sends
             nothing for this long is dropped.
         have_timeout: deadline of the HAVE query.
@@ -213,13 +215,14 @@ class Fetcher:
         range_chunks: int = 8,
         pipeline: int = 2,
         max_providers: int = 4,
+        writers: int = 4,
         timeout: float = 10.0,
         have_timeout: float = 5.0,
     ) -> None:
         if not 1 <= range_chunks <= MAX_RANGE_CHUNKS:
             raise ValueError(f"range_chunks must be in 1..{MAX_RANGE_CHUNKS}")
-        if pipeline < 1 or max_providers < 1 or not timeout > 0 or not have_timeout > 0:
-            raise ValueError("pipeline, max_providers and timeouts must be positive")
+        if min(pipeline, max_providers, writers) < 1 or not min(timeout, have_timeout) > 0:
+            raise ValueError("pipeline, max_providers, writers and timeouts must be positive")
         self._transport = transport
         self._sink = sink
         self.penalties = penalties if penalties is not None else PenaltyBox()
@@ -228,7 +231,8 @@ class Fetcher:
         self._max_providers = max_providers
         self._timeout = timeout
         self._have_timeout = have_timeout
-        self._threads = trio.CapacityLimiter(max_providers)
+        self._writers = writers
+        self._threads = trio.CapacityLimiter(writers + 1)
 
     async def fetch(
         self,
@@ -339,13 +343,18 @@ class _Run:
         usable = [
             p for p in _rank(providers) if p not in self.f.penalties and providers[p].present
         ][: self.f._max_providers]
+        to_disk, from_workers = trio.open_memory_channel[tuple[int, bytes]](0)
         try:
-            async with trio.open_nursery() as nursery:
-                for peer in usable:
-                    nursery.start_soon(self._worker, peer, manifest, work)
+            async with trio.open_nursery() as writers:
+                for _ in range(self.f._writers):
+                    writers.start_soon(self._writer, from_workers.clone(), work)
+                from_workers.close()
+                async with to_disk, trio.open_nursery() as workers:
+                    for peer in usable:
+                        workers.start_soon(self._worker, peer, manifest, work, to_disk)
         except BaseExceptionGroup as group:
-            # A worker raises only for our own sink's failure (or a bug); the
-            # nursery has cancelled the others. Re-raise the first as itself.
+            # Only our own sink's failure (or a bug) escapes a worker or writer;
+            # the nurseries have cancelled the rest. Re-raise the first as itself.
             local = group.subgroup(lambda e: isinstance(e, _LocalFailure))
             if local is None:
                 raise
@@ -359,14 +368,20 @@ class _Run:
 
     # ---------------------------------------------------------------- worker
 
-    async def _worker(self, peer: str, manifest: Manifest, work: _Work) -> None:
-        """Pull ranges for one provider until the work is done or the provider fails."""
+    async def _worker(
+        self,
+        peer: str,
+        manifest: Manifest,
+        work: _Work,
+        to_disk: trio.MemorySendChannel[tuple[int, bytes]],
+    ) -> None:
+        """Pull ranges from one provider until the work is done or the provider fails."""
         self.progress.providers[peer] = "active"
         self._notify()
         outstanding: deque[deque[int]] = deque()
         try:
             async with open_peer(self.f._transport, peer, timeout=self.f._timeout) as p:
-                await self._pull(p, manifest, work, outstanding)
+                await self._pull(p, manifest, work, outstanding, to_disk)
                 await p.end()
             self.progress.providers[peer] = "done"
         except (BadChunk, BadMessage, ProtocolViolation) as exc:
@@ -375,12 +390,15 @@ class _Run:
             self._dropped(peer, str(exc) or type(exc).__name__)
         finally:
             work.give_back(i for r in outstanding for i in r)
-            if not outstanding:
-                work.wake_all()  # others may be waiting for this worker's last chunks
             self._notify()
 
     async def _pull(
-        self, p: BlobPeer, manifest: Manifest, work: _Work, outstanding: deque[deque[int]]
+        self,
+        p: BlobPeer,
+        manifest: Manifest,
+        work: _Work,
+        outstanding: deque[deque[int]],
+        to_disk: trio.MemorySendChannel[tuple[int, bytes]],
     ) -> None:
         while True:
             while len(outstanding) < self.f._pipeline and (indices := work.take()) is not None:
@@ -394,39 +412,35 @@ class _Run:
             current = outstanding[0]
             index = current[0]
             data = await p.next_chunk(manifest.chunk_len(index), timeout=self.f._timeout)
-            await self._io(self._verify_and_write, manifest, index, data)
+            await trio.to_thread.run_sync(_verify, manifest, index, data)  # BadChunk
+            # Verified: from here the chunk is written or the whole fetch fails,
+            # so it leaves this provider's books before it reaches the disk.
             current.popleft()
             if not current:
                 outstanding.popleft()
-            work.chunk_done()
-            self.progress.done_chunks += 1
-            self.progress.bytes_done += len(data)
-            self.progress.bytes_fetched += len(data)
             self.progress.chunks_from[p.peer_id] = self.progress.chunks_from.get(p.peer_id, 0) + 1
-            self._notify()
+            await to_disk.send((index, data))
 
-    def _verify_and_write(self, manifest: Manifest, index: int, data: bytes) -> None:
-        """Check ``data`` against the manifest, then hand it to the sink (in a thread)."""
-        if len(data) != manifest.chunk_len(index):
-            raise BadChunk(f"chunk {index} is {len(data)} bytes, want {manifest.chunk_len(index)}")
-        if chunk_hash(data) != manifest.chunk_hashes[index]:
-            raise BadChunk(f"chunk {index} does not match its hash")
-        try:
-            self.f._sink.write_chunk(self.blob_id, index, data)
-        except BadChunk:
-            raise
-        except StorageError as exc:
-            raise _LocalFailure(exc) from exc
+    async def _writer(
+        self, chunks: trio.MemoryReceiveChannel[tuple[int, bytes]], work: _Work
+    ) -> None:
+        """Write verified chunks to the sink; several writers overlap disk waits (fsync)."""
+        async with chunks:
+            async for index, data in chunks:
+                await self._io(self.f._sink.write_chunk, self.blob_id, index, data)
+                work.chunk_done()
+                self.progress.done_chunks += 1
+                self.progress.bytes_done += len(data)
+                self.progress.bytes_fetched += len(data)
+                self._notify()
 
     # --------------------------------------------------------------- helpers
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking sink call in a worker thread; sink errors other than
-        BadChunk are ours, not a provider's."""
+        """Run a blocking sink call in a worker thread. Its errors are ours, not
+        a provider's (chunks reach the sink verified), so they stop the fetch."""
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self.f._threads)
-        except (BadChunk, _LocalFailure):
-            raise
         except StorageError as exc:
             raise _LocalFailure(exc) from exc
 
@@ -471,6 +485,18 @@ class _Run:
     def _notify(self) -> None:
         if self._on_progress is not None:
             self._on_progress(self.progress)
+
+
+def _verify(manifest: Manifest, index: int, data: bytes) -> None:
+    """Check a received chunk against the manifest (in a worker thread: hashing releases the GIL).
+
+    Raises:
+        BadChunk: wrong length or hash; the provider is to blame.
+    """
+    if len(data) != manifest.chunk_len(index):
+        raise BadChunk(f"chunk {index} is {len(data)} bytes, want {manifest.chunk_len(index)}")
+    if chunk_hash(data) != manifest.chunk_hashes[index]:
+        raise BadChunk(f"chunk {index} does not match its hash")
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -41,13 +41,12 @@ async callers run them in a worker thread.
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +55,6 @@ from typing import Any, BinaryIO, cast
 import lmdb
 
 from consensus.crypto import address_of
-from consensus.encoding import decode, encode
 
 from .archive import unpack_archive, write_archive
 from .crypto import DecryptingReader, EncryptingWriter, recipients_of
@@ -69,24 +67,27 @@ from .errors import (
     StorageError,
     StoreUsageError,
 )
+from .index import USED, Record, SharedEnv, acquire_env, chunk_key, release_env
 from .manifest import (
     CHUNK_SIZE,
     KIND_DIR,
     KIND_FILE,
     MAX_CHUNK_SIZE,
-    MAX_CHUNKS,
     MIN_CHUNK_SIZE,
     Manifest,
     chunk_hash,
 )
+from .streams import (
+    BlobReader,
+    Progress,
+    Stager,
+    chunk_name,
+    copy_file,
+    export_file,
+    write_file,
+)
 
-Progress = Callable[[int], None]
-
-MAP_SIZE = 4 << 30  # virtual; the file grows only as the index does
-_READ_BLOCK = 1 << 20
 _MANIFEST_CACHE = 8
-_USED = b"used"
-_DB_NAMES = (b"manifests", b"blobs", b"chunks", b"meta")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,95 +116,10 @@ class BlobInfo:
                 "pinned": self.pinned, "complete": self.complete}
 
 
-def _info(blob_id: bytes, r: _Record) -> BlobInfo:
+def _info(blob_id: bytes, r: Record) -> BlobInfo:
     return BlobInfo(blob_id=blob_id, size=r.size, kind=r.kind, encrypted=r.encrypted,
                     chunks=r.chunks, present=r.present, present_bytes=r.present_bytes,
                     pinned=r.pinned)
-
-
-@dataclass(slots=True)
-class _Record:
-    """The ``blobs`` table's summary of one blob."""
-
-    pinned: bool
-    present: int
-    present_bytes: int
-    size: int
-    chunks: int
-    kind: int
-    encrypted: bool
-
-    @classmethod
-    def new(cls, m: Manifest, pinned: bool) -> _Record:
-        return cls(pinned, 0, 0, m.size, m.chunk_count, m.kind, m.encrypted)
-
-    def encode(self) -> bytes:
-        return encode([int(self.pinned), self.present, self.present_bytes, self.size,
-                       self.chunks, self.kind, int(self.encrypted)])
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Record:
-        p, n, b, size, chunks, kind, enc = cast(list[int], decode(raw))
-        return cls(bool(p), n, b, size, chunks, kind, bool(enc))
-
-
-# --- one LMDB environment per process and root -------------------------------
-
-@dataclass(slots=True)
-class _Env:
-    """A process's one handle on a store's index, shared by its BlobStores."""
-
-    env: lmdb.Environment
-    dbs: dict[bytes, lmdb._Database]
-    refs: int
-    pid: int  # LMDB handles must not cross a fork
-
-
-_ENVS: dict[str, _Env] = {}
-_ENVS_LOCK = threading.Lock()
-
-
-def _acquire_env(path: Path, durable: bool) -> _Env:
-    """Open the index once per process (LMDB forbids a second open in one
-    process) and its tables once per environment; later opens share it."""
-    key = str(path.resolve())
-    with _ENVS_LOCK:
-        shared = _ENVS.get(key)
-        if shared is not None and shared.pid != os.getpid():
-            raise StoreUsageError(f"the blob index at {path} was opened before this process "
-                                  "forked, and LMDB cannot open it again here; open stores "
-                                  "after starting processes (multiprocessing 'spawn')")
-        if shared is not None:
-            shared.refs += 1
-            return shared
-        try:
-            env = lmdb.open(key, map_size=MAP_SIZE, max_dbs=len(_DB_NAMES), subdir=True,
-                            sync=durable, metasync=durable, readahead=False, max_readers=256)
-        except lmdb.Error as exc:
-            raise StoreUsageError(f"cannot open blob index at {path}: {exc}") from None
-        shared = _Env(env, {name: env.open_db(name) for name in _DB_NAMES}, 1, os.getpid())
-        _ENVS[key] = shared
-        return shared
-
-
-def _release_env(path: Path) -> None:
-    key = str(path.resolve())
-    with _ENVS_LOCK:
-        shared = _ENVS.get(key)
-        if shared is None or shared.pid != os.getpid():
-            return
-        shared.refs -= 1
-        if not shared.refs:
-            del _ENVS[key]
-            shared.env.close()
-
-
-def _chunk_key(blob_id: bytes, index: int) -> bytes:
-    return blob_id + index.to_bytes(4, "big")
-
-
-def _chunk_name(index: int) -> str:
-    return f"{index:05d}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -213,14 +129,6 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _write_file(path: Path, data: bytes, durable: bool) -> None:
-    with open(path, "xb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -245,7 +153,7 @@ class BlobStore:
     Satisfies the transfer protocol's ``ChunkSource`` and ``ChunkSink``.
     """
 
-    def __init__(self, root: Path, shared: _Env, *, quota_bytes: int, durable: bool) -> None:
+    def __init__(self, root: Path, shared: SharedEnv, *, quota_bytes: int, durable: bool) -> None:
         self.root = root
         self.quota_bytes = quota_bytes
         self.durable = durable
@@ -279,7 +187,7 @@ class BlobStore:
                 (root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUsageError(f"cannot create blob store at {root}: {exc}") from None
-        store = cls(root, _acquire_env(root / "index", durable), quota_bytes=quota_bytes,
+        store = cls(root, acquire_env(root / "index", durable), quota_bytes=quota_bytes,
                     durable=durable)
         store._sweep()
         return store
@@ -288,7 +196,7 @@ class BlobStore:
         """Release this store's handle on the index; further calls raise."""
         if self._env is not None:
             self._env = None
-            _release_env(self.root / "index")
+            release_env(self.root / "index")
 
     def __enter__(self) -> BlobStore:
         return self
@@ -318,25 +226,25 @@ class BlobStore:
         except lmdb.MapFullError:
             raise StorageError(f"blob index at {self.root / 'index'} is full") from None
 
-    def _record(self, txn: lmdb.Transaction, blob_id: bytes) -> _Record | None:
+    def _record(self, txn: lmdb.Transaction, blob_id: bytes) -> Record | None:
         raw = txn.get(blob_id, db=self._dbs[b"blobs"])
-        return None if raw is None else _Record.decode(raw)
+        return None if raw is None else Record.decode(raw)
 
-    def _need_record(self, txn: lmdb.Transaction, blob_id: bytes) -> _Record:
+    def _need_record(self, txn: lmdb.Transaction, blob_id: bytes) -> Record:
         rec = self._record(txn, _check_id(blob_id))
         if rec is None:
             raise BlobNotFound(f"no blob {blob_id.hex()} in this store")
         return rec
 
-    def _put_record(self, txn: lmdb.Transaction, blob_id: bytes, rec: _Record) -> None:
+    def _put_record(self, txn: lmdb.Transaction, blob_id: bytes, rec: Record) -> None:
         txn.put(blob_id, rec.encode(), db=self._dbs[b"blobs"])
 
     def _used(self, txn: lmdb.Transaction) -> int:
-        raw = txn.get(_USED, db=self._dbs[b"meta"])
+        raw = txn.get(USED, db=self._dbs[b"meta"])
         return 0 if raw is None else int.from_bytes(raw, "big")
 
     def _set_used(self, txn: lmdb.Transaction, used: int) -> None:
-        txn.put(_USED, used.to_bytes(8, "big"), db=self._dbs[b"meta"])
+        txn.put(USED, used.to_bytes(8, "big"), db=self._dbs[b"meta"])
 
     def _present_set(self, txn: lmdb.Transaction, blob_id: bytes) -> set[int]:
         found: set[int] = set()
@@ -369,7 +277,7 @@ class BlobStore:
             rec = self._record(txn, blob_id)
             if rec is None:
                 txn.put(blob_id, manifest.encode(), db=self._dbs[b"manifests"])
-                self._put_record(txn, blob_id, _Record.new(manifest, pin))
+                self._put_record(txn, blob_id, Record.new(manifest, pin))
             elif pin and not rec.pinned:
                 rec.pinned = True
                 self._put_record(txn, blob_id, rec)
@@ -433,7 +341,7 @@ class BlobStore:
     # --- chunks --------------------------------------------------------------
 
     def _chunk_path(self, blob_id: bytes, index: int) -> Path:
-        return self._chunks_dir / blob_id.hex() / _chunk_name(index)
+        return self._chunks_dir / blob_id.hex() / chunk_name(index)
 
     def _tmp_path(self) -> Path:
         return self._tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}"
@@ -452,13 +360,13 @@ class BlobStore:
         """
         manifest = self.manifest(blob_id)
         self._verify(manifest, blob_id, index, data)
-        key = _chunk_key(blob_id, index)
+        key = chunk_key(blob_id, index)
         with self._read() as txn:
             if txn.get(key, db=self._dbs[b"chunks"]) is not None:
                 return
             self._check_quota(self._used(txn), len(data))
         tmp = self._tmp_path()
-        _write_file(tmp, bytes(data), self.durable)
+        write_file(tmp, bytes(data), self.durable)
         try:
             with self._write() as txn:
                 rec = self._need_record(txn, blob_id)
@@ -511,7 +419,7 @@ class BlobStore:
             raise ChunkMissing(f"blob {blob_id.hex()} has no chunk {index!r} "
                                f"({manifest.chunk_count} chunks)")
         with self._read() as txn:
-            if txn.get(_chunk_key(blob_id, index), db=self._dbs[b"chunks"]) is None:
+            if txn.get(chunk_key(blob_id, index), db=self._dbs[b"chunks"]) is None:
                 raise ChunkMissing(f"chunk {index} of {blob_id.hex()} is not here")
         try:
             with open(self._chunk_path(blob_id, index), "rb") as f:
@@ -530,7 +438,7 @@ class BlobStore:
 
     def _forget_chunk(self, blob_id: bytes, index: int) -> None:
         """Drop a lost or corrupt chunk from the index and the disk."""
-        key = _chunk_key(blob_id, index)
+        key = chunk_key(blob_id, index)
         length = self.manifest(blob_id).chunk_len(index)
         with self._write() as txn:
             rec = self._need_record(txn, blob_id)
@@ -555,7 +463,7 @@ class BlobStore:
         couple of chunks whatever the size. ``progress`` gets the number of
         source bytes (file contents) read, as they are read; the total is the
         file's size or ``archive.tree_size(path)``. Storing a blob that is
-        already here is cheap on disk (chunks are written once) and pins it.
+        already here writes no chunk twice (and pins it if ``pin``).
 
         Raises:
             StoreUsageError: ``path`` does not exist or is a special file, a
@@ -569,13 +477,13 @@ class BlobStore:
         staging = self._tmp_path()
         staging.mkdir()
         try:
-            stager = _Stager(staging, chunk_size, self._room, self.durable)
+            stager = Stager(staging, chunk_size, self._room, self.durable)
             encryptor = EncryptingWriter(stager.write, list(recipients)) if recipients else None
             sink = cast(BinaryIO, encryptor or stager)
             if kind == KIND_DIR:
                 write_archive(path, sink, progress=progress)
             else:
-                _copy_file(path, sink, progress)
+                copy_file(path, sink, progress)
             if encryptor is not None:
                 encryptor.close()
             stager.finish()
@@ -621,16 +529,16 @@ class BlobStore:
                                     f"of {self.quota_bytes} bytes ({used} used)")
             if rec is None:
                 txn.put(blob_id, manifest.encode(), db=self._dbs[b"manifests"])
-                rec = _Record.new(manifest, pin)
+                rec = Record.new(manifest, pin)
             if needed:
                 if not final_dir.exists() and len(needed) == manifest.chunk_count:
                     os.rename(staging, final_dir)
                 else:
                     final_dir.mkdir(exist_ok=True)
                     for i in needed:
-                        os.replace(staging / _chunk_name(i), final_dir / _chunk_name(i))
+                        os.replace(staging / chunk_name(i), final_dir / chunk_name(i))
                 for i in needed:
-                    txn.put(_chunk_key(blob_id, i), b"", db=self._dbs[b"chunks"])
+                    txn.put(chunk_key(blob_id, i), b"", db=self._dbs[b"chunks"])
             rec.present, rec.present_bytes = manifest.chunk_count, manifest.size
             rec.pinned = rec.pinned or pin
             self._put_record(txn, blob_id, rec)
@@ -657,7 +565,8 @@ class BlobStore:
         if rec.present != rec.chunks:
             raise ChunkMissing(f"blob {blob_id.hex()} is incomplete: "
                                f"{rec.present} of {rec.chunks} chunks here")
-        return cast(BinaryIO, _BlobReader(self, blob_id, rec.chunks, progress))
+        reader = BlobReader(lambda i: self.read_chunk(blob_id, i), rec.chunks, progress)
+        return cast(BinaryIO, reader)
 
     def export(self, blob_id: bytes, out: Path, *, seed: bytes | None = None,
                progress: Progress | None = None, raw: bool = False,
@@ -688,7 +597,7 @@ class BlobStore:
             if manifest.kind == KIND_DIR and not raw:
                 unpack_archive(plain, out)
             else:
-                _export_file(plain, out, overwrite=overwrite, durable=self.durable)
+                export_file(plain, out, overwrite=overwrite, durable=self.durable)
 
     def _need_seed(self, blob_id: bytes, seed: bytes | None) -> bytes:
         if seed is not None:
@@ -722,7 +631,7 @@ class BlobStore:
     def list(self) -> list[BlobInfo]:
         """Every blob here, complete or not, in blob id order."""
         with self._read() as txn, txn.cursor(db=self._dbs[b"blobs"]) as cur:
-            rows = [(bytes(k), _Record.decode(v)) for k, v in cur]
+            rows = [(bytes(k), Record.decode(v)) for k, v in cur]
         return [_info(k, r) for k, r in rows]
 
     def info(self, blob_id: bytes) -> BlobInfo:
@@ -746,7 +655,7 @@ class BlobStore:
         freed = 0
         with self._write() as txn:
             with txn.cursor(db=self._dbs[b"blobs"]) as cur:
-                doomed = [(bytes(k), _Record.decode(v)) for k, v in cur]
+                doomed = [(bytes(k), Record.decode(v)) for k, v in cur]
             doomed = [(k, r) for k, r in doomed if not r.pinned]
             for blob_id, rec in doomed:
                 self._drop_blob(txn, blob_id)
@@ -791,7 +700,6 @@ class BlobStore:
                         os.unlink(entry.path)
 
 
-# --- helpers ------------------------------------------------------------------
 
 
 def _check_chunk_size(chunk_size: int) -> None:
@@ -802,109 +710,3 @@ def _check_chunk_size(chunk_size: int) -> None:
                               f"[{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
 
 
-class _Stager:
-    """Cuts a byte stream into chunk files in a staging folder, hashing as it goes.
-
-    Once the staged bytes exceed the room under the quota it stops writing
-    (and deletes what it wrote) but keeps hashing: the blob may already be
-    here, in which case the put succeeds without needing any room.
-    """
-
-    def __init__(self, folder: Path, chunk_size: int, room: Callable[[], int],
-                 durable: bool) -> None:
-        self._folder = folder
-        self._chunk_size = chunk_size
-        self._room = room
-        self._durable = durable
-        self._buf = bytearray()
-        self.hashes: list[bytes] = []
-        self.size = 0
-        self.discarded = False
-
-    def write(self, data: bytes) -> int:
-        self._buf += data
-        while len(self._buf) >= self._chunk_size:
-            self._emit(bytes(self._buf[: self._chunk_size]))
-            del self._buf[: self._chunk_size]
-        return len(data)
-
-    def finish(self) -> None:
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf = bytearray()
-
-    def _emit(self, chunk: bytes) -> None:
-        if len(self.hashes) >= MAX_CHUNKS:
-            raise StoreUsageError(f"input exceeds {MAX_CHUNKS} chunks of {self._chunk_size} "
-                                  "bytes; use a larger chunk_size")
-        index = len(self.hashes)
-        self.hashes.append(chunk_hash(chunk))
-        self.size += len(chunk)
-        if not self.discarded and self.size > self._room():
-            self.discarded = True
-            for entry in os.scandir(self._folder):
-                os.unlink(entry.path)
-        if not self.discarded:
-            _write_file(self._folder / _chunk_name(index), chunk, self._durable)
-
-
-def _copy_file(path: Path, sink: BinaryIO, progress: Progress | None) -> None:
-    with open(path, "rb") as f:
-        while block := f.read(_READ_BLOCK):
-            sink.write(block)
-            if progress is not None:
-                progress(len(block))
-
-
-def _export_file(source: BinaryIO, out: Path, *, overwrite: bool, durable: bool) -> None:
-    if out.is_dir():
-        raise StoreUsageError(f"{out} is a directory; give a file path")
-    if out.exists() and not overwrite:
-        raise StoreUsageError(f"{out} exists; refusing to overwrite it")
-    if not out.parent.is_dir():
-        raise StoreUsageError(f"{out.parent} does not exist")
-    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(8)}"
-    try:
-        with open(tmp, "xb") as f:
-            while block := source.read(_READ_BLOCK):
-                f.write(block)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-class _BlobReader(io.RawIOBase):
-    """Reads a complete blob chunk by chunk, each verified by ``read_chunk``."""
-
-    def __init__(self, store: BlobStore, blob_id: bytes, chunks: int,
-                 progress: Progress | None) -> None:
-        super().__init__()
-        self._store = store
-        self._blob_id = blob_id
-        self._chunks = chunks
-        self._next = 0
-        self._buf = b""
-        self._pos = 0
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while self._pos >= len(self._buf):
-            if self._next >= self._chunks:
-                return 0
-            self._buf = self._store.read_chunk(self._blob_id, self._next)
-            self._pos = 0
-            self._next += 1
-            if self._progress is not None:
-                self._progress(len(self._buf))
-        n = min(len(target), len(self._buf) - self._pos)
-        target[:n] = self._buf[self._pos:self._pos + n]
-        self._pos += n
-        return n
