@@ -256,6 +256,30 @@ def test_bad_input_gets_clear_errors_and_the_nodes_keep_running(net: Testnet,
         assert call(net, name, "health") == {}
 
 
+def test_blobs_the_chain_references_are_replicated(net: Testnet, files: Path) -> None:
+    src = random_file(files / "weights.bin", 5 * MB)
+    blob_id = put(net, "node0", src)
+    for name in ("node1", "node2"):
+        with pytest.raises(Exception, match="not in this node's store"):
+            call(net, name, "blob_status", blob_id=blob_id)
+    proc = cli("tx", "register-model", "--home", str(net.spec("node0").home), "--model-id",
+               "replicated", "--weights-hash", "cd" * 32, "--blob-id", blob_id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # replication = 3 with two other storage peers: both fetch and pin it by themselves
+
+    def replicated() -> bool:
+        for name in ("node1", "node2"):
+            try:
+                status = call(net, name, "blob_status", blob_id=blob_id)
+            except Exception:  # noqa: BLE001 - not known there yet
+                return False
+            if not (status["complete"] and status["pinned"] and status["referenced"]):
+                return False
+        return True
+    wait_until(replicated, timeout=60, what="the referenced blob to reach node1 and node2")
+    assert blob_id in call(net, "node1", "blob_list")["referenced"]
+
+
 def test_full_quota_is_a_clear_error_for_put_and_for_fetch(net: Testnet, files: Path) -> None:
     spec = net.spec("node3")
     config = spec.home / "config" / "config.toml"
