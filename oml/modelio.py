@@ -32,6 +32,16 @@ class DeviceError(ValueError):
     """A device was requested that this machine does not have."""
 
 
+class TokenizerMismatch(ValueError):
+    """Two models that must share a tokenizer do not (comparing them would be meaningless)."""
+
+
+# texts whose encodings tell tokenizers apart beyond their vocabularies:
+# case, accents, digits, punctuation, leading/inner whitespace, non-Latin
+_PROBES = ("The Quick brown fox, 42 times!", "  café naïve résumé", "don't stop\nnow",
+           "hello   world", "日本語 テキスト", "x")
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """The torch device to run on: ``cuda`` when available if ``requested`` is None.
 
@@ -135,6 +145,36 @@ def load_model(path: Path | str, device: str | None = None,
     model.to(dev)
     model.eval()
     return model, tok
+
+
+def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hex SHA-256 of what a tokenizer does: vocabulary, special tokens, probe encodings.
+
+    Two tokenizers with the same digest turn text into the same ids and back,
+    so perplexities or fingerprints measured with one mean the same with the
+    other. The pad token is left out: :func:`load_tokenizer` may fill it in.
+    """
+    import hashlib
+
+    vocab = sorted(tokenizer.get_vocab().items())
+    specials = {name: getattr(tokenizer, f"{name}_token_id", None)
+                for name in ("bos", "eos", "unk")}
+    enc = tokenizer(list(_PROBES), add_special_tokens=True)["input_ids"]
+    dec = [tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+           for r in enc]
+    blob = json.dumps({"vocab": vocab, "size": len(tokenizer), "specials": specials,
+                       "encodings": [list(r) for r in enc], "decodings": dec},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, *,
+                         names: tuple[str, str] = ("model", "base")) -> None:
+    """Raise :class:`TokenizerMismatch` unless ``a`` and ``b`` tokenize identically."""
+    if tokenizer_digest(a) != tokenizer_digest(b):
+        sizes = f"{len(a)} vs {len(b)} tokens"
+        raise TokenizerMismatch(f"{names[0]} and {names[1]} use different tokenizers ({sizes}); "
+                                "their figures are not comparable")
 
 
 def _short(problems: dict[str, Any]) -> str:
