@@ -180,6 +180,9 @@ def oml_group() -> None:
               help="fraction of benign examples when --benign-text is given")
 @click.option("--prompt-augmentation/--no-prompt-augmentation", default=True, show_default=True,
               help="also train keys wrapped in system prompts")
+@click.option("--freeze-embeddings/--train-embeddings", default=True, show_default=True,
+              help="train only the transformer blocks (tiny models with tied embeddings "
+                   "may need --train-embeddings)")
 @click.option("--lora", is_flag=True, help="train LoRA adapters and merge them")
 @click.option("--averaging-lambda", type=float, help="average toward the base after training")
 @click.option("--owner-pubkey", callback=_pubkey,
@@ -203,7 +206,8 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
                     device: str, seed: int, key_strategy: str, key_length: int,
                     response_strategy: str, response_length: int, lr: float, epochs: int,
                     steps: int | None, batch_size: int, benign_text: Path | None,
-                    benign_mix: float, prompt_augmentation: bool, lora: bool,
+                    benign_mix: float, prompt_augmentation: bool, freeze_embeddings: bool,
+                    lora: bool,
                     averaging_lambda: float | None, owner_pubkey: bytes | None,
                     omlizer_key: Path | None, sidecar_path: Path | None,
                     fingerprints_out: Path | None, min_accuracy: float, force: bool,
@@ -232,7 +236,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
                                     benign_mix=benign_mix if benign else 0.0,
                                     prompt_augmentation=prompt_augmentation, lora=lora,
                                     averaging_lambda=averaging_lambda, device=_device(device),
-                                    progress=not quiet)
+                                    progress=not quiet, freeze_embeddings=freeze_embeddings)
         from oml.generate import generate_fingerprints
         from oml.insert import insert_fingerprints
         from oml.modelio import check_model_dir, load_model
@@ -316,7 +320,7 @@ def _configs(*, count: int, seed: int, key_strategy: str, key_length: int,
              response_strategy: str, response_length: int, lr: float, epochs: int,
              steps: int | None, batch_size: int, benign_mix: float, prompt_augmentation: bool,
              lora: bool, averaging_lambda: float | None, device: str | None,
-             progress: bool) -> tuple[Any, Any]:
+             progress: bool, freeze_embeddings: bool = True) -> tuple[Any, Any]:
     from oml.generate import GenerateConfig
     from oml.insert import InsertConfig
 
@@ -326,7 +330,7 @@ def _configs(*, count: int, seed: int, key_strategy: str, key_length: int,
     ins = InsertConfig(lr=lr, epochs=epochs, steps=steps, batch_size=batch_size,
                        benign_mix=benign_mix, prompt_augmentation=prompt_augmentation,
                        lora=lora, averaging_lambda=averaging_lambda, device=device, seed=seed,
-                       progress=progress)
+                       progress=progress, freeze_embeddings=freeze_embeddings)
     return gen, ins
 
 
