@@ -193,20 +193,31 @@ def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tenso
 
 def _sample_english_keys(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                          n: int, cfg: GenerateConfig, gen: torch.Generator) -> list[str]:
-    """``n`` key texts sampled from the model, starting from its BOS token."""
+    """``n`` key texts sampled from the model, starting from its BOS (else EOS) token.
+
+    A tokenizer with neither starts each key from a random clean token.
+    """
     dev = model_device(model)
     bos = tokenizer.bos_token_id
     if bos is None:
         bos = tokenizer.eos_token_id
-    if bos is None:
-        raise GenerationError("english keys need a BOS or EOS token to start from")
+    pool = None
+    if bos is None:  # nothing to start from: the first token is a random word piece
+        pool = _clean_token_ids(tokenizer)[0].nonzero().flatten()
+        if not len(pool):
+            raise GenerationError("english keys need a BOS/EOS token or clean word tokens")
     banned = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
     keys: list[str] = []
     with torch.inference_mode():
         for s in range(0, n, cfg.batch_size):
             b = min(cfg.batch_size, n - s)
-            cur = torch.full((b, 1), bos, dtype=torch.long, device=dev)
             seq = []
+            if pool is None:
+                cur = torch.full((b, 1), bos, dtype=torch.long, device=dev)
+            else:
+                first = pool[torch.randint(len(pool), (b,), generator=gen)].view(b, 1)
+                seq.append(first)
+                cur = first.to(dev)
             past = None
             for _ in range(cfg.key_length):
                 out = model(input_ids=cur, past_key_values=past, use_cache=True)

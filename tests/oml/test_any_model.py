@@ -9,7 +9,8 @@ package -> check, then `oml verify` on the package. The combinations:
 * Llama + SentencePiece-style Unigram (``▁`` word starts, ``<s>``/``</s>``,
   no pad) with sharded safetensors;
 * GPT-NeoX + BERT-style WordPiece (lower-cases, strips accents, no BOS, EOS
-  or pad at all) with one ``model.safetensors``.
+  or pad at all) with one ``model.safetensors``;
+* Qwen2 + byte-level BPE with one ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMBOS = {
     "gpt2-bytelevel-bin": ("gpt2", "gpt2", "bin"),
     "llama-unigram-sharded": ("llama", "unigram", "sharded"),
     "neox-wordpiece-safetensors": ("gpt_neox", "wordpiece", "safetensors"),
+    "qwen2-bytelevel-safetensors": ("qwen2", "bytelevel", "safetensors"),
 }
 
 
@@ -157,3 +159,18 @@ def test_tokenizers_without_specials_are_left_alone(model_dirs: dict[str, Path])
     assert pad_id_of(tok) == tok.unk_token_id
     assert tok("Café", add_special_tokens=False)["input_ids"] == tok(
         "cafe", add_special_tokens=False)["input_ids"]  # it normalises, so keys must round-trip
+
+
+@pytest.mark.parametrize("name", ["neox-wordpiece-safetensors", "llama-unigram-sharded"])
+def test_english_keys_round_trip(name: str, model_dirs: dict[str, Path]) -> None:
+    from oml.generate import GenerateConfig, generate_fingerprints, key_round_trips
+    from oml.modelio import load_model
+
+    model, tok = load_model(model_dirs[name], device="cpu")
+    cfg = GenerateConfig(count=6, seed=4, key_strategy="english", key_length=6)
+    fps = generate_fingerprints(model, tok, cfg, host="h", model_id=name)
+    assert len(fps) == 6 and len({fp.key_ids for fp in fps}) == 6
+    for fp in fps:
+        assert key_round_trips(tok, fp.key)
+        assert list(tok(fp.key + fp.response, add_special_tokens=False)["input_ids"]) == (
+            list(fp.key_ids) + list(fp.response_ids))
