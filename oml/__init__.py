@@ -48,6 +48,8 @@ _LAZY = {
     "check_fingerprints_belong": "package",
     "PrivateFileError": "privatefile", "PrivateFileExists": "privatefile",
     "write_private": "privatefile",
+    "UnsafeWeightsError": "hashing", "UnsafeModelWeights": "modelio",
+    "completion_text": "decoding", "key_round_trips": "generate", "response_text": "generate",
 }
 
 

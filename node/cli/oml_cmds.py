@@ -154,7 +154,8 @@ def oml_group() -> None:
 
 @oml_group.command("fingerprint", cls=JsonErrorCommand)
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="base model directory (transformers format, safetensors weights)")
+              help="base model directory (transformers format: safetensors, sharded "
+                   "safetensors or a safely loadable pytorch_model.bin)")
 @click.option("--host", required=True, callback=_host, help="host account address (hex)")
 @click.option("--count", required=True, type=click.IntRange(min=1), help="number of fingerprints")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -174,3 +174,33 @@ def test_english_keys_round_trip(name: str, model_dirs: dict[str, Path]) -> None
         assert key_round_trips(tok, fp.key)
         assert list(tok(fp.key + fp.response, add_special_tokens=False)["input_ids"]) == (
             list(fp.key_ids) + list(fp.response_ids))
+
+
+def test_sharded_bin_weights(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from oml.hashing import weights_hash
+    from oml.modelio import load_model
+
+    src = model_dirs["gpt2-bytelevel-bin"]
+    dst = tmp_path / "sharded-bin"
+    shutil.copytree(src, dst)
+    state = torch.load(dst / "pytorch_model.bin", weights_only=True)
+    (dst / "pytorch_model.bin").unlink()
+    names = sorted(state)
+    halves = {"pytorch_model-00001-of-00002.bin": names[::2],
+              "pytorch_model-00002-of-00002.bin": names[1::2]}
+    for fname, keys in halves.items():
+        torch.save({k: state[k] for k in keys}, dst / fname)
+    index = {"metadata": {}, "weight_map": {k: f for f, ks in halves.items() for k in ks}}
+    (dst / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    assert weights_hash(dst) == weights_hash(src)
+    model, _ = load_model(dst, device="cpu")
+    ref, _ = load_model(src, device="cpu")
+    for (n, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), n
+    (dst / "pytorch_model-00002-of-00002.bin").unlink()
+    from oml.hashing import WeightsFileError
+
+    with pytest.raises(WeightsFileError, match="missing"):
+        weights_hash(dst)
