@@ -142,6 +142,7 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
     sealed = seal_secrets(secrets, owner_pubkey)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    wrote_side = False
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -158,11 +159,14 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
             write_private(side, sealed, overwrite=overwrite)
         except PrivateFileError as exc:
             raise PackageInputError(str(exc)) from exc
+        wrote_side = True
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if wrote_side and not overwrite:  # a sidecar without its package helps nobody
+            side.unlink(missing_ok=True)
         raise
     return BuiltPackage(manifest=manifest, path=out_dir, sealed_sidecar=sealed, secrets=secrets)
 
