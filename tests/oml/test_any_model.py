@@ -95,6 +95,14 @@ def test_pipeline_on_every_kind(name: str, model_dirs: dict[str, Path], owner: P
     assert v["package"]["ok"] is True and v["package"]["fingerprints_checked"] == "fp_root"
     assert v["false_positive_rate"] == 0.0  # the base never gives a response by construction
 
+    # the package keeps the base's tokenizer, so eval compares them
+    from oml.testing import tiny_corpus
+
+    (tmp_path / "held.txt").write_text("\n\n".join(tiny_corpus(10, seed=21)))
+    res = run("eval", "--model", pkg, "--base", base, "--text", tmp_path / "held.txt", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["perplexity"] > 1
+
 
 def test_weights_hash_ignores_sharding(model_dirs: dict[str, Path], tmp_path: Path) -> None:
     from oml.hashing import weights_hash
