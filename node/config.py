@@ -90,6 +90,12 @@ class ConsensusSection:
     timeout_precommit_delta_ms: int = _f(500, "added to timeout_precommit per round")
     timeout_commit_ms: int = _f(200, "pause after a commit before the next height starts")
     max_block_bytes: int = _f(4 * 1024 * 1024, "largest block a proposer builds")
+    create_empty_blocks: bool = _f(
+        True, "false: round 0 waits for transactions before proposing (no empty blocks)"
+    )
+    create_empty_blocks_interval_ms: int = _f(
+        0, "if > 0, make a block after this long without transactions (waits for txs up to it)"
+    )
 
 
 @dataclass(frozen=True)

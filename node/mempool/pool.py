@@ -194,6 +194,9 @@ class Mempool:
         self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._committed_cap = committed_cache_size
         self._height = 0
+        #: called after admitting a transaction a block could include now (not a
+        #: future one); the consensus driver uses it to stop waiting for txs
+        self.on_ready: Callable[[], None] | None = None
 
     # --- inspection -------------------------------------------------------
 
@@ -288,6 +291,8 @@ class Mempool:
             for v in victims:
                 self._drop(v)
         self._insert(h, tx, meta, _int_attr(outcome, "cost"))
+        if self.on_ready is not None and h not in self._future:
+            self.on_ready()
         return AddResult(status=AddStatus.ACCEPTED, tx_hash=h, evicted=tuple(victims))
 
     def reap(self, max_bytes: int, max_count: int) -> list[bytes]:
