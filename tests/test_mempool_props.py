@@ -50,9 +50,11 @@ def tx(sender: int, nonce: int, pad: int) -> bytes:
 add_op = st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 4), st.integers(0, 30))
 reap_op = st.tuples(st.just("reap"), st.integers(0, 200), st.integers(0, 6))
 commit_op = st.tuples(st.just("commit"), st.integers(0, 4))
-# adds six times in eight, so the pool is often full and has to choose what to evict
-ops = st.lists(st.integers(0, 7).flatmap(
-    lambda k: add_op if k < 6 else reap_op if k == 6 else commit_op), max_size=80)
+remove_op = st.tuples(st.just("remove"), st.integers(0, 7))
+# adds six times in nine, so the pool is often full and has to choose what to evict
+ops = st.lists(st.integers(0, 8).flatmap(
+    lambda k: add_op if k < 6 else reap_op if k == 6 else commit_op if k == 7 else remove_op),
+    max_size=80)
 
 
 CFG = MempoolSection(max_txs=6, max_bytes=150, max_tx_bytes=28, max_txs_per_sender=4,
@@ -124,6 +126,11 @@ def test_invariants(mode: str, ops: list[tuple]) -> None:
                         sum(map(len, order)) + len(t) <= CFG.max_bytes
                     assert not fits
                     assert not future or t in futures(order + [t], next_nonce)
+        elif op[0] == "remove":  # e.g. found invalid in a block: may open a nonce gap
+            if order:
+                gone = order[op[1] % len(order)]
+                assert mp.remove([tx_hash(gone), b"not pending"]) == 1
+                order.remove(gone)
         elif op[0] == "reap":
             got = mp.reap(op[1], op[2])
             assert got == order[:len(got)]           # a FIFO prefix

@@ -53,6 +53,8 @@ from typing import Protocol
 
 from node.config import MempoolSection
 
+from .senders import SenderTxs
+
 #: Result codes of :class:`AddResult`, in codespace ``"mempool"``. Code 0 is
 #: success; a ``REJECTED`` result carries the check callback's own code (in the
 #: ledger's codespace) instead.
@@ -187,9 +189,8 @@ class Mempool:
         self._meta: dict[bytes, tuple[bytes, int]] = {}
         self._cost: dict[bytes, int] = {}           # hash -> what it debits, when reported
         self._added: dict[bytes, int] = {}          # hash -> pool height when admitted
-        self._senders: dict[bytes, dict[bytes, int]] = {}  # sender -> {hash: nonce}
-        self._account: dict[bytes, int] = {}        # sender -> next nonce as last seen
-        self._future: dict[bytes, None] = {}        # hashes waiting for a nonce gap (a set)
+        self._senders: dict[bytes, SenderTxs] = {}
+        self._nfuture = 0                           # future txs over all senders
         self._bytes = 0
         self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._committed_cap = committed_cache_size
@@ -228,15 +229,17 @@ class Mempool:
         when empty blocks are off: a pool of future transactions only would
         otherwise make empty blocks until they expire.
         """
-        return len(self._txs) - len(self._future)
+        return len(self._txs) - self._nfuture
 
     def is_future(self, tx_hash: bytes) -> bool:
         """True if the pending transaction waits for a lower nonce of its sender."""
-        return tx_hash in self._future
+        meta = self._meta.get(tx_hash)
+        return meta is not None and tx_hash in self._senders[meta[0]].future
 
     def sender_count(self, sender: bytes) -> int:
         """Pending transactions of ``sender`` (as reported by the check outcome)."""
-        return len(self._senders.get(sender, ()))
+        s = self._senders.get(sender)
+        return 0 if s is None else len(s)
 
     def get(self, tx_hash: bytes) -> bytes | None:
         return self._txs.get(tx_hash)
@@ -263,7 +266,7 @@ class Mempool:
         if h in self._committed:
             return AddResult(status=AddStatus.DUPLICATE, tx_hash=h, code=CODE_DUPLICATE,
                              codespace="mempool", log="tx already committed")
-        if not self._fits(len(tx)) and not self._future:
+        if not self._fits(len(tx)) and not self._nfuture:
             return _full(h, self._full_log())
         outcome = self._check(tx)
         if outcome.code != 0:
@@ -273,15 +276,15 @@ class Mempool:
                              codespace=name.lower() if isinstance(name, str) else "ledger",
                              log=outcome.log)
         sender, nonce = getattr(outcome, "sender", None), _int_attr(outcome, "nonce")
-        meta = (sender, nonce) if isinstance(sender, bytes) and sender and nonce is not None \
-            else None
+        cost = _int_attr(outcome, "cost") or 0
+        queue: SenderTxs | None = None
         future = False
-        if meta is not None:
-            self._note_account(meta[0], outcome)
-            refused = self._sender_rules(h, meta[0], meta[1], outcome)
+        if isinstance(sender, bytes) and sender and nonce is not None:
+            queue = self._queue(sender, outcome)
+            refused = self._sender_rules(h, queue, nonce, cost, outcome)
             if refused is not None:
                 return refused
-            future = self._would_be_future(*meta)
+            future = queue.would_be_future(nonce)
         victims: list[bytes] = []
         if not self._fits(len(tx)):
             found = None if future else self._victims(len(tx))
@@ -290,8 +293,8 @@ class Mempool:
             victims = found
             for v in victims:
                 self._drop(v)
-        self._insert(h, tx, meta, _int_attr(outcome, "cost"))
-        if self.on_ready is not None and h not in self._future:
+        self._insert(h, tx, sender, nonce, cost, queue)
+        if self.on_ready is not None and not future:
             self.on_ready()
         return AddResult(status=AddStatus.ACCEPTED, tx_hash=h, evicted=tuple(victims))
 
@@ -339,11 +342,10 @@ class Mempool:
             h = self._hash(tx)
             self._remember_committed(h)
             if h in self._txs:
-                self._drop(h, reclassify=False)
+                self._drop(h, keep_run=True)
                 removed += 1
         evicted = self._recheck() if recheck else []
-        for sender in list(self._senders):
-            self._classify(sender)
+        self._reclassify_all()
         expired = self._expire(height)
         return UpdateReport(height=height, removed=removed, evicted=tuple(evicted),
                             expired=tuple(expired))
@@ -366,64 +368,37 @@ class Mempool:
     def _full_log(self) -> str:
         return f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes)"
 
-    def _note_account(self, sender: bytes, outcome: CheckOutcome) -> None:
-        """Remember the sender's next nonce from the outcome (or the callback)."""
+    def _queue(self, sender: bytes, outcome: CheckOutcome) -> SenderTxs:
+        """``sender``'s queue (a fresh, unstored one if it has nothing pending), with
+        the account's next nonce from the outcome or the ``next_nonce`` callback."""
         account = _int_attr(outcome, "account_nonce")
         if account is None and self._next_nonce is not None:
             account = self._next_nonce(sender)
-        if account is not None and account != self._account.get(sender):
-            self._account[sender] = account
-            self._classify(sender)
+        queue = self._senders.get(sender) or SenderTxs()
+        before = len(queue.future)
+        queue.set_account(account)
+        if sender in self._senders:
+            self._nfuture += len(queue.future) - before
+        return queue
 
-    def _sender_rules(self, h: bytes, sender: bytes, nonce: int,
+    def _sender_rules(self, h: bytes, queue: SenderTxs, nonce: int, cost: int,
                       outcome: CheckOutcome) -> AddResult | None:
-        """The per-sender refusals (rule 5), or None if ``sender`` may add this tx."""
+        """The per-sender refusals (rule 5), or None if the sender may add this tx."""
         cfg = self._config
-        mine = self._senders.get(sender, {})
-        if len(mine) >= cfg.max_txs_per_sender:
-            return _full(h, f"sender has {len(mine)} transactions pending "
+        if len(queue) >= cfg.max_txs_per_sender:
+            return _full(h, f"sender has {len(queue)} transactions pending "
                             f"(max_txs_per_sender {cfg.max_txs_per_sender})", CODE_SENDER_FULL)
-        if self._would_be_future(sender, nonce):
-            futures = sum(1 for m in mine if m in self._future)
-            if futures >= cfg.max_future_txs_per_sender:
-                return _full(h, f"sender has {futures} future-nonce transactions pending "
-                                f"(max_future_txs_per_sender {cfg.max_future_txs_per_sender})",
-                             CODE_SENDER_FULL)
-        cost, balance = _int_attr(outcome, "cost"), _int_attr(outcome, "balance")
-        if cost and balance is not None:
-            pending = sum(self._cost.get(m, 0) for m in mine)
-            if pending + cost > balance:
-                return AddResult(status=AddStatus.REJECTED, tx_hash=h, code=CODE_OVERSPENT,
-                                 codespace="mempool",
-                                 log=f"balance {balance} does not cover {cost} on top of the "
-                                     f"{pending} this sender's pending transactions spend")
+        if queue.would_be_future(nonce) and len(queue.future) >= cfg.max_future_txs_per_sender:
+            return _full(h, f"sender has {len(queue.future)} future-nonce transactions pending "
+                            f"(max_future_txs_per_sender {cfg.max_future_txs_per_sender})",
+                         CODE_SENDER_FULL)
+        balance = _int_attr(outcome, "balance")
+        if cost and balance is not None and queue.cost + cost > balance:
+            return AddResult(status=AddStatus.REJECTED, tx_hash=h, code=CODE_OVERSPENT,
+                             codespace="mempool",
+                             log=f"balance {balance} does not cover {cost} on top of the "
+                                 f"{queue.cost} this sender's pending transactions spend")
         return None
-
-    def _run_end(self, sender: bytes) -> int | None:
-        """First nonce after the unbroken run from the account's next nonce; None if unknown."""
-        n = self._account.get(sender)
-        if n is None:
-            return None
-        present = set(self._senders.get(sender, {}).values())
-        while n in present:
-            n += 1
-        return n
-
-    def _would_be_future(self, sender: bytes, nonce: int) -> bool:
-        end = self._run_end(sender)
-        return end is not None and nonce > end
-
-    def _classify(self, sender: bytes) -> None:
-        """Recompute which of ``sender``'s pending transactions are future ones."""
-        mine = self._senders.get(sender)
-        if not mine:
-            return
-        end = self._run_end(sender)
-        for h, nonce in mine.items():
-            if end is not None and nonce >= end:
-                self._future[h] = None
-            else:
-                self._future.pop(h, None)
 
     def _victims(self, size: int) -> list[bytes] | None:
         """Future transactions whose eviction makes room for ``size`` bytes, or None.
@@ -431,12 +406,8 @@ class Mempool:
         Takes from the sender holding the most future transactions, highest
         nonce first (the one furthest from ever running), until the new one fits.
         """
-        per_sender: dict[bytes, list[tuple[int, bytes]]] = {}
-        for h in self._future:
-            sender, nonce = self._meta[h]
-            per_sender.setdefault(sender, []).append((nonce, h))
-        for entries in per_sender.values():
-            entries.sort()
+        per_sender = {sender: sorted((q.txs[h], h) for h in q.future)
+                      for sender, q in self._senders.items() if q.future}
         count, used, out = len(self._txs), self._bytes, []
         cfg = self._config
         while count >= cfg.max_txs or used + size > cfg.max_bytes:
@@ -451,34 +422,45 @@ class Mempool:
             used -= len(self._txs[h])
         return out
 
-    def _insert(self, h: bytes, tx: bytes, meta: tuple[bytes, int] | None,
-                cost: int | None) -> None:
+    def _insert(self, h: bytes, tx: bytes, sender: bytes | None, nonce: int | None, cost: int,
+                queue: SenderTxs | None) -> None:
         self._txs[h] = tx
         self._bytes += len(tx)
         self._added[h] = self._height
         if cost:
             self._cost[h] = cost
-        if meta is not None:
-            self._meta[h] = meta
-            self._senders.setdefault(meta[0], {})[h] = meta[1]
-            self._classify(meta[0])
+        if queue is None or sender is None or nonce is None:
+            return
+        self._meta[h] = (sender, nonce)
+        if sender not in self._senders:
+            self._senders[sender] = queue
+            self._nfuture += len(queue.future)
+        before = len(queue.future)
+        queue.add(h, nonce, cost)
+        self._nfuture += len(queue.future) - before
 
-    def _drop(self, h: bytes, *, reclassify: bool = True) -> None:
+    def _drop(self, h: bytes, *, keep_run: bool = False) -> None:
+        """Remove ``h``; ``keep_run``: the caller reclassifies its sender afterwards."""
         tx = self._txs.pop(h)
         self._bytes -= len(tx)
         self._added.pop(h, None)
-        self._cost.pop(h, None)
-        self._future.pop(h, None)
+        cost = self._cost.pop(h, 0)
         meta = self._meta.pop(h, None)
         if meta is None:
             return
-        mine = self._senders[meta[0]]
-        del mine[h]
-        if not mine:
+        queue = self._senders[meta[0]]
+        before = len(queue.future)
+        queue.remove(h, cost, keep_run=keep_run)
+        self._nfuture += len(queue.future) - before
+        if not queue.txs:
             del self._senders[meta[0]]
-            self._account.pop(meta[0], None)
-        elif reclassify:
-            self._classify(meta[0])
+
+    def _reclassify_all(self) -> None:
+        """Recompute every sender's split (after a block: O(pool), like the recheck)."""
+        self._nfuture = 0
+        for queue in self._senders.values():
+            queue.reclassify()
+            self._nfuture += len(queue.future)
 
     def _recheck(self) -> list[bytes]:
         """Evict pending transactions that the new state makes invalid."""
@@ -490,18 +472,18 @@ class Mempool:
                 sender, nonce = meta
                 if sender not in nonces:
                     nonces[sender] = self._next_nonce(sender)
-                    if nonces[sender] is not None:
-                        self._account[sender] = nonces[sender]  # type: ignore[assignment]
                 expected = nonces[sender]
                 keep = expected is not None and nonce >= expected
+                if expected is not None:
+                    self._senders[sender].account = expected
             else:
                 outcome = self._check(tx)
                 keep = outcome.code == 0
                 account = _int_attr(outcome, "account_nonce")
-                if keep and meta is not None and account is not None:
-                    self._account[meta[0]] = account
+                if meta is not None and account is not None:
+                    self._senders[meta[0]].account = account
             if not keep:
-                self._drop(h, reclassify=False)
+                self._drop(h, keep_run=True)
                 evicted.append(h)
         return evicted
 
@@ -510,13 +492,14 @@ class Mempool:
         ttl, future_ttl = self._config.ttl_blocks, self._config.future_ttl_blocks
         if not ttl and not future_ttl:
             return []
-        expired = []
-        for h in list(self._txs):
-            age = height - self._added[h]
-            if (ttl and age >= ttl) or (future_ttl and h in self._future and age >= future_ttl):
-                expired.append(h)
+        expired = [h for h in self._txs
+                   if (ttl and height - self._added[h] >= ttl)
+                   or (future_ttl and height - self._added[h] >= future_ttl
+                       and self.is_future(h))]
         for h in expired:
-            self._drop(h)
+            self._drop(h, keep_run=True)
+        if expired:
+            self._reclassify_all()
         return expired
 
     def _remember_committed(self, h: bytes) -> None:
