@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import statistics
 import struct
 import subprocess
@@ -36,7 +35,7 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from net import NetConfig, open_transport, peer_id_from_seed
+from net import NetConfig, open_transport
 
 TOPIC = "bench/votes/1"
 PROTOCOL = "/bench/vote/1"
@@ -48,30 +47,15 @@ def node_seed(i: int) -> bytes:
     return hashlib.sha256(b"bench-net-%d" % i).digest()
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 # ------------------------------------------------------------------ child
 
 
-async def child(index: int, ports: list[int], rate: float, seconds: float, size: int) -> None:
-    n = len(ports)
-    peers = tuple(
-        f"/ip4/127.0.0.1/tcp/{ports[j]}/p2p/{peer_id_from_seed(node_seed(j))}"
-        for j in range(n)
-        if j != index
-    )
+async def child(index: int, n: int, rate: float, seconds: float, size: int) -> None:
+    """One node: listen on port 0, print ``ADDR <multiaddr>``, read the others' addresses
+    from stdin (one line), connect, print ``READY``, then run the modes asked on stdin."""
     config = NetConfig(
         seed=node_seed(index),
-        listen_addr=f"/ip4/127.0.0.1/tcp/{ports[index]}",
-        persistent_peers=peers,
+        listen_addr="/ip4/127.0.0.1/tcp/0",
         redial_interval_s=0.3,
         publish_rate=max(200.0, rate * 2),
     )
@@ -91,6 +75,17 @@ async def child(index: int, ports: list[int], rate: float, seconds: float, size:
             return b""
 
         t.set_handler(PROTOCOL, on_direct)
+        print("ADDR", t.listen_addrs[0], flush=True)
+        stdin = trio.lowlevel.FdStream(0)
+        buf = b""
+        while b"\n" not in buf:
+            chunk = await stdin.receive_some(4096)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        peers = [a for a in line.decode().split() if not a.endswith(t.peer_id)]
+        await t.add_peers(peers, persistent=True)
         others = [p.rsplit("/", 1)[1] for p in peers]
         with trio.fail_after(60):
             while len(t.connected_peers()) < n - 1 or len(t.topic_peers(TOPIC)) < n - 1:
@@ -103,9 +98,7 @@ async def child(index: int, ports: list[int], rate: float, seconds: float, size:
                     record(data)
 
             nursery.start_soon(drain)
-            stdin = trio.lowlevel.FdStream(0)
             print("READY", flush=True)
-            buf = b""
             while True:
                 chunk = await stdin.receive_some(1024)
                 if not chunk:
@@ -156,11 +149,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--modes", default="gossip,direct")
     ap.add_argument("--child", type=int, default=-1, help=argparse.SUPPRESS)
-    ap.add_argument("--ports", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child >= 0:
-        ports = [int(p) for p in args.ports.split(",")]
-        trio.run(child, args.child, ports, args.rate, args.seconds, args.size)
+        trio.run(child, args.child, args.nodes, args.rate, args.seconds, args.size)
         return
 
     n = args.nodes
@@ -186,9 +177,8 @@ def main() -> None:
 def run_mode(mode: str, args: argparse.Namespace) -> tuple[str, int, list[float], float]:
     """Start the nodes, run one mode, stop them; (mode, deliveries, latencies ms, CPU s/node)."""
     n = args.nodes
-    ports = free_ports(n)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    common = ["--ports", ",".join(map(str, ports)), "--rate", str(args.rate)]
+    common = ["--nodes", str(n), "--rate", str(args.rate)]
     common += ["--seconds", str(args.seconds), "--size", str(args.size)]
     procs = [
         subprocess.Popen(
@@ -201,6 +191,17 @@ def run_mode(mode: str, args: argparse.Namespace) -> tuple[str, int, list[float]
         for i in range(n)
     ]
     try:
+        # Each node binds port 0 and reports its address; then every node gets the list.
+        addrs = []
+        for p in procs:
+            assert p.stdout is not None
+            kind, addr = p.stdout.readline().split()
+            assert kind == "ADDR", kind
+            addrs.append(addr)
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(" ".join(addrs) + "\n")
+            p.stdin.flush()
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "READY"
         start = time.time() + 0.5

@@ -44,7 +44,7 @@ import itertools
 
 from consensus.crypto import PrivateKey, sha256
 from node.rpc_client import RpcClient, RpcClientError
-from node.testnet import TESTNET_CONSENSUS, Testnet, free_base_port, init_testnet
+from node.testnet import AUTO_PORTS, TESTNET_CONSENSUS, Testnet, init_testnet
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -168,8 +168,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100, help="txs per HTTP request")
     ap.add_argument("--window", type=int, default=1000, help="max uncommitted txs per client")
-    ap.add_argument("--base-port", type=int, default=None,
-                    help="node i uses base+10i.. (default: a free range)")
+    ap.add_argument("--base-port", type=int, default=AUTO_PORTS,
+                    help="node i uses base+10i.. (default 0: every node binds free ports)")
     ap.add_argument("--keep", type=Path, help="keep the testnet directory here")
     ap.add_argument("--idle-seconds", type=float, default=30,
                     help="measure the idle cost this long before the load (0: skip)")
@@ -181,11 +181,10 @@ def main() -> int:
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
-    base_port = args.base_port or free_base_port(args.validators)
     consensus = None if args.interval_ms is None else {
         **TESTNET_CONSENSUS, "create_empty_blocks_interval_ms": args.interval_ms}
-    specs = init_testnet(out, validators=args.validators, base_port=base_port,
-                         chain_id="oml-bench", fund=funded, force=True, consensus=consensus)
+    init_testnet(out, validators=args.validators, base_port=args.base_port,
+                 chain_id="oml-bench", fund=funded, force=True, consensus=consensus)
     print(f"testnet: {args.validators} validators in {out}", flush=True)
     with Testnet(out) as net:
         net.start_all(timeout=120)
@@ -193,6 +192,7 @@ def main() -> int:
             t_end = time.time() + 60
             while c.height() < 2 and time.time() < t_end:
                 time.sleep(0.2)
+        specs = [net.spec(s.name) for s in net.specs]  # with the ports each node bound
         pids = {n: p.proc.pid for n, p in net.procs.items()}
         idle = measure_idle(net, pids, args.idle_seconds) if args.idle_seconds > 0 else None
         observer = Observer(specs[0].rpc_url)

@@ -3,7 +3,7 @@
 py-libp2p reconnects nothing on its own, and a failed dial puts the peer in
 a 60-second negative cache that makes later dials fail at once (LIBP2P.md).
 So a redial loop walks ``persistent_peers`` every ``redial_interval_s`` (and
-at once when one of them disconnects), clears the peer from the negative
+at once when one of them disconnects or is added at run time), clears the peer from the negative
 cache, and dials every missing one concurrently, each under the dial
 deadline. A notifee records when and in which direction each connection
 came up, for ``connected_peers``.
@@ -63,15 +63,11 @@ class PeerBook:
         self._host = host
         self._self_id = host.get_id()
         self._persistent: dict[str, tuple[ID, multiaddr.Multiaddr]] = {}
-        for addr in persistent_peers:
-            base, peer = parse_peer_addr(addr)
-            pid = ID.from_base58(peer)
-            if pid != self._self_id:  # a shared peer list may name ourselves
-                self._persistent[peer] = (pid, multiaddr.Multiaddr(base))
+        self._wake = trio.Event()
+        self.add_persistent(persistent_peers)
         self._redial_interval = redial_interval
         self._dial_timeout = dial_timeout
         self._since: dict[str, float] = {}
-        self._wake = trio.Event()
         self.dial_failures = 0
         host.get_network().register_notifee(_ConnWatcher(self))
 
@@ -123,6 +119,31 @@ class PeerBook:
             )
         return sorted(out, key=lambda p: p.peer_id)
 
+    def add_persistent(self, addrs: tuple[str, ...] | list[str]) -> list[str]:
+        """Keep the peers at ``addrs`` (``/ip4/H/tcp/P/p2p/ID``) connected from now on.
+
+        An address replaces the one we had for the same peer id: a peer that
+        restarts on another port (a testnet whose nodes bind port 0) is then
+        dialled where it is now, not where it was. Our own id is skipped (a
+        shared peer list may name us). Every address is checked before any
+        is added, so a bad list changes nothing. Wakes the redial loop.
+
+        Returns:
+            The peer ids of ``addrs`` other than ours, in order.
+
+        Raises:
+            NetConfigError: an address is not a TCP multiaddr ending in /p2p/ID.
+        """
+        parsed = [parse_peer_addr(a) for a in addrs]
+        added = []
+        for base, peer in parsed:
+            pid = ID.from_base58(peer)
+            if pid != self._self_id:
+                self._persistent[peer] = (pid, multiaddr.Multiaddr(base))
+                added.append(peer)
+        self._wake.set()
+        return added
+
     # ------------------------------------------------------------- dialling
 
     async def dial(self, peer: str, pid: ID, addr: multiaddr.Multiaddr) -> bool:
@@ -131,6 +152,9 @@ class PeerBook:
         unblock = getattr(network, "unblock_peer", None)
         if unblock is not None:
             unblock(pid)  # lift the 60 s negative cache left by an earlier failure
+        # libp2p dials only the first TCP address it knows for a peer; after the
+        # peer restarted on another port that is a dead one. Dial ``addr`` only.
+        self._host.get_peerstore().clear_addrs(pid)
         with trio.move_on_after(self._dial_timeout):
             try:
                 await self._host.connect(LibPeerInfo(pid, [addr]))
@@ -139,10 +163,40 @@ class PeerBook:
                 log.debug("dial %s at %s failed: %s", peer, addr, str(exc).splitlines()[0:1])
         return self.is_connected(peer)
 
+    async def add_peers(self, addrs: list[str], *, persistent: bool) -> dict[str, bool]:
+        """Dial ``addrs`` now; with ``persistent``, also keep them connected from now on.
+
+        Persistent peers are handed to the redial loop (one dialler per peer,
+        so no two dials to one peer race); others are dialled once, here.
+        Waits at most the dial deadline for the connections.
+
+        Returns:
+            Peer id -> whether it is connected when this returns (our own id left out).
+
+        Raises:
+            NetConfigError: an address is malformed (nothing was dialled or added).
+        """
+        parsed = [parse_peer_addr(a) for a in addrs]
+        if persistent:
+            peers = self.add_persistent(addrs)
+            with trio.move_on_after(self._dial_timeout):
+                while not all(self.is_connected(p) for p in peers):
+                    await trio.sleep(0.05)
+        else:
+            targets = {peer: multiaddr.Multiaddr(base) for base, peer in parsed
+                       if ID.from_base58(peer) != self._self_id}
+            peers = list(targets)
+            async with trio.open_nursery() as nursery:
+                for peer, addr in targets.items():
+                    if not self.is_connected(peer):
+                        nursery.start_soon(self.dial, peer, ID.from_base58(peer), addr)
+        return {p: self.is_connected(p) for p in peers}
+
     async def redial_loop(self) -> None:
-        """Forever: dial every disconnected persistent peer, then wait."""
-        if not self._persistent:
-            return
+        """Forever: dial every disconnected persistent peer, then wait.
+
+        With no persistent peers it sleeps until :meth:`add_persistent` wakes it.
+        """
         while True:
             # A fresh event first, so a disconnect during the dials below
             # still cuts the following wait short.
@@ -154,6 +208,9 @@ class PeerBook:
                 async with trio.open_nursery() as nursery:
                     for peer, pid, addr in missing:
                         nursery.start_soon(self.dial, peer, pid, addr)
+            if not self._persistent:
+                await self._wake.wait()
+                continue
             with trio.move_on_after(self._redial_interval):
                 await self._wake.wait()
 

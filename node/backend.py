@@ -8,7 +8,7 @@ is one of ``node.rpc.errors``' typed backend errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from consensus.block import Block, Commit
@@ -67,7 +67,8 @@ class Backend:
     def __init__(self, *, chain: Chain, mempool: Mempool, gossip: TxGossip | None,
                  peer_id: str, moniker: str, listen_addr: str, pub_key: bytes,
                  catching_up: Callable[[], bool], peers: Callable[[], list[Any]],
-                 listeners: Callable[[], list[str]], metrics: Any = None) -> None:
+                 listeners: Callable[[], list[str]], metrics: Any = None,
+                 add_peers: Callable[..., Awaitable[dict[str, bool]]] | None = None) -> None:
         self.chain = chain
         self.ledger = chain.ledger
         self.mempool = mempool
@@ -80,6 +81,7 @@ class Backend:
         self._peers = peers
         self._listeners = listeners
         self.metrics = metrics
+        self._add_peers = add_peers
         self.ready = True
 
     # --- status ----------------------------------------------------------------
@@ -115,6 +117,17 @@ class Backend:
                                   remote_addr=addrs[0] if addrs else "",
                                   is_outbound=getattr(p, "direction", "") == "outbound"))
         return NetInfo(listening=True, listeners=tuple(self._listeners()), peers=tuple(peers))
+
+    async def dial_peers(self, addrs: list[str], persistent: bool) -> dict[str, bool]:
+        """RPC ``dial_peers``: the transport dials; peer id -> connected afterwards."""
+        from net import NetUsageError
+
+        if self._add_peers is None:
+            raise NodeUnavailable("this node cannot dial peers")
+        try:
+            return await self._add_peers(addrs, persistent=persistent)
+        except NetUsageError as exc:
+            raise BadArgument(f"peers: {exc}") from None
 
     # --- blocks and txs --------------------------------------------------------------
 

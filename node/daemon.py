@@ -5,7 +5,7 @@ Lifecycle (one trio run per process)::
     load config, genesis, keys          (errors -> exit 1 before anything starts)
     open ledger + chain, recover        (re-execute blocks stored but not applied)
     open transport (libp2p)             (listen, redial persistent peers)
-    start RPC + metrics servers
+    start RPC + metrics servers         (then write data/listen.json: the bound addresses)
     start tx gossip, block-sync server
     validator:  run consensus (it asks for block sync when it sees later heights)
     full node:  follow the chain by block sync (poll peers' heights)
@@ -38,6 +38,7 @@ from .config import Config
 from .genesis import Genesis
 from .home import Home
 from .keys import AccountKey, NodeKey
+from .listenfile import ListenInfo, remove_listen_file, write_listen_file
 from .logs import route_library_logs, setup_logging
 from .mempool import Mempool, tx_hash
 from .rpc.backend import NewBlockEvent, TxResult, TxView
@@ -93,7 +94,7 @@ class Daemon:
 
         data_dir = self.home.data_dir(self.config)
         data_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(data_dir / "node.lock"), \
+        with _exclusive(data_dir / "node.lock"), _listen_file_cleared(data_dir), \
                 trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             ledger = Ledger.open(data_dir / "state", self.genesis)
             try:
@@ -121,7 +122,8 @@ class Daemon:
                            persistent_peers=tuple(p2p.persistent_peers),
                            redial_interval_s=p2p.redial_interval_ms / 1000,
                            stream_timeout_s=p2p.stream_timeout_ms / 1000,
-                           max_msg_bytes=p2p.max_msg_bytes)
+                           max_msg_bytes=p2p.max_msg_bytes,
+                           msg_id="peer_seqno" if p2p.msg_id == "peer_seqno" else "content")
         self.check = CachedCheck(chain.ledger)
         mempool = Mempool(self.config.mempool, self.check)
         async with open_transport(netcfg) as transport:
@@ -141,19 +143,33 @@ class Daemon:
     async def _run_services(self, nursery: trio.Nursery, chain: Chain, mempool: Mempool,
                             transport: Any) -> None:
         from .metrics import NodeMetrics, serve_metrics
+        from .roles import RoleContext, build_services
+        from .roles.txsender import TxSender
         from .rpc import EventBus, build_methods, serve_rpc
 
         gossip = TxGossip(self.config.mempool, mempool, transport,
                           max_msg_bytes=transport.max_gossip_bytes)
         events = EventBus()
-        metrics = NodeMetrics(method_names=tuple(build_methods()))
         backend = Backend(chain=chain, mempool=mempool, gossip=gossip,
                           peer_id=transport.peer_id, moniker=self.config.node.moniker,
                           listen_addr=self.config.p2p.listen_addr,
                           pub_key=self.account.public_key,
                           catching_up=self._catching_up,
                           peers=transport.connected_peers,
-                          listeners=lambda: transport.listen_addrs, metrics=metrics)
+                          listeners=lambda: transport.listen_addrs, metrics=None,
+                          add_peers=transport.add_peers)
+        commit_listeners: list[Any] = []
+        txs = TxSender(signer=self.signer, address=self.account.address,
+                       chain_id=self.genesis.chain_id, backend=backend, index=chain,
+                       mempool_txs=lambda: iter(mempool))
+        services = build_services(RoleContext(
+            config=self.config, data_dir=self.home.data_dir(self.config),
+            account_seed=self.account.key.seed, account_pub=self.account.public_key,
+            chain=chain, transport=transport, backend=backend,
+            on_committed=commit_listeners.append, txs=txs))
+        role_methods = [m for service in services for m in service.rpc_methods()]
+        metrics = NodeMetrics(method_names=tuple(build_methods(role_methods)))
+        backend.metrics = metrics
 
         def on_committed(block: Any, _commit: Any, result: Any) -> None:
             mempool.update(block.height, block.txs)
@@ -162,13 +178,19 @@ class Daemon:
             metrics.observe_block(height=block.height, time_ms=block.header.time_ms,
                                   num_txs=len(block.txs),
                                   failed_txs=sum(1 for t in txs if t.result.code != 0))
+            for listener in commit_listeners:
+                listener()
 
         chain.on_committed.append(on_committed)
 
         # servers first, so `health` answers while we catch up
-        await nursery.start(functools.partial(serve_rpc, backend, events, self.config.rpc,
-                                              observer=metrics.observe_rpc))
-        await nursery.start(serve_metrics, self.config.metrics, metrics)
+        rpc_urls = await nursery.start(functools.partial(
+            serve_rpc, backend, events, self.config.rpc, observer=metrics.observe_rpc,
+            extra_methods=role_methods))
+        metrics_urls = await nursery.start(serve_metrics, self.config.metrics, metrics)
+        write_listen_file(self.home.data_dir(self.config), ListenInfo(
+            pid=os.getpid(), peer_id=transport.peer_id, p2p=tuple(transport.listen_addrs),
+            rpc=tuple(rpc_urls), metrics=tuple(metrics_urls)))
         nursery.start_soon(self._update_gauges, metrics, mempool, transport)
 
         async def handle_sync(_peer: str, data: bytes) -> bytes:
@@ -179,10 +201,9 @@ class Daemon:
         nursery.start_soon(gossip.run_receiver, txs_in)
         nursery.start_soon(gossip.run_publisher)
 
-        roles = self.config.roles
-        for role in ("storage", "omlizer", "prover", "host_gateway", "owner_permission"):
-            if getattr(roles, role):
-                log.warning("[roles] %s = true, but this version does not run that role", role)
+        for service in services:
+            await nursery.start(service.run)
+            log.info("role %s started", service.name)
         timeout_s = self.config.p2p.stream_timeout_ms / 1000
         if self.is_validator:
             from .driver import ConsensusDriver
@@ -222,7 +243,7 @@ class Daemon:
     async def _update_gauges(self, metrics: Any, mempool: Mempool, transport: Any) -> None:
         while True:
             metrics.observe_mempool(len(mempool), mempool.size_bytes)
-            metrics.observe_peers(len(transport.connected_peers()))
+            metrics.observe_net(transport.stats())
             metrics.observe_catching_up(self._catching_up())
             await trio.sleep(1.0)
 
@@ -264,6 +285,16 @@ def _exclusive(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _listen_file_cleared(data_dir: Path) -> Iterator[None]:
+    """No ``listen.json`` but ours: remove a stale one now, and ours when we stop."""
+    remove_listen_file(data_dir)
+    try:
+        yield
+    finally:
+        remove_listen_file(data_dir)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

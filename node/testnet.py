@@ -2,24 +2,33 @@
 
 ``init_testnet`` writes one home per node under ``OUT/node<i>`` sharing one
 genesis (the first N accounts are validators; every node's account is
-funded), a full mesh of ``persistent_peers`` (peer ids computed from the node
-keys without importing libp2p) and distinct ports: node ``i`` uses
-``base_port + 10*i`` for libp2p, ``+1`` for JSON-RPC and ``+2`` for metrics.
-A ``testnet.json`` manifest next to the homes lists every node.
+funded) and a ``testnet.json`` manifest listing every node. Ports come in
+two kinds:
+
+* fixed (``base_port`` > 0, for people: ``make testnet``): node ``i`` uses
+  ``base_port + 10*i`` for libp2p, ``+1`` for JSON-RPC and ``+2`` for
+  metrics, and its config lists every other node in ``persistent_peers``
+  (peer ids computed from the node keys without importing libp2p);
+* automatic (``base_port=0``, for tests and benchmarks): every server binds
+  port 0, so no port is ever probed free and bound later (another process
+  can take it in between). A node reports what it got in
+  ``DATA_DIR/listen.json`` (:mod:`node.listenfile`); :class:`Testnet` reads
+  it and wires the nodes together through RPC ``dial_peers`` (persistent),
+  again after every restart, since a restarted node gets new ports.
 
 ``Testnet`` starts nodes with ``sys.executable -m node start --home ...`` so
 a node is exactly what an operator runs, logs each to ``node<i>/node.log``,
 waits on RPC ``health`` with a deadline, and stops them with SIGTERM (then
-SIGKILL past a grace period). Tests and ``bench/testnet.py`` use it too.
+SIGKILL past a grace period). Tests and ``bench/testnet.py`` use it too;
+``node.testnet_supervisor`` keeps one running for ``oml-node testnet start``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,13 +38,25 @@ from typing import IO, Any, Self
 
 from .config import Config, with_changes
 from .genesis import Genesis, GenesisValidator
-from .home import DEFAULT_BALANCE, DEFAULT_POWER, HomeError, default_chain_id, write_home
+from .home import (
+    DEFAULT_BALANCE,
+    DEFAULT_POWER,
+    Home,
+    HomeError,
+    default_chain_id,
+    write_home,
+)
 from .keys import AccountKey, NodeKey
-from .rpc_client import RpcClient
+from .listenfile import ListenInfo, read_listen_file
+from .rpc_client import RpcClient, RpcClientError
 
 MANIFEST = "testnet.json"
 PORTS_PER_NODE = 10
 DEFAULT_BASE_PORT = 26600
+#: ``base_port`` value for "every server binds port 0 and reports it in listen.json".
+AUTO_PORTS = 0
+#: RPC timeout of ``dial_peers``: above the node's 5 s dial deadline.
+DIAL_RPC_TIMEOUT_S = 15.0
 #: [consensus] of a testnet's nodes unless the caller passes its own: an idle
 #: testnet makes one empty block per 10 s (a block at once when a transaction
 #: comes). Idle, that keeps the ledger's windows, counted in blocks, minutes
@@ -66,8 +87,25 @@ class NodeSpec:
     address: str
 
     @property
+    def auto_ports(self) -> bool:
+        """Whether this node binds port 0 (its real ports are in its listen.json)."""
+        return self.p2p_port == AUTO_PORTS
+
+    @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def bound(self, info: ListenInfo) -> NodeSpec:
+        """This spec with the ports a running node reported in its listen file."""
+        p2p = next(a for a in info.p2p if "/ip4/127.0.0.1/tcp/" in a)
+        return dataclasses.replace(
+            self, p2p_port=int(p2p.split("/tcp/")[1].split("/")[0]),
+            rpc_port=_url_port(info.rpc[0]),
+            metrics_port=_url_port(info.metrics[0]) if info.metrics else self.metrics_port)
 
     @property
     def p2p_addr(self) -> str:
@@ -87,31 +125,8 @@ class NodeSpec:
                    address=data["address"])
 
 
-def _ports_free(ports: list[int]) -> bool:
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_base_port(nodes: int, *, low: int = 20000, high: int = 60000) -> int:
-    """A base port such that every port a testnet of ``nodes`` uses is free right now.
-
-    For tests and benchmarks that run next to other testnets; a port can
-    still be taken between this check and the node binding it.
-
-    Raises:
-        TestnetError: no free range found.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(low, high - PORTS_PER_NODE * nodes, PORTS_PER_NODE)
-        if _ports_free([base + PORTS_PER_NODE * i + k for i in range(nodes) for k in range(3)]):
-            return base
-    raise TestnetError("no free port range found")
+def _url_port(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
 
 
 def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
@@ -122,6 +137,9 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  fund: tuple[str, ...] = ()) -> list[NodeSpec]:
     """Write the homes of a local testnet under ``out`` and return their specs.
 
+    ``base_port`` 0 (:data:`AUTO_PORTS`) makes every server bind port 0 and
+    leaves ``persistent_peers`` empty: only :class:`Testnet` (which wires
+    the nodes once they report their ports) can run such a testnet.
     ``fund`` lists extra account addresses (hex) that genesis credits with
     ``balance`` too (benchmark clients use them). ``consensus``: [consensus]
     keys for every node; None means :data:`TESTNET_CONSENSUS`, a dict replaces
@@ -136,7 +154,8 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
     if non_validators < 0:
         raise TestnetError("--non-validators must not be negative")
     total = validators + non_validators
-    if not 1024 <= base_port or base_port + PORTS_PER_NODE * total > 65535:
+    if base_port != AUTO_PORTS and (base_port < 1024
+                                    or base_port + PORTS_PER_NODE * total > 65535):
         raise TestnetError(f"ports {base_port}..{base_port + PORTS_PER_NODE * total} "
                            "do not fit in 1024..65535")
     if (out / MANIFEST).exists() and not force:
@@ -147,10 +166,10 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
     node_keys = [NodeKey.generate() for _ in range(total)]
     specs = []
     for i in range(total):
-        port = base_port + PORTS_PER_NODE * i
+        port = base_port + PORTS_PER_NODE * i if base_port != AUTO_PORTS else 0
         specs.append(NodeSpec(
             name=f"node{i}", home=(out / f"node{i}").resolve(), validator=i < validators,
-            p2p_port=port, rpc_port=port + 1, metrics_port=port + 2,
+            p2p_port=port, rpc_port=port and port + 1, metrics_port=port and port + 2,
             peer_id=node_keys[i].peer_id, address=accounts[i].address.hex()))
     genesis = Genesis(
         chain_id=chain_id,
@@ -164,7 +183,7 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                    "params": {}},
     )
     for i, spec in enumerate(specs):
-        peers = [other.p2p_addr for other in specs if other is not spec]
+        peers = [] if spec.auto_ports else [o.p2p_addr for o in specs if o is not spec]
         config = with_changes(
             Config(),
             node={"moniker": spec.name},
@@ -172,7 +191,7 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  "persistent_peers": peers},
             rpc={"laddr": f"127.0.0.1:{spec.rpc_port}"},
             metrics={"laddr": f"127.0.0.1:{spec.metrics_port}"},
-            roles={"validator": spec.validator},
+            roles={"validator": spec.validator, "storage": {"enabled": True}},
             consensus=TESTNET_CONSENSUS if consensus is None else consensus,
         )
         try:
@@ -229,10 +248,12 @@ class NodeProcess:
 
 
 class Testnet:
-    """Start, watch and stop the node processes of a testnet directory.
+    """Start, watch, wire and stop the node processes of a testnet directory.
 
     Use as a context manager so every process is stopped on the way out,
-    whatever happened inside.
+    whatever happened inside. :meth:`spec` gives a node's live addresses:
+    for an auto-port testnet they are known once the node is ready (see
+    :meth:`wait_healthy`) and change when it restarts.
     """
 
     __test__ = False
@@ -242,6 +263,8 @@ class Testnet:
         self.specs = load_testnet(out)
         self.procs: dict[str, NodeProcess] = {}
         self.env = env
+        self._live: dict[str, NodeSpec] = {}
+        self._data_dirs: dict[str, Path] = {}
 
     def __enter__(self) -> Self:
         return self
@@ -250,17 +273,31 @@ class Testnet:
         self.stop_all()
 
     def spec(self, name: str) -> NodeSpec:
+        """The node's spec, with the ports it reported if it binds port 0 and is ready."""
+        if name in self._live:
+            return self._live[name]
         for s in self.specs:
             if s.name == name:
                 return s
         raise TestnetError(f"no node named {name}")
 
+    def data_dir(self, name: str) -> Path:
+        """The node's data directory (where its stores and ``listen.json`` are)."""
+        if name not in self._data_dirs:
+            home = Home(self.spec(name).home)
+            try:
+                self._data_dirs[name] = home.data_dir(home.config())
+            except (HomeError, ValueError, OSError) as exc:
+                raise TestnetError(f"{name}: cannot read its config: {exc}") from None
+        return self._data_dirs[name]
+
     def start(self, name: str) -> NodeProcess:
         """Start one node (not waiting for it); its output goes to ``node.log``."""
-        spec = self.spec(name)
         old = self.procs.get(name)
         if old is not None and old.alive:
             raise TestnetError(f"{name} is already running")
+        self._live.pop(name, None)  # a node that binds port 0 gets new ports
+        spec = self.spec(name)
         log = open(spec.home / "node.log", "ab")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -273,39 +310,80 @@ class Testnet:
         return np
 
     def start_all(self, names: list[str] | None = None, *, timeout: float = 60.0) -> None:
-        """Start the named nodes (default: all) and wait until each answers ``health``."""
+        """Start the named nodes (default: all), wait until each answers ``health``, wire them."""
         names = names or [s.name for s in self.specs]
         for name in names:
             self.start(name)
         self.wait_healthy(names, timeout=timeout)
 
+    def poll_ready(self, name: str) -> bool:
+        """One look: is the node running, its listen file written (port-0 nodes) and its
+        RPC answering ``health``? Records its live addresses when it is."""
+        np = self.procs.get(name)
+        if np is None or not np.alive:
+            return False
+        if np.spec.auto_ports and name not in self._live:
+            info = read_listen_file(self.data_dir(name), pid=np.proc.pid)
+            if info is None:
+                return False
+            self._live[name] = np.spec.bound(info)
+        with RpcClient(self.spec(name).rpc_url, timeout=2.0) as client:
+            return client.healthy()
+
     def wait_healthy(self, names: list[str], *, timeout: float) -> None:
-        """Wait until every named node answers RPC ``health``.
+        """Wait until every named node is ready (:meth:`poll_ready`), then :meth:`wire` them.
 
         Raises:
-            TestnetError: a node exited, or the deadline passed; with its log tail.
+            TestnetError: a node exited, the deadline passed (with its log
+                tail), or wiring failed.
         """
         deadline = time.monotonic() + timeout
         pending = list(names)
-        clients = {n: RpcClient(self.spec(n).rpc_url, timeout=2.0) for n in names}
+        while pending:
+            for name in list(pending):
+                np = self.procs[name]
+                if not np.alive:
+                    raise TestnetError(f"{name} exited with code {np.proc.returncode} "
+                                       f"during startup:\n{np.log_tail()}")
+                if self.poll_ready(name):
+                    pending.remove(name)
+            if pending and time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}\n{self.procs[n].log_tail()}" for n in pending)
+                raise TestnetError(f"nodes not healthy after {timeout:.0f}s: {pending}\n"
+                                   + tails)
+            if pending:
+                time.sleep(0.2)
+        self.wire(names)
+
+    def wire(self, names: list[str]) -> None:
+        """Connect freshly started port-0 nodes with every other ready node, both ways.
+
+        Each named node gets the others' addresses, and each other node the
+        named node's new address, as persistent peers (RPC ``dial_peers``),
+        so the redial loops keep them connected. Fixed-port nodes need
+        nothing: their configs list their peers.
+
+        Raises:
+            TestnetError: a node refused or did not answer ``dial_peers``.
+        """
+        fresh = [n for n in names if n in self._live]
+        ready = [n for n, np in self.procs.items() if np.alive and n in self._live]
+        for name in fresh:
+            others = [n for n in ready if n != name]
+            if others:
+                self.dial_peers(name, [self.spec(n).p2p_addr for n in others])
+            for other in others:
+                if other not in names:
+                    self.dial_peers(other, [self.spec(name).p2p_addr])
+
+    def dial_peers(self, name: str, addrs: list[str]) -> dict[str, bool]:
+        """Ask node ``name`` to keep ``addrs`` connected; peer id -> connected now."""
         try:
-            while pending:
-                for name in list(pending):
-                    np = self.procs[name]
-                    if not np.alive:
-                        raise TestnetError(f"{name} exited with code {np.proc.returncode} "
-                                           f"during startup:\n{np.log_tail()}")
-                    if clients[name].healthy():
-                        pending.remove(name)
-                if pending and time.monotonic() > deadline:
-                    tails = "\n".join(f"--- {n}\n{self.procs[n].log_tail()}" for n in pending)
-                    raise TestnetError(f"nodes not healthy after {timeout:.0f}s: {pending}\n"
-                                       + tails)
-                if pending:
-                    time.sleep(0.2)
-        finally:
-            for c in clients.values():
-                c.close()
+            with RpcClient(self.spec(name).rpc_url, timeout=DIAL_RPC_TIMEOUT_S) as client:
+                res = client.call("dial_peers", {"peers": addrs, "persistent": True})
+        except RpcClientError as exc:
+            raise TestnetError(f"{name}: dial_peers failed: {exc}") from None
+        return {p["id"]: bool(p["connected"]) for p in res["peers"]}
 
     def kill(self, name: str) -> None:
         """SIGKILL a node (a crash, for tests) and reap it."""
@@ -347,12 +425,12 @@ class Testnet:
 
 
 __all__ = [
+    "AUTO_PORTS",
     "MANIFEST",
     "NodeProcess",
     "NodeSpec",
     "Testnet",
     "TestnetError",
-    "free_base_port",
     "init_testnet",
     "load_testnet",
 ]

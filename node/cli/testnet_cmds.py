@@ -10,12 +10,18 @@ from pathlib import Path
 import click
 
 from ..genesis import CHAIN_ID_RE
-from ..testnet import DEFAULT_BASE_PORT, Testnet, TestnetError, init_testnet
+from ..testnet import AUTO_PORTS, DEFAULT_BASE_PORT, Testnet, TestnetError, init_testnet
 
 
 def _chain_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not CHAIN_ID_RE.match(value):
         raise click.BadParameter("1-50 characters: letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _base_port(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    if value != AUTO_PORTS and not 1024 <= value <= 65000:
+        raise click.BadParameter("0 (ports chosen by the kernel) or 1024-65000")
     return value
 
 
@@ -31,8 +37,10 @@ def testnet_group() -> None:
               help="number of extra full nodes that follow the chain without voting")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="directory to write node0, node1, ... and testnet.json into")
-@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT,
-              show_default=True, help="node i uses base+10i (p2p), +1 (RPC), +2 (metrics)")
+@click.option("--base-port", type=int, callback=_base_port, default=DEFAULT_BASE_PORT,
+              show_default=True, help="node i uses base+10i (p2p), +1 (RPC), +2 (metrics); "
+              "0: every node binds free ports and reports them in data/listen.json "
+              "(only `testnet start` can run such a testnet: it wires the nodes)")
 @click.option("--chain-id", callback=_chain_id, help="chain id (default: oml-local-<random>)")
 @click.option("--force", is_flag=True, help="overwrite an existing testnet directory")
 def testnet_init(validators: int, non_validators: int, out: Path, base_port: int,
@@ -46,8 +54,8 @@ def testnet_init(validators: int, non_validators: int, out: Path, base_port: int
     click.echo(f"wrote {len(specs)} node homes to {out}")
     for s in specs:
         role = "validator" if s.validator else "full node"
-        click.echo(f"  {s.name:8} {role:9}  rpc {s.rpc_url}  p2p {s.p2p_port}  "
-                   f"address {s.address}")
+        ports = "ports chosen at start" if s.auto_ports else f"rpc {s.rpc_url}  p2p {s.p2p_port}"
+        click.echo(f"  {s.name:8} {role:9}  {ports}  address {s.address}")
 
 
 @testnet_group.command("start")
@@ -81,7 +89,7 @@ def testnet_start(out: Path, timeout: float) -> None:
             code = 1
         else:
             for s in net.specs:
-                click.echo(f"{s.name}: {s.rpc_url}")
+                click.echo(f"{s.name}: {net.spec(s.name).rpc_url}")
             click.echo("testnet running; press Ctrl-C to stop")
             sys.stdout.flush()
         while code == 0 and not stopping:

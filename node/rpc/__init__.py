@@ -19,6 +19,7 @@ from .backend import NewBlockEvent as NewBlockEvent
 from .backend import NodeBackend as NodeBackend
 from .backend import NodeInfo as NodeInfo
 from .backend import NodeStatus as NodeStatus
+from .backend import PeerDialer as PeerDialer
 from .backend import PeerView as PeerView
 from .backend import SyncInfo as SyncInfo
 from .backend import TxResult as TxResult

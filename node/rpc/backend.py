@@ -178,6 +178,16 @@ class MempoolBackend(Protocol):
         ...
 
 
+class PeerDialer(Protocol):
+    """Optional: dial peers at run time (``dial_peers``). Without it that method answers
+    -32004."""
+
+    async def dial_peers(self, addrs: list[str], persistent: bool) -> Mapping[str, bool]:
+        """Dial ``addrs``; with ``persistent`` keep them connected. Peer id -> connected.
+        BadArgument for a malformed address (then nothing was dialled)."""
+        ...
+
+
 class NodeBackend(Protocol):
     """What the RPC server needs from the node. The daemon implements it.
 

@@ -10,7 +10,7 @@ backend, render.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from .errors import (
     Timeout,
 )
 from .events import EventBus
-from .params import HexBytes, Integer, Param, Text
+from .params import Boolean, HexBytes, Integer, Param, Text, TextList
 
 #: Most block metas one ``blockchain`` call returns (CometBFT's limit too).
 MAX_BLOCKCHAIN_RANGE = 20
@@ -187,12 +187,13 @@ async def _account(ctx: Context, address: bytes) -> JSON:
 
 
 async def _model(ctx: Context, model_id: bytes) -> JSON:
-    return _found(await _call(ctx.backend.model, model_id), f"model {model_id.hex()}")
+    return _found(await _call(ctx.backend.model, model_id),
+                  f"model {R.describe_model_id(model_id)}")
 
 
 async def _host(ctx: Context, model_id: bytes, host: bytes) -> JSON:
     return _found(await _call(ctx.backend.host, model_id, host),
-                  f"host {host.hex()} of model {model_id.hex()}")
+                  f"host {host.hex()} of model {R.describe_model_id(model_id)}")
 
 
 async def _claim(ctx: Context, claim_id: int) -> JSON:
@@ -201,6 +202,28 @@ async def _claim(ctx: Context, claim_id: int) -> JSON:
 
 async def _params(ctx: Context) -> JSON:
     return R.render_record(await _call(ctx.backend.params))
+
+
+#: Hosts an RPC server may listen on and still serve ``dial_peers`` (local callers only).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_DIAL_PEERS = 64
+
+
+def _serves_loopback_only(laddr: str) -> bool:
+    return laddr.rsplit(":", 1)[0] in LOOPBACK_HOSTS
+
+
+async def _dial_peers(ctx: Context, peers: list[str], persistent: bool = False) -> JSON:
+    """Like CometBFT's unsafe ``dial_peers``: only served on a loopback listener, since it
+    makes the node dial (and with ``persistent``, keep dialling) any address it is given."""
+    if not _serves_loopback_only(ctx.config.laddr):
+        raise MethodNotFound("dial_peers is served only when rpc.laddr is a loopback address")
+    fn = getattr(ctx.backend, "dial_peers", None)
+    if fn is None:
+        raise NodeUnavailable("this node cannot dial peers")
+    connected = await _call(fn, peers, persistent)
+    return {"persistent": persistent,
+            "peers": [{"id": peer, "connected": ok} for peer, ok in connected.items()]}
 
 
 async def _discover(ctx: Context) -> JSON:
@@ -226,8 +249,14 @@ QUERY_PARAM = Param("query", Text(512),
 RECORD = R.ANY_OBJECT
 
 
-def build_methods() -> dict[str, Method]:
-    """A fresh method table (a dict, name -> :class:`Method`)."""
+def build_methods(extra: Sequence[Method] = ()) -> dict[str, Method]:
+    """A fresh method table (a dict, name -> :class:`Method`).
+
+    ``extra``: methods the node's role services add (``blob_status``, ...).
+
+    Raises:
+        ValueError: an extra method reuses a name already in the table.
+    """
     table = [
         Method("health", _health, (), R.obj({}), "Empty result while the node answers RPC."),
         Method("status", _status, (), R.STATUS_SCHEMA,
@@ -262,6 +291,17 @@ def build_methods() -> dict[str, Method]:
                "(up to rpc.timeout_broadcast_tx_commit_ms). If the check fails, returns at "
                "once with check_tx.code != 0, tx_result null and height 0.",
                (TX_REJECTED, TIMEOUT, NODE_UNAVAILABLE, OVERLOADED)),
+        Method("dial_peers", _dial_peers,
+               (Param("peers", TextList(MAX_DIAL_PEERS, 512),
+                      "libp2p addresses /ip4/H/tcp/P/p2p/PEER_ID"),
+                Param("persistent", Boolean(), "keep them connected from now on (redial); "
+                      "replaces the address known for the same peer id; default false",
+                      False)),
+               R.obj({"persistent": R.BOOL, "peers": R.array(R.obj({"id": R.STR,
+                                                                    "connected": R.BOOL}))}),
+               "Dial peers now (waits at most p2p dial timeout); served only on a loopback "
+               "RPC listener. Our own id is left out of the answer.",
+               (NODE_UNAVAILABLE,)),
         Method("genesis", _genesis, (), {"type": "object", "description":
                                          "genesis.json: chain_id, genesis_time_ms, "
                                          "validators, app_state"},
@@ -298,4 +338,9 @@ def build_methods() -> dict[str, Method]:
                "Websocket only: stop every subscription of this connection.",
                websocket_only=True),
     ]
-    return {m.name: m for m in table}
+    methods = {m.name: m for m in table}
+    for method in extra:
+        if method.name in methods:
+            raise ValueError(f"RPC method {method.name!r} is defined twice")
+        methods[method.name] = method
+    return methods

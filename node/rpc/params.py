@@ -86,6 +86,37 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class TextList:
+    """A JSON array of 1..``max_items`` strings, each at most ``max_len`` characters."""
+
+    max_items: int = 64
+    max_len: int = 1024
+
+    def parse(self, value: Any, name: str) -> list[str]:
+        if not isinstance(value, list) or not 1 <= len(value) <= self.max_items:
+            raise InvalidParams(f"{name}: expected an array of 1..{self.max_items} strings")
+        item = Text(self.max_len)
+        return [item.parse(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "minItems": 1, "maxItems": self.max_items,
+                "items": Text(self.max_len).schema()}
+
+
+@dataclass(frozen=True, slots=True)
+class Boolean:
+    """A JSON ``true`` or ``false`` (no strings or numbers: a typo must not mean yes)."""
+
+    def parse(self, value: Any, name: str) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidParams(f"{name}: expected true or false")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     """One named parameter of a method (position = order in the method's tuple)."""
 

@@ -130,3 +130,26 @@ async def test_unconfirmed_txs_and_genesis(setup) -> None:
     assert (view.total, view.total_bytes, view.txs) == (3, sum(map(len, txs)), tuple(txs[:2]))
     assert backend.unconfirmed_txs(0).txs == ()
     assert backend.genesis().to_json()["chain_id"] == producer.chain.chain_id
+
+
+async def test_dial_peers_maps_bad_addresses_to_bad_argument(setup) -> None:
+    from net import parse_peer_addr
+    from node.rpc import NodeUnavailable
+
+    backend, *_ = setup
+    with pytest.raises(NodeUnavailable):  # built without a transport to dial with
+        await backend.dial_peers(["/ip4/127.0.0.1/tcp/1/p2p/x"], True)
+    calls = []
+
+    async def add_peers(addrs: list[str], *, persistent: bool) -> dict[str, bool]:
+        peers = [parse_peer_addr(a)[1] for a in addrs]  # what the transport checks first
+        calls.append((addrs, persistent))
+        return dict.fromkeys(peers, False)
+
+    backend._add_peers = add_peers
+    peer = "12D3KooWH3uVF6wv47WnArKHk5p6cvgCJEb74UTmxztmQDc298L3"
+    addr = f"/ip4/127.0.0.1/tcp/1/p2p/{peer}"
+    assert await backend.dial_peers([addr], True) == {peer: False}
+    with pytest.raises(BadArgument, match="peers"):
+        await backend.dial_peers(["/ip4/127.0.0.1/tcp/1"], True)
+    assert calls == [([addr], True)]

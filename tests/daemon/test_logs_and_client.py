@@ -76,13 +76,13 @@ def test_client_returns_result_and_raises_typed_errors() -> None:
 
 
 def test_client_on_a_closed_port_is_unavailable() -> None:
-    with socket.socket() as s:
+    with socket.socket() as s:  # bound but not listening: refused, and nobody else's port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with RpcClient(f"127.0.0.1:{port}", timeout=2) as c:
-        with pytest.raises(RpcUnavailable):
-            c.status()
-        assert not c.healthy()
+        with RpcClient(f"127.0.0.1:{port}", timeout=2) as c:
+            with pytest.raises(RpcUnavailable):
+                c.status()
+            assert not c.healthy()
 
 
 def test_normalize_url_and_wait_until() -> None:

@@ -16,7 +16,8 @@ from node.cli import main
 from node.config import load_config
 from node.genesis import Genesis
 from node.keys import AccountKey, NodeKey
-from node.testnet import TestnetError, free_base_port, init_testnet, load_testnet
+from node.listenfile import read_listen_file
+from node.testnet import AUTO_PORTS, Testnet, TestnetError, init_testnet, load_testnet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,6 +51,18 @@ def test_init_writes_homes_sharing_one_genesis(tmp_path: Path) -> None:
     assert load_testnet(tmp_path / "net") == specs
 
 
+def test_init_with_auto_ports_binds_port_0_and_lists_no_peers(tmp_path: Path) -> None:
+    specs = init_testnet(tmp_path / "net", validators=2, non_validators=1,
+                         base_port=AUTO_PORTS)
+    for s in specs:
+        assert s.auto_ports and (s.p2p_port, s.rpc_port, s.metrics_port) == (0, 0, 0)
+        cfg = load_config(s.home / "config" / "config.toml")
+        assert cfg.p2p.listen_addr == "/ip4/127.0.0.1/tcp/0"
+        assert cfg.rpc.laddr == "127.0.0.1:0" and cfg.metrics.laddr == "127.0.0.1:0"
+        assert cfg.p2p.persistent_peers == []  # the launcher wires them once they listen
+    assert load_testnet(tmp_path / "net") == specs
+
+
 def test_init_refuses_to_overwrite_and_bad_counts(tmp_path: Path) -> None:
     init_testnet(tmp_path / "net", validators=1, base_port=32000)
     with pytest.raises(TestnetError, match="--force"):
@@ -77,7 +90,7 @@ def test_cli_init_prints_nodes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    specs = init_testnet(out, validators=2, base_port=free_base_port(2))
+    specs = init_testnet(out, validators=2, base_port=AUTO_PORTS)
     (specs[1].home / "config" / "genesis.json").write_text("{not json")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "node", "testnet", "start", str(out),
@@ -91,7 +104,8 @@ def test_cli_start_fails_fast_when_a_node_dies_at_startup(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_cli_start_prints_rpc_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    specs = init_testnet(out, validators=1, base_port=free_base_port(1))
+    specs = init_testnet(out, validators=1, base_port=AUTO_PORTS)
+    data_dir = specs[0].home / "data"
     proc = subprocess.Popen([sys.executable, "-m", "node", "testnet", "start", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO)
@@ -106,7 +120,9 @@ def test_cli_start_prints_rpc_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) 
             lines.append(line)
             if "press Ctrl-C" in line:
                 break
-        assert f"node0: {specs[0].rpc_url}" in "".join(lines), "".join(lines)
+        running = read_listen_file(data_dir)  # the port the node bound, not 0
+        assert running is not None and not running.rpc[0].endswith(":0")
+        assert f"node0: {running.rpc[0]}\n" in lines, "".join(lines)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -115,6 +131,7 @@ def test_cli_start_prints_rpc_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) 
             proc.wait()
     log = (specs[0].home / "node.log").read_text()
     assert "received SIGTERM" in log and "stopped" in log
+    assert read_listen_file(data_dir) is None  # a stopped node advertises nothing
 
 
 def test_operator_guide_documents_every_config_key() -> None:
@@ -123,17 +140,24 @@ def test_operator_guide_documents_every_config_key() -> None:
     from node.config import Config
 
     guide = (REPO / "docs" / "operator.md").read_text()
+
+    def check(table: object, where: str) -> None:
+        assert f"### [{where}]" in guide, where
+        for f in dataclasses.fields(table):
+            value = getattr(table, f.name)
+            if dataclasses.is_dataclass(value):
+                check(value, f"{where}.{f.name}")
+            else:
+                assert f"`{f.name}`" in guide, f"[{where}] {f.name} is not documented"
+
     for section in dataclasses.fields(Config):
-        assert f"### [{section.name}]" in guide, section.name
-        for f in dataclasses.fields(getattr(Config(), section.name)):
-            assert f"`{f.name}`" in guide, f"[{section.name}] {f.name} is not documented"
+        check(getattr(Config(), section.name), section.name)
 
 
 @pytest.mark.slow
 def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: Path) -> None:
-    from node.testnet import Testnet
     out = tmp_path / "net"
-    specs = init_testnet(out, validators=1, base_port=free_base_port(1))
+    specs = init_testnet(out, validators=1, base_port=AUTO_PORTS)
     with Testnet(out) as net:
         net.start_all(timeout=60)
         again = subprocess.run([sys.executable, "-m", "node", "start", "--home",
@@ -141,12 +165,18 @@ def test_second_process_on_one_home_and_busy_port_exit_with_status_1(tmp_path: P
                                timeout=60, cwd=REPO)
         assert again.returncode == 1
         assert "in use by another oml-node process" in again.stderr
-        # another home whose RPC port is the running node's
-        other = init_testnet(tmp_path / "other", validators=1,
-                             base_port=free_base_port(1))[0]
+        # the refused process did not touch the running node's listen file
+        running = read_listen_file(specs[0].home / "data", pid=net.procs["node0"].proc.pid)
+        assert running is not None and running.rpc[0] == net.spec("node0").rpc_url
+        # another home whose RPC port is the one the running node bound
+        other = init_testnet(tmp_path / "other", validators=1, base_port=AUTO_PORTS)[0]
         cfg = (other.home / "config" / "config.toml").read_text()
+        busy_port = net.spec("node0").rpc_port
+        assert busy_port != 0
         (other.home / "config" / "config.toml").write_text(
-            cfg.replace(f"127.0.0.1:{other.rpc_port}", f"127.0.0.1:{specs[0].rpc_port}"))
+            cfg.replace('laddr = "127.0.0.1:0"', f'laddr = "127.0.0.1:{busy_port}"', 1))
+        assert load_config(other.home / "config" / "config.toml").rpc.laddr \
+            == f"127.0.0.1:{busy_port}"
         busy = subprocess.run([sys.executable, "-m", "node", "start", "--home",
                                str(other.home)], check=False, capture_output=True, text=True,
                               timeout=60, cwd=REPO)

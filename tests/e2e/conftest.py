@@ -2,7 +2,9 @@
 
 A testnet is started ONCE per test module (starting Python + libp2p costs
 1-2 s per process on a loaded 2-core machine) and always stopped in teardown,
-whatever the tests did to it. Every wait is a poll with a deadline.
+whatever the tests did to it. Every wait is a poll with a deadline. Every
+node binds port 0 and reports its ports in its listen.json (never a port
+probed free earlier: another process could take it in between).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from node.testnet import Testnet, free_base_port, init_testnet
+from node.testnet import AUTO_PORTS, Testnet, init_testnet
 
 from ._settings import FAST_CONSENSUS
 
@@ -20,7 +22,7 @@ from ._settings import FAST_CONSENSUS
 def make_testnet(root: Path, validators: int, non_validators: int = 0) -> Path:
     out = root / "testnet"
     init_testnet(out, validators=validators, non_validators=non_validators,
-                 base_port=free_base_port(validators + non_validators),
+                 base_port=AUTO_PORTS,
                  chain_id="oml-e2e", consensus=FAST_CONSENSUS)
     return out
 

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from node.config import load_config
 from node.keys import AccountKey
 from node.rpc_client import RpcClient, wait_until
-from node.testnet import NodeSpec, Testnet, free_base_port, init_testnet
+from node.testnet import AUTO_PORTS, NodeSpec, Testnet, init_testnet
 
 from ._settings import FAST_CONSENSUS
 
@@ -25,12 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Testnet, NodeSpec]]:
     out = tmp_path_factory.mktemp("cli") / "net"
-    specs = init_testnet(out, validators=1, base_port=free_base_port(1), chain_id="oml-cli",
-                         consensus=FAST_CONSENSUS)
+    init_testnet(out, validators=1, base_port=AUTO_PORTS, chain_id="oml-cli",
+                 consensus=FAST_CONSENSUS)
     net = Testnet(out)
     try:
         net.start_all(timeout=90)
-        yield net, specs[0]
+        yield net, net.spec("node0")  # with the ports the node bound
     finally:
         net.stop_all()
 
@@ -45,13 +46,15 @@ def test_register_model_and_role_then_query(solo: tuple[Testnet, NodeSpec]) -> N
     home = str(node.home)
     res = cli("tx", "register-model", "--home", home, "--model-id", "llama-oml",
               "--weights-hash", "ab" * 32, "--price-per-query", "5",
-              "--min-collateral", "100", "--metadata", '{"name": "llama"}')
+              "--min-collateral", "100", "--metadata", '{"name": "llama"}',
+              "--blob-id", "0xEF" + "ef" * 31)
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["tx_result"]["code"] == 0
     q = cli("query", "model", "llama-oml", "--rpc", node.rpc_url)
     assert q.returncode == 0, q.stderr
     model = json.loads(q.stdout)
     assert model["owner"] == node.address and model["price_per_query"] == 5
+    assert model["blob_id"] == "ef" * 32
     res = cli("tx", "register-role", "--home", home, "--role", "prover", "--bond", "5000")
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -84,9 +87,16 @@ def test_async_transfer_and_failures_set_the_exit_status(solo: tuple[Testnet, No
     assert res.returncode == 1 and "Error" in res.stderr
 
 
-def client_home(node_home: Path, dst: Path) -> tuple[str, str]:
-    """A home on the same chain and RPC as ``node_home`` but with a fresh account key."""
-    shutil.copytree(node_home / "config", dst / "config")
+def client_home(node: NodeSpec, dst: Path) -> tuple[str, str]:
+    """A home on the same chain and RPC as ``node`` but with a fresh account key.
+
+    The node bound port 0; the copy's ``[rpc] laddr`` names the port it got.
+    """
+    shutil.copytree(node.home / "config", dst / "config")
+    cfg = dst / "config" / "config.toml"
+    cfg.write_text(cfg.read_text().replace('laddr = "127.0.0.1:0"',
+                                           f'laddr = "127.0.0.1:{node.rpc_port}"', 1))
+    assert load_config(cfg).rpc.laddr == f"127.0.0.1:{node.rpc_port}"
     key = AccountKey.generate()
     key.save(dst / "config" / "priv_validator_key.json", overwrite=True)
     return str(dst), key.address.hex()
@@ -110,8 +120,8 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
 
     _net, node = solo
     owner = str(node.home)
-    omlizer, oml_addr = client_home(node.home, tmp_path / "omlizer")
-    host, host_addr = client_home(node.home, tmp_path / "host")
+    omlizer, oml_addr = client_home(node, tmp_path / "omlizer")
+    host, host_addr = client_home(node, tmp_path / "host")
     mid = "ab" * 32  # the `oml fingerprint` default: base weights hash as hex TEXT
     out = ok(cli("tx", "transfer", "--home", owner, "--to", oml_addr, "--amount", "5000",
                  "--async"))
@@ -124,10 +134,15 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
            "--omlizer", oml_addr))
     # the id is the UTF-8 bytes of the text, exactly what the OML package puts in leaves
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
-    assert model["model_id"] == mid.encode().hex() and model["omlizers"] == [oml_addr]
+    assert model["model_id"] == mid and model["model_id_hex"] == mid.encode().hex()
+    assert model["omlizers"] == [oml_addr]
+    assert model["blob_id"] == ""  # not published through storage
+    ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--blob-id", "b1" * 32))
+    assert ok(cli("query", "model", mid, "--rpc", node.rpc_url))["blob_id"] == "b1" * 32
     ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--price-per-query", "4"))
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
     assert model["price_per_query"] == 4 and model["omlizers"] == [oml_addr]  # others kept
+    assert model["blob_id"] == "b1" * 32 and model["weights_hash"] == "cd" * 32
     ok(cli("tx", "register-role", "--home", omlizer, "--role", "omlizer", "--bond", "1000"))
     ok(cli("tx", "request-access", "--home", host, "--model-id", mid, "--collateral", "100"))
 
@@ -143,9 +158,11 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
                    weights_hash=b"\2" * 32, fp_root=secrets.root(), fp_count=8,
                    owner_pubkey=oml_key.public_key).signed(oml_key.key.seed)
     man.save(pkg / "manifest.json")
-    ok(cli("tx", "commit-omlization", "--home", omlizer, "--package", str(pkg)))
+    ok(cli("tx", "commit-omlization", "--home", omlizer, "--package", str(pkg),
+           "--package-blob", "b2" * 32))
     rec = ok(cli("query", "host", mid, host_addr, "--rpc", node.rpc_url))
     assert rec["package_hash"] == man.package_hash().hex() and rec["fp_count"] == 8
+    assert rec["package_blob"] == "b2" * 32
 
     # fees: the host escrows, signs a voucher offline, the owner redeems it
     ok(cli("tx", "fund-channel", "--home", host, "--model-id", mid, "--amount", "500"))
@@ -200,12 +217,24 @@ def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
     bad_voucher.write_text(json.dumps({"model_id": "m", "host": "11" * 20,
                                        "cumulative_count": 1, "cumulative_amount": 1,
                                        "signature": "ab" * 10}))
+    blob = ("--package-blob", "22" * 32)
+    commit = ("commit-omlization", "--model-id", "m", "--host", "11" * 20, "--package-hash",
+              "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1")
     cases = [
         ("commit-omlization", "--model-id", "m", "--host", "zz" * 20, "--package-hash",
-         "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1"),          # bad hex
+         "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1", *blob),   # bad hex
         ("commit-omlization", "--model-id", "m", "--host", "11" * 20, "--package-hash",
-         "00" * 31, "--fp-root", "00" * 32, "--fp-count", "1"),          # wrong length
-        ("commit-omlization", "--model-id", "m"),                           # missing fields
+         "00" * 31, "--fp-root", "00" * 32, "--fp-count", "1", *blob),   # wrong length
+        ("commit-omlization", "--model-id", "m", *blob),                    # missing fields
+        commit,                                                             # no package blob
+        (*commit, "--package-blob", "22" * 31),                             # blob too short
+        (*commit, "--package-blob", "2" * 64 + "x"),                        # blob not hex
+        ("commit-omlization", "--package", str(tmp_path)),                  # package, no blob
+        ("register-model", "--model-id", "m", "--weights-hash", "00" * 32,
+         "--blob-id", "33" * 33),                                           # blob too long
+        ("update-model", "--model-id", "m", "--blob-id", "not hex"),        # blob not hex
+        ("update-model", "--model-id", "m", "--blob-id", "33" * 32,
+         "--clear-blob-id"),                                                # contradiction
         ("redeem", "--voucher", str(tmp_path / "missing.json")),           # no such file
         ("redeem", "--voucher", str(bad_voucher)),                          # short signature
         ("rebut", "--claim-id", "0", "--seq", "1", "--issued-height", "1",

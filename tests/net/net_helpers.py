@@ -1,12 +1,12 @@
-"""Helpers for net tests: real libp2p hosts on 127.0.0.1 with free ports."""
+"""Helpers for net tests: real libp2p hosts on 127.0.0.1, each binding port 0."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import trio
@@ -54,11 +54,17 @@ async def wait_until(pred: Any, timeout: float = 5.0, what: str = "condition") -
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (for restart tests that need a fixed port)."""
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A 127.0.0.1 port that refuses connections for the duration of the block.
+
+    The socket is bound but never listens, so a dial there is refused and no
+    other process can take the port meanwhile (a port merely probed free can
+    be taken between the probe and its use).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 def bounded(seconds: float) -> Callable[[F], F]:

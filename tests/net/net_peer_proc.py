@@ -1,7 +1,8 @@
 """A transport in its own OS process, driven by tests/net/test_net_process.py.
 
-Usage: python net_peer_proc.py SEED_HEX PORT [PERSISTENT_PEER]
-Prints one JSON line {"peer_id", "addrs"} once listening, then serves:
+Usage: python net_peer_proc.py SEED_HEX [PERSISTENT_PEER...]
+Listens on port 0 and prints one JSON line {"peer_id", "addrs"} (the port it
+got) once listening, then serves:
 ``/oml/test/echo/1`` answers ``b"echo:" + data``; every message on topic
 ``oml/test/in`` is republished on ``oml/test/out`` with an ``echo:`` prefix.
 Exits when stdin closes (the parent's lifetime bounds ours).
@@ -17,10 +18,10 @@ import trio
 from net import NetConfig, open_transport
 
 
-async def main(seed_hex: str, port: int, peers: tuple[str, ...]) -> None:
+async def main(seed_hex: str, peers: tuple[str, ...]) -> None:
     config = NetConfig(
         seed=bytes.fromhex(seed_hex),
-        listen_addr=f"/ip4/127.0.0.1/tcp/{port}",
+        listen_addr="/ip4/127.0.0.1/tcp/0",
         persistent_peers=peers,
         redial_interval_s=0.2,
     )
@@ -46,4 +47,4 @@ async def main(seed_hex: str, port: int, peers: tuple[str, ...]) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], int(sys.argv[2]), tuple(sys.argv[3:]))
+    trio.run(main, sys.argv[1], tuple(sys.argv[2:]))

@@ -27,6 +27,8 @@ from node.rpc import (
 
 VAL_PUB = bytes(range(32))
 VAL_ADDR = hashlib.sha256(VAL_PUB).digest()[:20]
+#: A well-formed libp2p peer id (of a fixed test seed).
+PEER = "12D3KooWH3uVF6wv47WnArKHk5p6cvgCJEb74UTmxztmQDc298L3"
 GENESIS_MS = 1_700_000_000_000
 
 
@@ -54,6 +56,7 @@ class FakeBackend:
                                            "nonce": 0})}
         self.auto_commit = False
         self.broken = False
+        self.dialed: list[tuple[list[str], bool]] = []
 
     # --- test controls --------------------------------------------------------
 
@@ -154,3 +157,14 @@ class FakeBackend:
 
     def params(self) -> Record:
         return Record({"slash_fraction_bp": 5000})
+
+    async def dial_peers(self, addrs: list[str], persistent: bool) -> dict[str, bool]:
+        """Records the call; every well-formed peer "connects" (a real transport: net tests)."""
+        from net import NetUsageError, parse_peer_addr
+
+        try:
+            peers = [parse_peer_addr(a)[1] for a in addrs]
+        except NetUsageError as exc:
+            raise BadArgument(f"peers: {exc}") from None
+        self.dialed.append((list(addrs), persistent))
+        return dict.fromkeys(peers, True)

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .conftest import Harness
-from .fake_backend import VAL_ADDR, txhash
+from .fake_backend import PEER, VAL_ADDR, txhash
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
@@ -84,6 +84,7 @@ async def test_results_match_discover_schemas(rpc: Harness) -> None:
         "host": {"model_id": "aa", "host": "11" * 20}, "claim": {"claim_id": 3},
         "params": None, "rpc.discover": None, "num_unconfirmed_txs": None, "genesis": None,
         "unconfirmed_txs": {"limit": 5},
+        "dial_peers": {"peers": [f"/ip4/127.0.0.1/tcp/5/p2p/{PEER}"], "persistent": True},
     }
     ws_only = {m["name"] for m in doc["methods"] if m.get("x-websocket-only")}
     assert set(calls) | ws_only == set(schemas)
