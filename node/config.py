@@ -98,6 +98,12 @@ class ConsensusSection:
     timeout_precommit_delta_ms: int = _f(500, "added to timeout_precommit per round")
     timeout_commit_ms: int = _f(200, "pause after a commit before the next height starts")
     max_block_bytes: int = _f(4 * 1024 * 1024, "largest block a proposer builds")
+    create_empty_blocks: bool = _f(
+        True, "false: round 0 waits for transactions before proposing (no empty blocks)"
+    )
+    create_empty_blocks_interval_ms: int = _f(
+        0, "if > 0, make a block after this long without transactions (waits for txs up to it)"
+    )
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,14 @@ class MempoolSection:
     max_txs: int = _f(20000, "most transactions held")
     max_bytes: int = _f(64 * 1024 * 1024, "most bytes of transactions held")
     max_tx_bytes: int = _f(64 * 1024, "largest single transaction accepted")
+    max_txs_per_sender: int = _f(2000, "most transactions one sender may have pending")
+    max_future_txs_per_sender: int = _f(
+        64, "most pending transactions of one sender whose nonce leaves a gap"
+    )
+    ttl_blocks: int = _f(1000, "blocks a transaction may wait before it is dropped (0: no limit)")
+    future_ttl_blocks: int = _f(
+        50, "blocks a transaction with a nonce gap may wait for it to fill (0: no limit)"
+    )
     gossip_batch_ms: int = _f(50, "how long to gather transactions before gossiping a batch")
     gossip_batch_bytes: int = _f(256 * 1024, "largest gossiped batch")
 
