@@ -23,12 +23,18 @@ from node.ledger.txs import build_tx, decode_tx, tx_hash
 
 
 class TxSendError(Exception):
-    """The node's mempool refused a transaction (the check's code and log say why)."""
+    """The node's mempool refused a transaction (the check's code, codespace and log say why)."""
 
-    def __init__(self, code: int, log: str) -> None:
-        super().__init__(f"transaction refused (code {code}): {log}")
+    def __init__(self, code: int, log: str, codespace: str = "") -> None:
+        super().__init__(f"transaction refused ({codespace or 'code'} {code}): {log}")
         self.code = code
         self.log = log
+        self.codespace = codespace
+
+    @property
+    def stale_nonce(self) -> bool:
+        """The ledger's BAD_NONCE (the mempool's own codes live in codespace "mempool")."""
+        return self.code == Code.BAD_NONCE and self.codespace != "mempool"
 
 
 class SenderBackend(Protocol):
@@ -100,19 +106,20 @@ class TxSender:
         if self._index.indexed_tx(h) is not None:
             return h
         result = await self._backend.broadcast_tx(tx)
-        code = int(result.code)
-        if code != 0 and "already" not in str(result.log).lower():
-            if code == Code.BAD_NONCE:
-                self._next = None  # re-read on the next sign
-            raise TxSendError(code, str(result.log))
-        return h
+        code, codespace = int(result.code), str(getattr(result, "codespace", "") or "")
+        if code == 0 or (codespace == "mempool" and "already" in str(result.log)):
+            return h
+        error = TxSendError(code, str(result.log), codespace)
+        if error.stale_nonce:
+            self._next = None  # re-read on the next sign
+        raise error
 
     async def send(self, body: Any) -> bytes:
         """Sign and submit ``body``; on a stale nonce, re-sign once. Returns the tx hash."""
         try:
             return await self.submit(await self.sign(body))
         except TxSendError as exc:
-            if exc.code != Code.BAD_NONCE:
+            if not exc.stale_nonce:
                 raise
             return await self.submit(await self.sign(body))
 

@@ -20,6 +20,7 @@ OTHER = PrivateKey(b"\x06" * 32).address
 class Check:
     code: int = 0
     log: str = ""
+    codespace: str = ""
 
 
 @dataclass
@@ -40,11 +41,11 @@ class FakeNode:
 
     async def broadcast_tx(self, tx: bytes) -> Check:
         if tx in self.pending:
-            return Check(1, "tx already in mempool")
+            return Check(1, "tx already in mempool", "mempool")
         want = self.ledger_nonce + len(self.pending)
         nonce = decode_tx(tx).nonce
         if nonce != want:
-            return Check(int(Code.BAD_NONCE), f"nonce {nonce}, want {want}")
+            return Check(int(Code.BAD_NONCE), f"nonce {nonce}, want {want}", "bad_nonce")
         self.pending.append(tx)
         return Check()
 
@@ -108,3 +109,16 @@ async def test_a_refused_tx_raises_with_the_code():
     with pytest.raises(TxSendError) as err:
         await sender(node).send(body(1))
     assert err.value.code == Code.INSUFFICIENT_FUNDS and "balance short" in str(err.value)
+
+
+async def test_the_mempools_own_code_5_is_not_a_stale_nonce():
+    node = FakeNode()
+    calls = []
+
+    async def overspent(tx: bytes) -> Check:
+        calls.append(tx)
+        return Check(5, "pending txs would cost more than the balance", "mempool")
+    node.broadcast_tx = overspent  # type: ignore[method-assign]
+    with pytest.raises(TxSendError) as err:
+        await sender(node).send(body(1))
+    assert not err.value.stale_nonce and len(calls) == 1  # not re-signed and re-sent
