@@ -13,6 +13,10 @@ The rules, in the order they are checked (the first that fails answers):
 2. ``HOST_NOT_ACTIVE``: no host record, or its status is not ACTIVE (the
    owner signs nothing for a host that is pending, unbonding or withdrawn).
 3. ``BAD_VOUCHER``: the voucher is not signed by the host record's key.
+   A request that repeats the owner's last granted batch exactly (same
+   seqs, hashes and voucher) is a retry after a lost answer: it is answered
+   with the same permissions again (:class:`Replay`), which promises nothing
+   new (Ed25519 signatures are deterministic: the same bytes come back).
 4. ``VOUCHER_STALE``: ``first_seq`` is not exactly the count of the
    owner's latest voucher (the *baseline*; the chain's redeemed totals when
    the owner holds none). The batch must continue the host's counter with no
@@ -47,11 +51,27 @@ class Voucher:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LastBatch:
+    """The owner's last granted batch for a pair: what a retry must match exactly."""
+
+    first_seq: int
+    query_hashes: tuple[bytes, ...]
+    issued_height: int
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """Accept: sign the batch and store ``voucher`` as the pair's latest."""
 
     voucher: Voucher
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A retry of the last batch: sign the same bodies again, dated ``issued_height``."""
+
+    issued_height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +82,7 @@ class Refuse:
     message: str
 
 
-Decision = Grant | Refuse
+Decision = Grant | Replay | Refuse
 
 
 def baseline(stored: Voucher | None, host: HostRecord) -> tuple[int, int]:
@@ -78,7 +98,8 @@ def baseline(stored: Voucher | None, host: HostRecord) -> tuple[int, int]:
 
 def decide(request: PermissionRequest, *, chain_id: str, owner: bytes, model: Model | None,
            host: HostRecord | None, stored: Voucher | None,
-           pending_claims: Collection[bytes] = ()) -> Decision:
+           pending_claims: Collection[bytes] = (), last_batch: LastBatch | None = None
+           ) -> Decision:
     """Grant or refuse ``request`` (see the module docstring for the rules).
 
     Args:
@@ -87,6 +108,7 @@ def decide(request: PermissionRequest, *, chain_id: str, owner: bytes, model: Mo
         stored: the latest voucher this owner holds for (model, host), if any.
         pending_claims: query hashes named by ``submit_claim`` transactions
             against this host for this model waiting in the owner's mempool.
+        last_batch: the batch ``stored`` was accepted with (for retries).
     """
     if model is None:
         return Refuse(Refusal.NOT_OWNER, f"model {request.model_id.hex()} is not registered")
@@ -103,6 +125,8 @@ def decide(request: PermissionRequest, *, chain_id: str, owner: bytes, model: Mo
                           request.cumulative_count, request.cumulative_amount,
                           request.voucher_signature):
         return Refuse(Refusal.BAD_VOUCHER, "voucher is not signed by the host's key")
+    if stored is not None and last_batch is not None and _repeats(request, stored, last_batch):
+        return Replay(last_batch.issued_height)
     count, amount = baseline(stored, host)
     n = len(request.query_hashes)
     if request.first_seq != count:
@@ -125,3 +149,11 @@ def decide(request: PermissionRequest, *, chain_id: str, owner: bytes, model: Mo
     return Grant(Voucher(cumulative_count=request.cumulative_count,
                          cumulative_amount=request.cumulative_amount,
                          signature=request.voucher_signature))
+
+
+def _repeats(request: PermissionRequest, stored: Voucher, last: LastBatch) -> bool:
+    return (request.first_seq == last.first_seq
+            and request.cumulative_count == stored.cumulative_count
+            and request.cumulative_amount == stored.cumulative_amount
+            and request.voucher_signature == stored.signature
+            and request.query_hashes == last.query_hashes)

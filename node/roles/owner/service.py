@@ -4,11 +4,14 @@ Three jobs share one :class:`OwnerStore`:
 
 - **grant**: the ``/oml/permission/1`` handler. Rate limit (per peer), parse,
   then :func:`decide` on the committed ledger records, the stored voucher and
-  the claims pending in this node's mempool. A grant first stores the host's
-  new voucher (an fsync'd LMDB commit), then signs one permission per query
-  hash, dated with the chain height. Requests for one (model, host) pair are
-  served one at a time (a per-pair lock), so their seqs are strictly
-  increasing and none is signed twice.
+  the claims pending in this node's mempool. A grant queues the host's new
+  voucher for the :class:`GrantJournal` (an fsync'd LMDB commit shared by
+  the grants that arrive meanwhile), signs one permission per query hash,
+  dated with the chain height, while the commit runs, and answers only once
+  the voucher is durable. Requests for one (model, host) pair are served one
+  at a time (a per-pair lock held until the grant is durable), so their seqs
+  are strictly increasing and none is signed twice; the store checks that
+  again inside its write transaction.
 - **redeem**: a loop cashes a pair's latest voucher with a ``redeem``
   transaction when its unredeemed amount reaches ``redeem_threshold``, at
   once when the host is unbonding (its ``begin_withdrawal`` committed: the
@@ -43,7 +46,8 @@ from node.rpc.params import HexBytes, Param
 
 from ..cursor import ChainFollower, CommittedBlock
 from ..txsender import TxSendError
-from .decide import Grant, decide
+from .decide import Grant, Replay, decide
+from .journal import GrantJournal, JournalClosed
 from .pending import PendingClaims
 from .protocol import (
     PROTOCOL,
@@ -53,9 +57,18 @@ from .protocol import (
     Refusal,
     decode_request,
     encode_grant,
+    stale_message,
 )
 from .ratelimit import RateLimiter
-from .store import Held, LastRedeem, OwnerStore, PendingRedeem, pair_key
+from .store import (
+    GrantEntry,
+    Held,
+    LastRedeem,
+    OwnerStore,
+    OwnerStoreError,
+    PendingRedeem,
+    pair_key,
+)
 
 if TYPE_CHECKING:
     import lmdb
@@ -63,6 +76,9 @@ if TYPE_CHECKING:
     from ..base import RoleContext
 
 log = logging.getLogger("node.roles.owner")
+
+SIGN_IN_THREAD_FROM = 32
+"""Batches of at least this many permissions are signed in a worker thread."""
 
 
 class OwnerService:
@@ -88,6 +104,7 @@ class OwnerService:
         self._clock = clock
         self._limiter = RateLimiter(config.rate_per_s, config.rate_burst)
         self._locks: dict[bytes, trio.Lock] = {}
+        self.journal = GrantJournal(store)
         self._wake = trio.Event()
         self._serving = False
         self._errors: dict[bytes, str] = {}
@@ -115,6 +132,7 @@ class OwnerService:
             self._transport.set_handler(PROTOCOL, self.handle)
             self._serving = True
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.journal.run)
                 nursery.start_soon(self._follower.follow, self._on_block)
                 nursery.start_soon(self._redeem_loop)
                 task_status.started()
@@ -166,19 +184,22 @@ class OwnerService:
         key = pair_key(request.model_id, request.host)
         lock = self._locks.setdefault(key, trio.Lock())
         async with lock:
-            height, held = self._admit(request)
-            signatures = self.sign_batch(request, height)
+            height, held, signatures = await self._grant(request)
         if not lock.statistics().tasks_waiting and not lock.locked():
             self._locks.pop(key, None)
-        self.stats["granted_batches"] += 1
-        self.stats["permissions"] += len(signatures)
-        self._maybe_redeem(request, held)
+        if held is not None:
+            self.stats["granted_batches"] += 1
+            self.stats["permissions"] += len(signatures)
+            self._maybe_redeem(request, held)
+        else:
+            self.stats["replayed_batches"] += 1
         return encode_grant(PermissionGrant(issued_height=height, signatures=signatures))
 
-    def _admit(self, request: PermissionRequest) -> tuple[int, Held]:
-        """Decide on committed state and store the new voucher; no await in between.
+    async def _grant(self, request: PermissionRequest
+                     ) -> tuple[int, Held | None, tuple[bytes, ...]]:
+        """Decide, queue the voucher, sign while it is written, return once it is durable.
 
-        Returns the height the permissions are dated with and what is now held.
+        Returns (issued_height, what is now held or None for a replay, signatures).
         """
         model = self._backend.model(request.model_id)
         host = self._backend.host(request.model_id, request.host)
@@ -186,13 +207,38 @@ class OwnerService:
         claims = self._claims.hashes(request.model_id, request.host)
         verdict = decide(request, chain_id=self.chain_id, owner=self.address, model=model,
                          host=host, stored=held.voucher if held else None,
-                         pending_claims=claims)
+                         pending_claims=claims,
+                         last_batch=held.last_batch if held else None)
+        if isinstance(verdict, Replay):
+            return verdict.issued_height, None, await self._sign(request,
+                                                                 verdict.issued_height)
         if not isinstance(verdict, Grant):
             raise self._refuse(verdict.code, verdict.message)
         height = self._chain.height
-        new = self.store.record_grant(request.model_id, request.host, verdict.voucher,
-                                      first_seq=request.first_seq, issued_height=height)
-        return height, new
+        pending = self.journal.submit(GrantEntry(
+            model_id=request.model_id, host=request.host, voucher=verdict.voucher,
+            first_seq=request.first_seq, query_hashes=request.query_hashes,
+            issued_height=height))
+        # Shielded: the pair's lock is held until the voucher is durable (or failed),
+        # even if this request is cancelled, so the next request sees it stored.
+        with trio.CancelScope(shield=True):
+            signatures = await self._sign(request, height)
+            try:
+                stored = await pending.wait()
+            except JournalClosed as exc:
+                raise self._refuse(Refusal.NOT_OWNER, str(exc)) from None
+            except OwnerStoreError as exc:  # unreachable under the pair lock; never signs twice
+                latest = self.store.held(request.model_id, request.host)
+                count = latest.voucher.cumulative_count if latest else 0
+                raise self._refuse(Refusal.VOUCHER_STALE, stale_message(count, str(exc))) \
+                    from None
+        return height, stored, signatures
+
+    async def _sign(self, request: PermissionRequest, height: int) -> tuple[bytes, ...]:
+        """Sign in a worker thread for big batches (libsodium releases the GIL)."""
+        if len(request.query_hashes) < SIGN_IN_THREAD_FROM:
+            return self.sign_batch(request, height)
+        return await trio.to_thread.run_sync(self.sign_batch, request, height)
 
     def sign_batch(self, request: PermissionRequest, height: int) -> tuple[bytes, ...]:
         """One permission per query hash, seq ``first_seq + i``, dated ``height``."""
@@ -218,6 +264,7 @@ class OwnerService:
         # Re-submit what was in flight when the node stopped, then settle on every wake-up.
         while True:
             await self.settle(force=False)
+            self._limiter.prune(self._clock())
             with trio.move_on_after(self._config.retry_interval_ms / 1000):
                 await self._wake.wait()
             self._wake = trio.Event()

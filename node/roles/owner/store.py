@@ -3,9 +3,12 @@
 Tables, keyed by the (model, host) *pair key* ``len(model_id) || model_id || host``:
 
 - ``vouchers``: the latest voucher the host signed and the owner accepted,
-  with how many permissions the owner has signed for the pair. Written (and
-  fsync'd: LMDB commits are durable) *before* the permissions are signed and
-  sent, so a crash can lose a reply but never a voucher the owner was given.
+  with how many permissions the owner has signed for the pair and the last
+  batch (first seq, query hashes, issued height: a retry of it is answered
+  again). Written (and fsync'd: LMDB commits are durable) *before* any
+  permission is sent, so a crash can lose a reply but never a voucher the
+  owner was given. Concurrent grants for different pairs share one commit
+  (:meth:`OwnerStore.record_grants`).
 - ``issued``: pair key || first_seq (u64) -> (count, issued_height): every
   batch of permissions granted, so "which seqs did I sign, and when" has an
   answer. Seqs only ever grow: a grant needs ``first_seq`` equal to the
@@ -29,7 +32,7 @@ from consensus.crypto import ADDRESS_SIZE
 from consensus.encoding import decode, encode
 
 from ..cursor import RoleDB
-from .decide import Voucher
+from .decide import LastBatch, Voucher
 
 VOUCHERS = b"vouchers"
 ISSUED = b"issued"
@@ -61,6 +64,19 @@ class Held:
     """Permission strings signed for the pair by this owner (all batches)."""
     updated_height: int
     """Chain height when the voucher was accepted (the batch's ``issued_height``)."""
+    last_batch: LastBatch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantEntry:
+    """One grant to record: the new voucher and the batch it covers."""
+
+    model_id: bytes
+    host: bytes
+    voucher: Voucher
+    first_seq: int
+    query_hashes: tuple[bytes, ...]
+    issued_height: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,9 +101,17 @@ class LastRedeem:
 
 
 def _held(raw: bytes) -> Held:
-    count, amount, sig, permitted, height = decode(bytes(raw))  # type: ignore[misc]
+    count, amount, sig, permitted, height, first, hashes = decode(bytes(raw))  # type: ignore
     return Held(voucher=Voucher(cumulative_count=count, cumulative_amount=amount,
-                                signature=sig), permitted=permitted, updated_height=height)
+                                signature=sig), permitted=permitted, updated_height=height,
+                last_batch=LastBatch(first_seq=first, query_hashes=tuple(hashes),
+                                     issued_height=height))
+
+
+def _encode_held(held: Held) -> bytes:
+    v, last = held.voucher, held.last_batch
+    return encode([v.cumulative_count, v.cumulative_amount, v.signature, held.permitted,
+                   held.updated_height, last.first_seq, list(last.query_hashes)])
 
 
 class OwnerStore:
@@ -110,33 +134,50 @@ class OwnerStore:
             raw = txn.get(pair_key(model_id, host), db=self.db.table(VOUCHERS))
         return _held(raw) if raw is not None else None
 
-    def record_grant(self, model_id: bytes, host: bytes, voucher: Voucher, *, first_seq: int,
-                     issued_height: int) -> Held:
-        """Store ``voucher`` as the pair's latest and log the batch, durably, in one txn.
+    def record_grant(self, entry: GrantEntry) -> Held:
+        """Store one grant (see :meth:`record_grants`).
 
         Raises:
-            OwnerStoreError: the stored voucher already covers ``first_seq``
-                (granting would sign a second permission for a seq).
+            OwnerStoreError: the stored voucher already covers ``first_seq``.
         """
-        key = pair_key(model_id, host)
-        n = voucher.cumulative_count - first_seq
-        if n <= 0:
-            raise OwnerStoreError("a grant must cover at least one new seq")
+        result = self.record_grants([entry])[0]
+        if isinstance(result, OwnerStoreError):
+            raise result
+        return result
+
+    def record_grants(self, entries: list[GrantEntry]) -> list[Held | OwnerStoreError]:
+        """Store each entry's voucher as its pair's latest and log its batch: one durable txn.
+
+        An entry whose ``first_seq`` is not exactly the stored count (granting
+        it would sign a second permission for a seq, or skip seqs) is not
+        written; its slot in the result holds the error. The others are.
+        Safe to call from a worker thread (py-lmdb opens environments NOTLS).
+        """
+        out: list[Held | OwnerStoreError] = []
+        vouchers, issued = self.db.table(VOUCHERS), self.db.table(ISSUED)
         with self.db.write() as txn:
-            raw = txn.get(key, db=self.db.table(VOUCHERS))
-            old = _held(raw) if raw is not None else None
-            if old is not None and old.voucher.cumulative_count > first_seq:
-                raise OwnerStoreError(
-                    f"seq {first_seq} was already granted (stored count "
-                    f"{old.voucher.cumulative_count})")
-            held = Held(voucher=voucher, permitted=(old.permitted if old else 0) + n,
-                        updated_height=issued_height)
-            txn.put(key, encode([voucher.cumulative_count, voucher.cumulative_amount,
-                                 voucher.signature, held.permitted, issued_height]),
-                    db=self.db.table(VOUCHERS))
-            txn.put(key + _U64.pack(first_seq), encode([n, issued_height]),
-                    db=self.db.table(ISSUED))
-        return held
+            for e in entries:
+                key = pair_key(e.model_id, e.host)
+                n = e.voucher.cumulative_count - e.first_seq
+                raw = txn.get(key, db=vouchers)
+                old = _held(raw) if raw is not None else None
+                if n <= 0 or n != len(e.query_hashes):
+                    out.append(OwnerStoreError("a grant must cover its query hashes' seqs"))
+                    continue
+                if old is not None and old.voucher.cumulative_count > e.first_seq:
+                    out.append(OwnerStoreError(
+                        f"seq {e.first_seq} was already granted (stored count "
+                        f"{old.voucher.cumulative_count})"))
+                    continue
+                held = Held(voucher=e.voucher, permitted=(old.permitted if old else 0) + n,
+                            updated_height=e.issued_height,
+                            last_batch=LastBatch(first_seq=e.first_seq,
+                                                 query_hashes=e.query_hashes,
+                                                 issued_height=e.issued_height))
+                txn.put(key, _encode_held(held), db=vouchers)
+                txn.put(key + _U64.pack(e.first_seq), encode([n, e.issued_height]), db=issued)
+                out.append(held)
+        return out
 
     def pairs(self) -> Iterator[tuple[bytes, bytes, Held]]:
         """Every (model_id, host, held) the owner has a voucher for."""

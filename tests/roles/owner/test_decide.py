@@ -9,7 +9,15 @@ import pytest
 from consensus.crypto import PrivateKey
 from node.ledger.records import HostRecord, HostStatus, Model
 from node.ledger.vouchers import sign_voucher
-from node.roles.owner.decide import Grant, Refuse, Voucher, baseline, decide
+from node.roles.owner.decide import (
+    Grant,
+    LastBatch,
+    Refuse,
+    Replay,
+    Voucher,
+    baseline,
+    decide,
+)
 from node.roles.owner.protocol import PermissionRequest, Refusal, parse_stale_message
 
 CHAIN = "owner-test"
@@ -48,14 +56,14 @@ def request(first_seq: int = 0, n: int = 3, *, amount: int | None = None,
         cumulative_count=count, cumulative_amount=amount, voucher_signature=sig)
 
 
-def run(req: PermissionRequest, **kw: object) -> Grant | Refuse:
+def run(req: PermissionRequest, **kw: object) -> Grant | Replay | Refuse:
     args: dict[str, object] = dict(chain_id=CHAIN, owner=OWNER.address, model=model(),
                                    host=host(), stored=None, pending_claims=())
     args.update(kw)
     return decide(req, **args)  # type: ignore[arg-type]
 
 
-def refused(verdict: Grant | Refuse, code: Refusal) -> str:
+def refused(verdict: Grant | Replay | Refuse, code: Refusal) -> str:
     assert isinstance(verdict, Refuse), verdict
     assert verdict.code == code, verdict
     return verdict.message
@@ -165,3 +173,20 @@ def test_rules_apply_in_order() -> None:
     refused(run(bad, host=None), Refusal.HOST_NOT_ACTIVE)
     refused(run(bad), Refusal.BAD_VOUCHER)
     refused(run(request(5), host=host(escrow=0)), Refusal.VOUCHER_STALE)
+
+
+def test_an_exact_retry_of_the_last_batch_is_replayed() -> None:
+    req = request()
+    verdict = run(req)
+    assert isinstance(verdict, Grant)
+    last = LastBatch(first_seq=0, query_hashes=req.query_hashes, issued_height=9)
+    assert run(req, stored=verdict.voucher, last_batch=last) == Replay(9)
+    # the same seqs for other queries are no retry: stale
+    other = request(hashes=(b"\x07" * 32, b"\x08" * 32, b"\x09" * 32))
+    refused(run(other, stored=verdict.voucher, last_batch=last), Refusal.VOUCHER_STALE)
+    # a retry of an older batch is stale too
+    older = LastBatch(first_seq=3, query_hashes=req.query_hashes, issued_height=9)
+    refused(run(req, stored=verdict.voucher, last_batch=older), Refusal.VOUCHER_STALE)
+    # and a host that is no longer active gets nothing, not even a replay
+    refused(run(req, stored=verdict.voucher, last_batch=last,
+                host=host(status=HostStatus.UNBONDING)), Refusal.HOST_NOT_ACTIVE)

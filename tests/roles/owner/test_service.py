@@ -115,16 +115,18 @@ async def test_valid_batches_are_granted_and_the_voucher_is_stored(tmp_path: Pat
 async def test_refusals_are_typed_and_change_nothing(tmp_path: Path) -> None:
     async with owner_setup(tmp_path, escrow=6 * PRICE) as s:
         first = s.client.batch([qh(0), qh(1)])
-        await s.ask(first)
+        granted = await s.ask(first)
         s.client.accepted(first)
+        # a retry of exactly that batch (its answer was lost) gets the same permissions
+        assert await s.ask(first) == granted
         # forged: signed by someone else; and a voucher whose amount was not signed
         await s.refused(s.client.batch([qh(2)], key=s.node.keys[STRANGER]), Refusal.BAD_VOUCHER)
         tampered = dataclasses.replace(s.client.batch([qh(2)]), cumulative_amount=999)
         await s.refused(tampered, Refusal.BAD_VOUCHER)
         # underpaying voucher, validly signed
         await s.refused(s.client.batch([qh(2)], amount=s.client.amount), Refusal.BAD_VOUCHER)
-        # stale: replays seq 0..1; a gap: starts at 5
-        msg = await s.refused(s.client.batch([qh(0), qh(1)], first_seq=0, amount=2 * PRICE),
+        # stale: seq 0..1 again for other queries; a gap: starts at 5
+        msg = await s.refused(s.client.batch([qh(8), qh(9)], first_seq=0, amount=2 * PRICE),
                               Refusal.VOUCHER_STALE)
         assert parse_stale_message(msg) == 2
         await s.refused(s.client.batch([qh(5)], first_seq=5), Refusal.VOUCHER_STALE)
