@@ -180,8 +180,10 @@ async def measure(transports: list[Any], host_keys: list[PrivateKey], owner_peer
             nursery.start_soon(loop.run, batch, start, stop)
         await trio.sleep(max(0.0, start - time.perf_counter()))
         cpu_at_start = cpu_seconds(owner_pid)
+        hosts_at_start = cpu_seconds(os.getpid())
         await trio.sleep(max(0.0, stop - time.perf_counter()))
         cpu_at_stop = cpu_seconds(owner_pid)
+        hosts_at_stop = cpu_seconds(os.getpid())
     for i, loop in enumerate(loops):
         counts[i] = loop.count
         if loop.sample is not None:
@@ -193,7 +195,9 @@ async def measure(transports: list[Any], host_keys: list[PrivateKey], owner_peer
     granted = sum(loop.granted for loop in loops)
     return {"batch": batch, "perm_s": granted / seconds, "req_s": len(rtts) / seconds,
             "p50_ms": statistics.median(rtts) * 1000, "p99_ms": percentile(rtts, 0.99) * 1000,
-            "owner_cpu_pct": (cpu_at_stop - cpu_at_start) / seconds * 100}
+            "owner_cpu_pct": (cpu_at_stop - cpu_at_start) / seconds * 100,
+            "hosts_cpu_pct": (hosts_at_stop - hosts_at_start) / seconds * 100,
+            "load": os.getloadavg()[0]}
 
 
 async def bench(net: Testnet, host_keys: list[PrivateKey], batches: list[int],
@@ -226,13 +230,14 @@ async def _hold_transport(cfg: NetConfig, *, task_status: Any = trio.TASK_STATUS
         await trio.sleep_forever()
 
 
-HEADER = ("| batch | permissions/s | requests/s | p50 ms | p99 ms | owner CPU % |\n"
-          "|---:|---:|---:|---:|---:|---:|")
+HEADER = ("| batch | permissions/s | requests/s | p50 ms | p99 ms | owner CPU % "
+          "| hosts CPU % | load avg |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _row(r: dict[str, float]) -> str:
     return (f"| {r['batch']:.0f} | {r['perm_s']:,.0f} | {r['req_s']:,.0f} | {r['p50_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {r['owner_cpu_pct']:.0f} |")
+            f"| {r['p99_ms']:.2f} | {r['owner_cpu_pct']:.0f} | {r['hosts_cpu_pct']:.0f} "
+            f"| {r['load']:.1f} |")
 
 
 def main() -> None:
