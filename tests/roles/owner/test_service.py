@@ -179,7 +179,13 @@ async def test_a_claim_pending_in_the_mempool_blocks_its_query(tmp_path: Path) -
         await s.refused(s.client.batch([qh(6), qh(7)]), Refusal.CLAIM_PENDING)
         req = s.client.batch([qh(6), qh(8)])
         await s.ask(req)
+        s.client.accepted(req)
         assert s.permitted() == 2
+        # once the claim has left the mempool (its block is committed) the query is sold
+        s.node.commit_mempool()
+        assert len(s.node.mempool) == 0
+        await s.ask(s.client.batch([qh(7)]))
+        assert s.permitted() == 3
 
 
 @bounded(60)
