@@ -184,10 +184,12 @@ class OwnerService:
                                f"query hashes per request")
         key = pair_key(request.model_id, request.host)
         lock = self._locks.setdefault(key, trio.Lock())
-        async with lock:
-            height, held, signatures = await self._grant(request)
-        if not lock.statistics().tasks_waiting and not lock.locked():
-            self._locks.pop(key, None)
+        try:
+            async with lock:
+                height, held, signatures = await self._grant(request)
+        finally:
+            if not lock.statistics().tasks_waiting and not lock.locked():
+                self._locks.pop(key, None)  # idle pairs cost nothing
         if held is not None:
             self.stats["granted_batches"] += 1
             self.stats["permissions"] += len(signatures)
