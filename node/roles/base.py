@@ -74,7 +74,11 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .storage.service import StorageService
 
         services.append(StorageService.from_context(ctx))
-    for name in ("omlizer", "prover", "host", "owner"):
+    if roles.owner.enabled:
+        from .owner.service import OwnerService
+
+        services.append(OwnerService.from_context(ctx))
+    for name in ("omlizer", "prover", "host"):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)
