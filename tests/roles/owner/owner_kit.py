@@ -57,6 +57,9 @@ class NodeSide:
     def account(self, address: bytes) -> Any:
         return self.chain.ledger.account(address)
 
+    def claim(self, claim_id: int) -> Any:
+        return self.chain.ledger.claim(claim_id)
+
     async def broadcast_tx(self, tx: bytes) -> CheckResult:
         res = self.mempool.add(tx)
         return CheckResult(code=res.code, hash=res.tx_hash, log=res.log,
