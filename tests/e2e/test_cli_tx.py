@@ -29,11 +29,12 @@ def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Testnet, No
     init_testnet(out, validators=1, base_port=AUTO_PORTS, chain_id="oml-cli",
                  consensus=FAST_CONSENSUS)
     # blocks come every second or so and each CLI call starts Python: give the claim's
-    # windows room for one process per reveal
+    # windows room for one process per reveal (and claims of 4 keys, not the default 8)
     for genesis in out.glob("*/config/genesis.json"):
         data = json.loads(genesis.read_text())
         data["app_state"].setdefault("params", {}).update(
-            {"reveal_window": 200, "challenge_window": 200, "claim_open_window": 200})
+            {"reveal_window": 200, "challenge_window": 200, "claim_open_window": 200,
+             "claim_min_matches": 4})
         genesis.write_text(json.dumps(data))
     net = Testnet(out)
     try:

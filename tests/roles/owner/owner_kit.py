@@ -121,7 +121,7 @@ class OwnerNode:
         self.ok(HOST, RequestAccessBody(model_id=MODEL_ID, collateral=100))
         self.ok(OMLIZER, CommitOmlizationBody(
             model_id=MODEL_ID, host=self.address(HOST), package_hash=b"\x22" * 32,
-            fp_root=b"\x33" * 32, fp_count=4, package_blob=b"\x44" * 32))
+            fp_root=b"\x33" * 32, fp_count=8, package_blob=b"\x44" * 32))
         if escrow:
             self.ok(HOST, FundChannelBody(model_id=MODEL_ID, amount=escrow))
 

@@ -182,7 +182,7 @@ async def test_a_claim_pending_in_the_mempool_blocks_its_query(tmp_path: Path) -
         # a prover (the stranger's account) committed a claim; its opening, naming the
         # text "query 7", waits in the mempool
         s.node.ok(STRANGER, RegisterRoleBody(role=int(Role.PROVER), bond=1_000))
-        items = ((0, "query 7", "x"), (1, "a", "x"), (2, "b", "x"), (3, "c", "x"))
+        items = ((0, "query 7", "x"),) + tuple((i, f"key {i}", "x") for i in range(1, 8))
         prover = s.node.address(STRANGER)
         commitment = claim_commitment(s.node.chain.chain_id, prover, MODEL_ID,
                                       s.node.address(HOST), items, bytes(32))
