@@ -78,7 +78,7 @@ class SecretEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Secrets:
-    """All secrets of one host's fingerprint set (what the owner's sidecar holds)."""
+    """All secrets of one host's fingerprint set (what the OMLizer's sidecar holds)."""
 
     model_id: str
     host: bytes
