@@ -17,6 +17,12 @@ wall-clock time each block became visible. Printed at the end:
 - block interval: mean and p50 of the header time differences;
 - CPU per node: process CPU time (user+system, /proc) divided by wall time,
   in percent of one core.
+
+Before the load, the idle rows: with no client sending, CPU per node and
+blocks per minute over ``--idle-seconds`` (0 skips them), after the
+testnet has settled. The testnet has ``testnet init``'s consensus
+defaults (an empty block per 10 s when idle) unless ``--interval-ms`` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import itertools
 
 from consensus.crypto import PrivateKey, sha256
 from node.rpc_client import RpcClient, RpcClientError
-from node.testnet import AUTO_PORTS, Testnet, init_testnet
+from node.testnet import AUTO_PORTS, TESTNET_CONSENSUS, Testnet, init_testnet
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -128,6 +134,26 @@ class Observer(threading.Thread):
             time.sleep(0.05)
 
 
+def measure_idle(net: Testnet, pids: dict[str, int], seconds: float,
+                 settle: float = 10.0) -> tuple[float, dict[str, float]]:
+    """Blocks per minute and CPU % of a core per node while nobody sends anything.
+
+    Waits ``settle`` seconds first: connecting, the first blocks and the
+    gossip mesh cost CPU that an idle node left running does not pay.
+    """
+    time.sleep(settle)
+    with net.client("node0") as c:
+        h0 = c.height()
+    cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    t0 = time.time()
+    time.sleep(seconds)
+    cpu1 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    wall = time.time() - t0
+    with net.client("node0") as c:
+        h1 = c.height()
+    return (h1 - h0) / wall * 60, {n: (cpu1[n] - cpu0[n]) / wall * 100 for n in pids}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -145,14 +171,20 @@ def main() -> int:
     ap.add_argument("--base-port", type=int, default=AUTO_PORTS,
                     help="node i uses base+10i.. (default 0: every node binds free ports)")
     ap.add_argument("--keep", type=Path, help="keep the testnet directory here")
+    ap.add_argument("--idle-seconds", type=float, default=30,
+                    help="measure the idle cost this long before the load (0: skip)")
+    ap.add_argument("--interval-ms", type=int, default=None,
+                    help="[consensus] create_empty_blocks_interval_ms (default: testnet's)")
     args = ap.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="oml-bench-"))
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
+    consensus = None if args.interval_ms is None else {
+        **TESTNET_CONSENSUS, "create_empty_blocks_interval_ms": args.interval_ms}
     init_testnet(out, validators=args.validators, base_port=args.base_port,
-                         chain_id="oml-bench", fund=funded, force=True)
+                 chain_id="oml-bench", fund=funded, force=True, consensus=consensus)
     print(f"testnet: {args.validators} validators in {out}", flush=True)
     with Testnet(out) as net:
         net.start_all(timeout=120)
@@ -161,9 +193,10 @@ def main() -> int:
             while c.height() < 2 and time.time() < t_end:
                 time.sleep(0.2)
         specs = [net.spec(s.name) for s in net.specs]  # with the ports each node bound
+        pids = {n: p.proc.pid for n, p in net.procs.items()}
+        idle = measure_idle(net, pids, args.idle_seconds) if args.idle_seconds > 0 else None
         observer = Observer(specs[0].rpc_url)
         observer.start()
-        pids = {n: p.proc.pid for n, p in net.procs.items()}
         cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
         start_at = time.time() + 1.5
         ctx = mp.get_context("spawn")
@@ -218,6 +251,12 @@ def main() -> int:
     ]
     for n in sorted(pids):
         rows.append((f"CPU {n}", f"{(cpu1[n] - cpu0[n]) / wall * 100:.0f} % of a core"))
+    if idle is not None:
+        blocks_per_min, idle_cpu = idle
+        rows.append((f"idle ({args.idle_seconds:.0f} s): blocks per minute",
+                     f"{blocks_per_min:.1f}"))
+        for n in sorted(idle_cpu):
+            rows.append((f"idle CPU {n}", f"{idle_cpu[n]:.1f} % of a core"))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:

@@ -64,7 +64,9 @@ from .events import ScheduleTimeout as ScheduleTimeout
 from .events import Start as Start
 from .events import Step as Step
 from .events import TimeoutFired as TimeoutFired
+from .events import TxsAvailable as TxsAvailable
 from .events import VoteReceived as VoteReceived
+from .events import WaitForTxs as WaitForTxs
 from .evidence import DuplicateVoteEvidence as DuplicateVoteEvidence
 from .memwal import MemWAL as MemWAL
 from .merkle import merkle_root as merkle_root

@@ -37,7 +37,9 @@ from .events import (
     Start,
     Step,
     TimeoutFired,
+    TxsAvailable,
     VoteReceived,
+    WaitForTxs,
 )
 from .evidence import DuplicateVoteEvidence
 from .messages import ProposalMessage, VoteMessage
@@ -76,6 +78,10 @@ class Core:
         self._signlog = SignLog()
         self._future: list[Event] = []
         self._last_sync_request_ms: int | None = None
+        # Whether the next height's block must commit a new app hash (see
+        # _enter_round0): true after a block with transactions, and after a start
+        # (we do not know what the last block held).
+        self._proof_block_due = True
         self._reset_height(state)
 
     # ------------------------------------------------------------------ public
@@ -104,6 +110,8 @@ class Core:
             self._on_timeout(event)
         elif isinstance(event, CommittedBlockReceived):
             self._on_committed_block(event)
+        elif isinstance(event, TxsAvailable):
+            self._on_txs_available(event)
         else:
             raise ConsensusMisuseError(f"unknown event {type(event).__name__}")
         out, self._out = self._out, []
@@ -188,7 +196,7 @@ class Core:
         if self.params.timeout_commit_ms > 0:
             self._schedule(h, 0, Step.NEW_HEIGHT, self.params.timeout_commit_ms)
         else:
-            self._start_round(0)
+            self._enter_round0()
         buffered, self._future = self._future, []
         for ev in buffered:
             if self.height != h:
@@ -333,6 +341,10 @@ class Core:
         if s == Step.NEW_HEIGHT:
             if self.step == Step.NEW_HEIGHT and self.round == 0:
                 self._log(ev)
+                self._enter_round0()
+        elif s == Step.WAIT_FOR_TXS:  # the empty-block interval is over
+            if self.step == Step.WAIT_FOR_TXS:
+                self._log(ev)
                 self._start_round(0)
         elif r != self.round:
             return
@@ -348,6 +360,13 @@ class Core:
             self._log(ev)
             self._start_round(r + 1)
         self._advance()
+
+    def _on_txs_available(self, ev: TxsAvailable) -> None:
+        """The driver's answer to WaitForTxs: round 0 may go ahead."""
+        if ev.height == self.height and self.step == Step.WAIT_FOR_TXS:
+            self._log(ev)
+            self._start_round(0)
+            self._advance()
 
     def _on_committed_block(self, ev: CommittedBlockReceived) -> None:
         """Block sync: a committed block for our height, proven by +2/3 precommits."""
@@ -417,6 +436,13 @@ class Core:
         r, step = self.round, self.step
         if step == Step.NEW_HEIGHT:
             return False
+        if step == Step.WAIT_FOR_TXS:
+            # Someone else has work for round 0 (a proposal, or a vote: its
+            # sender had transactions or its interval ran out): join it.
+            if 0 in self._proposals or self._votes.senders(0):
+                self._start_round(0)
+                return True
+            return False
         prevotes = self._votes.get(r, VoteType.PREVOTE)
         msg = self._proposals.get(r)
         if step == Step.PROPOSE and msg is not None:
@@ -464,6 +490,24 @@ class Core:
         return False
 
     # ------------------------------------------------------------ step changes
+
+    def _enter_round0(self) -> None:
+        """Round 0 begins, at once or after waiting for transactions (CometBFT's
+        enterNewRound with ``WaitForTxs``); see docs/consensus.md.
+
+        Without an interval, a block after one with transactions (or the first
+        after a start) is made at once: its header commits the app hash those
+        transactions produced, which would otherwise wait for the next
+        transaction. With an interval, the interval's block commits it.
+        """
+        interval = self.params.create_empty_blocks_interval_ms
+        if not self.params.waits_for_txs or (self._proof_block_due and interval == 0):
+            self._start_round(0)
+            return
+        self.step = Step.WAIT_FOR_TXS
+        self._out.append(WaitForTxs(self.height))
+        if interval > 0:
+            self._schedule(self.height, 0, Step.WAIT_FOR_TXS, interval)
 
     def _start_round(self, r: int) -> None:
         # line 11: StartRound(round)
@@ -537,6 +581,7 @@ class Core:
         new_state = self._state.next(block, commit, app_hash)
         self._out.append(CommitBlock(block, commit, new_state))
         self.stats["commits"] += 1
+        self._proof_block_due = bool(block.txs)
         self._reset_height(new_state)
         self._enter_height()
 

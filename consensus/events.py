@@ -31,13 +31,20 @@ from .vote import Vote
 
 
 class Step(enum.IntEnum):
-    """A round's steps; also the timeout kinds (GOSSIP is a per-height retry timer)."""
+    """A round's steps; also the timeout kinds (GOSSIP is a per-height retry timer).
+
+    ``WAIT_FOR_TXS`` is round 0 before its proposal step while the node waits
+    for transactions (``create_empty_blocks`` off, or an interval set); its
+    timeout is the empty-block interval. It sorts after GOSSIP only because
+    the values are on disk (WAL records); it comes before PROPOSE in a round.
+    """
 
     NEW_HEIGHT = 0
     PROPOSE = 1
     PREVOTE = 2
     PRECOMMIT = 3
     GOSSIP = 4
+    WAIT_FOR_TXS = 5
 
 
 def _now(v: int) -> None:
@@ -94,6 +101,20 @@ class TimeoutFired:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TxsAvailable:
+    """The driver's answer to :class:`WaitForTxs`: the mempool holds transactions
+    a block could include (CometBFT's ``TxsAvailable``)."""
+
+    height: int
+    now_ms: int
+
+    def __post_init__(self) -> None:
+        _now(self.now_ms)
+        if isinstance(self.height, bool) or not isinstance(self.height, int) or self.height < 1:
+            raise ConsensusMisuseError("height must be a positive int")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommittedBlockReceived:
     """A block and its commit fetched from a peer (block sync, after :class:`RequestSync`)."""
 
@@ -105,7 +126,8 @@ class CommittedBlockReceived:
         _now(self.now_ms)
 
 
-Event = Start | ProposalReceived | VoteReceived | TimeoutFired | CommittedBlockReceived
+Event = (Start | ProposalReceived | VoteReceived | TimeoutFired | CommittedBlockReceived
+         | TxsAvailable)
 
 
 # --- actions ----------------------------------------------------------------
@@ -158,4 +180,15 @@ class RequestSync:
     height: int
 
 
-Action = Broadcast | ScheduleTimeout | Persist | CommitBlock | ReportEvidence | RequestSync
+@dataclass(frozen=True, slots=True)
+class WaitForTxs:
+    """Feed ``TxsAvailable(height)`` once the mempool holds a transaction a block
+    could include (at once if it already does). Emitted at most once per height;
+    an answer for a height the core has left is ignored, so a driver need not
+    cancel anything."""
+
+    height: int
+
+
+Action = (Broadcast | ScheduleTimeout | Persist | CommitBlock | ReportEvidence | RequestSync
+          | WaitForTxs)

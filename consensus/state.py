@@ -49,14 +49,28 @@ class ConsensusParams:
     clock_drift_ms: int = 1000
     #: votes and proposals more than this many rounds ahead are dropped (memory bound)
     max_rounds_ahead: int = 50
+    #: False: round 0 waits for transactions before its proposal step (CometBFT's
+    #: create_empty_blocks), except for a block right after one with transactions
+    create_empty_blocks: bool = True
+    #: > 0: round 0 waits for transactions at most this long, then goes ahead
+    #: (an empty block); also turns the wait on when create_empty_blocks is True
+    create_empty_blocks_interval_ms: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if f.name == "create_empty_blocks":
+                if not isinstance(v, bool):
+                    raise ConsensusMisuseError("create_empty_blocks must be a bool")
+            elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConsensusMisuseError(f"{f.name} must be a non-negative int")
         if self.gossip_interval_ms == 0 or self.timeout_propose_ms == 0:
             raise ConsensusMisuseError("gossip_interval_ms and timeout_propose_ms must be > 0")
+
+    @property
+    def waits_for_txs(self) -> bool:
+        """Whether round 0 waits for transactions (CometBFT's ``WaitForTxs``)."""
+        return not self.create_empty_blocks or self.create_empty_blocks_interval_ms > 0
 
     def propose_timeout(self, round: int) -> int:
         return self.timeout_propose_ms + self.timeout_propose_delta_ms * round

@@ -15,6 +15,7 @@ reading, so a replay sees the same times)::
     [1, height, now_ms, proposal_message]   # ProposalReceived (ours or a peer's)
     [2, height, now_ms, vote]               # VoteReceived (ours or a peer's)
     [3, height, now_ms, round, step]        # TimeoutFired
+    [4, height, now_ms, 0]                  # TxsAvailable (the 0 keeps records >= 4 long)
 
 :func:`record_height` reads only the first two fields, so a file WAL can
 file records by height without parsing blocks.
@@ -29,13 +30,14 @@ import msgpack
 
 from .encoding import DecodeError, decode, encode, expect_int, expect_list
 from .errors import ConsensusMisuseError, InvariantError
-from .events import Event, ProposalReceived, Step, TimeoutFired, VoteReceived
+from .events import Event, ProposalReceived, Step, TimeoutFired, TxsAvailable, VoteReceived
 from .messages import ProposalMessage, message_from_value
 from .vote import Vote
 
 REC_PROPOSAL = 1
 REC_VOTE = 2
 REC_TIMEOUT = 3
+REC_TXS = 4
 
 
 class WAL(Protocol):
@@ -53,7 +55,7 @@ class WAL(Protocol):
 
 
 def event_record(event: Event) -> bytes:
-    """The WAL record for a proposal, vote or timeout event."""
+    """The WAL record for a proposal, vote, timeout or txs-available event."""
     if isinstance(event, ProposalReceived):
         m = event.message
         return encode([REC_PROPOSAL, m.proposal.height, event.now_ms, m.to_value()])
@@ -61,6 +63,8 @@ def event_record(event: Event) -> bytes:
         return encode([REC_VOTE, event.vote.height, event.now_ms, event.vote.to_value()])
     if isinstance(event, TimeoutFired):
         return encode([REC_TIMEOUT, event.height, event.now_ms, event.round, int(event.step)])
+    if isinstance(event, TxsAvailable):
+        return encode([REC_TXS, event.height, event.now_ms, 0])
     raise ConsensusMisuseError(f"{type(event).__name__} is not logged")
 
 
@@ -69,7 +73,7 @@ def record_event(record: bytes) -> Event:
     f = expect_list(decode(record), what="wal record", max_length=5)
     if len(f) < 4:
         raise DecodeError("wal record: too short")
-    kind = expect_int(f[0], what="wal.kind", lo=1, hi=3)
+    kind = expect_int(f[0], what="wal.kind", lo=1, hi=4)
     height = expect_int(f[1], what="wal.height", lo=1, hi=2**63 - 1)
     now = expect_int(f[2], what="wal.now_ms", hi=2**63 - 1)
     try:
@@ -85,9 +89,13 @@ def record_event(record: bytes) -> Event:
             if vote.height != height:
                 raise DecodeError("wal vote: height mismatch")
             return VoteReceived(vote=vote, now_ms=now)
+        if kind == REC_TXS:
+            expect_list(f, 4, what="wal txs available")
+            return TxsAvailable(height=height, now_ms=now)
         expect_list(f, 5, what="wal timeout")
         return TimeoutFired(height=height, round=expect_int(f[3], what="wal.round", hi=2**31 - 1),
-                            step=Step(expect_int(f[4], what="wal.step", hi=4)), now_ms=now)
+                            step=Step(expect_int(f[4], what="wal.step", hi=max(Step))),
+                            now_ms=now)
     except ConsensusMisuseError as exc:
         raise DecodeError(f"wal record: {exc}") from None
 
@@ -117,7 +125,7 @@ def event_height(ev: Event) -> int:
         return ev.message.proposal.height
     if isinstance(ev, VoteReceived):
         return ev.vote.height
-    if isinstance(ev, TimeoutFired):
+    if isinstance(ev, (TimeoutFired, TxsAvailable)):
         return ev.height
     raise ConsensusMisuseError(f"{type(ev).__name__} is not logged")
 

@@ -1,4 +1,4 @@
-"""libp2p transport for oml-node: identity, gossip topics, request/response.
+"""libp2p transport for oml-node: identity, gossip topics, request/response, bulk streams.
 
 Knows nothing of the ledger's meaning; it moves bytes between peers.
 Importing ``net`` does not import libp2p (1.2-1.6 s and ~85 MB): the
@@ -20,6 +20,7 @@ from .errors import PeerUnreachable as PeerUnreachable
 from .errors import ProtocolViolation as ProtocolViolation
 from .errors import RemoteError as RemoteError
 from .errors import RequestTimeout as RequestTimeout
+from .errors import StreamClosed as StreamClosed
 from .framing import ERR_BAD_FRAME as ERR_BAD_FRAME
 from .framing import ERR_BUSY as ERR_BUSY
 from .framing import ERR_HANDLER_FAILED as ERR_HANDLER_FAILED
@@ -33,10 +34,13 @@ from .types import ProtocolStats as ProtocolStats
 from .types import TopicStats as TopicStats
 
 if TYPE_CHECKING:
+    from .streams import FrameStream as FrameStream
+    from .streams import StreamHandler as StreamHandler
     from .transport import Transport as Transport
     from .transport import open_transport as open_transport
 
 _LAZY = {"open_transport", "Transport"}
+_LAZY_STREAMS = {"FrameStream", "StreamHandler"}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from . import transport
 
         return getattr(transport, name)
+    if name in _LAZY_STREAMS:
+        from . import streams
+
+        return getattr(streams, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -64,9 +64,10 @@ class NetConfig:
     seen_ttl_s: int = 120
     """How long a message id is remembered for de-duplication."""
     msg_id: MsgIdMode = "content"
-    """``content``: id = SHA-256 of the data, so equal bytes from two publishers are
-    one message; ``peer_seqno``: the libp2p standard id, needed to interoperate
-    with go/js nodes that use it."""
+    """``content``: id = SHA-256 of the topics and the data, so equal bytes from two
+    publishers on one topic are one message (and a verdict on one topic never
+    carries over to another); ``peer_seqno``: the libp2p standard id (origin +
+    seqno), needed to interoperate with go/js nodes that use it."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != 32:

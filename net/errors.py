@@ -97,8 +97,22 @@ class ProtocolViolation(NetError):
         self.peer = peer
 
 
+class StreamClosed(NetError):
+    """The peer ended a bulk stream cleanly, between two frames.
+
+    Whether that is normal is the protocol's call: LIBP2P.md warns that a
+    peer killed mid-transfer can look like a clean EOF on yamux, so a
+    protocol that expects N more frames must treat this as a failure.
+    """
+
+    def __init__(self, peer: str, protocol: str) -> None:
+        super().__init__(f"{peer} closed its {protocol} stream")
+        self.peer = peer
+        self.protocol = protocol
+
+
 class HandlerError(Exception):
-    """Raised by a request handler to answer the requester with a typed error.
+    """Raised by a request or stream handler to answer the peer with a typed error.
 
     The requester gets :class:`RemoteError` with the same ``code`` and
     ``message``. Any other exception from a handler is logged as a bug and

@@ -53,7 +53,20 @@ class Kind(enum.IntEnum):
     RESPONSE = 3
     """A successful answer to a REQUEST."""
     ERROR = 4
-    """A failed answer to a REQUEST: u16 code + UTF-8 message."""
+    """A failed answer to a REQUEST, or the end of a bulk stream: u16 code + UTF-8 message."""
+    DATA = 5
+    """One message on a bulk stream (:mod:`net.streams`); payload hash checked."""
+    DATA_UNHASHED = 6
+    """One message on a bulk stream whose digest field is zero and not checked.
+
+    For payloads the application verifies itself (a chunk hashed against its
+    manifest): hashing it again here would double the receiver's hashing
+    work. Nothing is lost on the wire: Noise authenticates every byte and the
+    length still catches truncation.
+    """
+
+
+NO_DIGEST = bytes(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,20 @@ def encode_frame(kind: Kind, payload: bytes, max_bytes: int) -> bytes:
     if len(payload) > max_bytes:
         raise MessageTooLarge(len(payload), max_bytes)
     return HEADER.pack(VERSION, int(kind), len(payload), hashlib.sha256(payload).digest()) + payload
+
+
+def encode_header(kind: Kind, payload: bytes | bytearray | memoryview, max_bytes: int) -> bytes:
+    """The header of a frame for ``payload`` (hashed unless ``kind`` is DATA_UNHASHED).
+
+    Lets a sender write header and payload without first concatenating them.
+
+    Raises:
+        MessageTooLarge: ``payload`` is over ``max_bytes`` (our misuse).
+    """
+    if len(payload) > max_bytes:
+        raise MessageTooLarge(len(payload), max_bytes)
+    digest = NO_DIGEST if kind is Kind.DATA_UNHASHED else hashlib.sha256(payload).digest()
+    return HEADER.pack(VERSION, int(kind), len(payload), digest)
 
 
 def decode_header(raw: bytes, max_bytes: int) -> Header:
@@ -98,13 +125,18 @@ def decode_header(raw: bytes, max_bytes: int) -> Header:
 
 
 def check_payload(header: Header, payload: bytes) -> bytes:
-    """Return ``payload`` if it matches the header's length and hash.
+    """Return ``payload`` if it matches the header's length and hash (no hash
+    check for DATA_UNHASHED, whose digest field must be zero).
 
     Raises:
         ProtocolViolation: truncated or corrupted payload.
     """
     if len(payload) != header.length:
         raise ProtocolViolation(f"payload is {len(payload)} bytes, header said {header.length}")
+    if header.kind is Kind.DATA_UNHASHED:
+        if header.digest != NO_DIGEST:
+            raise ProtocolViolation("unhashed frame with a non-zero digest field")
+        return payload
     if hashlib.sha256(payload).digest() != header.digest:
         raise ProtocolViolation("payload hash does not match its header")
     return payload

@@ -5,7 +5,9 @@ into a bounded trio channel of our own the moment they arrive, so libp2p
 never drops for lack of a reader; if *our* channel is full (the consumer is
 behind) the message is dropped and counted in ``dropped_full``. Validators
 run inside gossipsub, before a message is marked seen or forwarded, so a
-rejected message is neither delivered nor relayed.
+rejected message is neither delivered nor relayed; every rejection is
+counted on its topic by reason (invalid, error, timeout, oversize) and
+logged at debug level.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ._lib import ID, Pubsub, PubsubMessage
+from ._lib import ID, PubsubMessage
 from .errors import MessageTooLarge, NetUsageError
 from .ratelimit import TokenBucket
+from .router import CountingGossipSub, TolerantPubsub
 from .types import TopicStats
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,21 @@ GOSSIP_WIRE_CAP = 1024 * 1024 - 16 * 1024
 """py-libp2p sends and accepts pubsub RPCs of at most 1 MiB (as go-libp2p
 does) and silently drops larger ones; 16 KiB stay free for the signature,
 key, topic, ids and protobuf framing."""
+
+RPC_OVERHEAD = 64 * 1024
+"""Room above the largest message for signature, key, ids and other messages
+or control entries bundled into the same inbound RPC."""
+
+
+def inbound_rpc_cap(max_msg_bytes: int) -> int:
+    """Largest inbound pubsub RPC frame that is parsed; larger ones are discarded whole.
+
+    Above our own message cap (and above the 1 MiB that py-libp2p and
+    go-libp2p send), so that a foreign peer's oversize message is usually
+    parsed and then dropped by the topic validator, counted against its
+    topic as ``oversize``, rather than skipped as an anonymous frame.
+    """
+    return max(max_msg_bytes, GOSSIP_WIRE_CAP) + RPC_OVERHEAD
 
 MAX_TOPIC_LEN = 256
 
@@ -61,7 +79,7 @@ class Gossip:
 
     def __init__(
         self,
-        pubsub: Pubsub,
+        pubsub: TolerantPubsub,
         my_id: ID,
         nursery: trio.Nursery,
         *,
@@ -80,6 +98,17 @@ class Gossip:
 
     def _topic_stats(self, topic: str) -> TopicStats:
         return self._stats.setdefault(topic, TopicStats())
+
+    @property
+    def heartbeats(self) -> int:
+        """Gossipsub heartbeats run so far."""
+        router = self._pubsub.router
+        return router.heartbeats if isinstance(router, CountingGossipSub) else 0
+
+    @property
+    def oversize_rpcs(self) -> int:
+        """Inbound RPC frames over the inbound cap, discarded without dropping the peer."""
+        return self._pubsub.oversize_rpcs
 
     def subscribe(
         self,
@@ -120,20 +149,15 @@ class Gossip:
             # Runs for every first sighting of a message id, our own publishes
             # included, before it is marked seen, delivered or forwarded.
             if len(msg.data) > limit:
-                stats.oversize += 1
-                return False
+                return _reject(topic, msg, stats, "oversize")
             if validator is None:
                 return True
             try:
-                origin = ID(msg.from_id).to_base58()
-                ok = validator(origin, msg.data)
+                ok = validator(ID(msg.from_id).to_base58(), msg.data)
             except Exception:  # a validator bug must not take the pubsub loop down
                 log.exception("validator for topic %r raised; message rejected", topic)
-                ok = False
-            if not ok:
-                stats.rejected += 1
-                return False
-            return True
+                return _reject(topic, msg, stats, "error")
+            return True if ok else _reject(topic, msg, stats, "invalid")
 
         return validate
 
@@ -147,17 +171,18 @@ class Gossip:
 
         async def validate(_forwarder: ID, msg: PubsubMessage) -> bool:
             if len(msg.data) > limit:
-                stats.oversize += 1
-                return False
+                return _reject(topic, msg, stats, "oversize")
             try:
                 ok = await validator(ID(msg.from_id).to_base58(), msg.data)
+            except trio.Cancelled:
+                # py-libp2p cancels validators at its timeout (and everything at
+                # shutdown); either way the message is not accepted.
+                _reject(topic, msg, stats, "timeout")
+                raise
             except Exception:  # as for plain validators: reject, log, carry on
                 log.exception("validator for topic %r raised; message rejected", topic)
-                ok = False
-            if not ok:
-                stats.rejected += 1
-                return False
-            return True
+                return _reject(topic, msg, stats, "error")
+            return True if ok else _reject(topic, msg, stats, "invalid")
 
         return validate
 
@@ -202,3 +227,17 @@ class Gossip:
     def stats(self) -> dict[str, TopicStats]:
         """Copies of the per-topic counters."""
         return {t: dataclasses.replace(s) for t, s in self._stats.items()}
+
+
+_REASON_FIELD = {"invalid": "invalid", "error": "errors", "timeout": "timeouts",
+                 "oversize": "oversize"}
+
+
+def _reject(topic: str, msg: PubsubMessage, stats: TopicStats, reason: str) -> bool:
+    """Count a rejection by reason, log it at debug level, and return False (the verdict)."""
+    field = _REASON_FIELD[reason]
+    setattr(stats, field, getattr(stats, field) + 1)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("gossip on %r rejected (%s): %d bytes from %s", topic, reason,
+                  len(msg.data), ID(msg.from_id).to_base58())
+    return False

@@ -131,7 +131,8 @@ class ReqResp:
         self._in_direct: dict[tuple[str, str], INetStream] = {}
         self._opening: dict[str, int] = {}
 
-    def _pstats(self, protocol: str) -> ProtocolStats:
+    def pstats(self, protocol: str) -> ProtocolStats:
+        """The live counters of ``protocol`` (created on first use; shared with bulk streams)."""
         return self._stats.setdefault(protocol, ProtocolStats())
 
     def stats(self) -> dict[str, ProtocolStats]:
@@ -139,6 +140,9 @@ class ReqResp:
         return {p: dataclasses.replace(s) for p, s in self._stats.items()}
 
     # ---------------------------------------------------------------- inbound
+
+    def has_handler(self, protocol: str) -> bool:
+        return protocol in self._handlers
 
     def set_handler(self, protocol: str, handler: Handler) -> None:
         """Serve ``protocol``; replaces an earlier handler for it."""
@@ -162,7 +166,7 @@ class ReqResp:
         more are reset at once. That bounds what one peer can make us buffer
         (each frame can be ``max_msg_bytes``) before the handler limit applies.
         """
-        stats = self._pstats(protocol)
+        stats = self.pstats(protocol)
         peer = stream.muxed_conn.peer_id.to_base58()
         if self._opening.get(peer, 0) >= MAX_OPENING_STREAMS_PER_PEER:
             stats.errors_in += 1
@@ -280,7 +284,7 @@ class ReqResp:
 
     # --------------------------------------------------------------- outbound
 
-    async def _open(self, peer: str, pid: ID, protocol: str) -> INetStream:
+    async def open_stream(self, peer: str, pid: ID, protocol: str) -> INetStream:
         """Open a stream (dialling known addresses if needed) within the stream deadline.
 
         A connection can die between libp2p handing it out and our stream
@@ -323,11 +327,11 @@ class ReqResp:
         deadline = self._stream_timeout if timeout is None else timeout
         if not deadline > 0:
             raise NetUsageError("timeout must be positive")
-        stats = self._pstats(protocol)
+        stats = self.pstats(protocol)
         stats.requests_out += 1
         try:
             with trio.fail_after(deadline):
-                stream = await self._open(peer, pid, protocol)
+                stream = await self.open_stream(peer, pid, protocol)
                 try:
                     await write_all(stream, frame, deadline)
                     kind, payload = await read_frame(stream, self.max_msg_bytes + 1024, deadline)
@@ -364,7 +368,7 @@ class ReqResp:
         check_protocol(protocol)
         pid = parse_peer_id(peer)
         frame = framing.encode_frame(framing.Kind.DIRECT, _as_bytes(data), self.max_msg_bytes)
-        stats = self._pstats(protocol)
+        stats = self.pstats(protocol)
         key = (peer, protocol)
         lock = self._out_locks.setdefault(key, trio.Lock())
         async with lock:
@@ -373,7 +377,7 @@ class ReqResp:
                 cached = stream is not None
                 try:
                     if stream is None:
-                        stream = await self._open(peer, pid, protocol)
+                        stream = await self.open_stream(peer, pid, protocol)
                     await write_all(stream, frame, self._stream_timeout)
                 except trio.TooSlowError:
                     stats.errors_out += 1

@@ -3,8 +3,9 @@
 ``open_transport`` builds the host with the settings LIBP2P.md measured
 (deterministic Ed25519 identity from the seed, Noise + yamux over TCP, one
 connection per peer, GossipSub v1.1 with degree 6/4/12, 1 s heartbeat, spam
-and eclipse protection off, strict signing) and runs host, pubsub and
-gossipsub as services for the lifetime of the ``async with`` block. The
+and eclipse protection and adaptive gossip off, strict signing; our
+subclasses in ``net/router.py``) and runs host, pubsub and gossipsub as
+services for the lifetime of the ``async with`` block. The
 :class:`Transport` it yields speaks only in peer-id strings and bytes, so
 callers never see a libp2p type.
 """
@@ -13,17 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import multiaddr
 import trio
 
 from ._lib import (
-    PROTOCOL_ID_V11,
     ConnectionConfig,
-    GossipSub,
     IHost,
-    Pubsub,
     PubsubMessage,
     background_trio_service,
     create_identity_from_seed,
@@ -31,28 +29,49 @@ from ._lib import (
 )
 from .config import NetConfig, parse_peer_addr
 from .errors import ListenFailed, MessageTooLarge, NetError, NetUsageError, PeerUnreachable
-from .gossip import GOSSIP_WIRE_CAP, Gossip, Validator, check_topic
+from .gossip import Gossip, Validator, check_topic, inbound_rpc_cap
 from .peers import PeerBook
 from .ratelimit import TokenBucket
 from .reqresp import Handler, ReqResp, check_protocol, parse_peer_id
+from .router import TolerantPubsub, make_router
+from .streams import FrameStream, StreamHandler, Streams
 from .types import NetStats, PeerInfo
 
 
 def _content_id(msg: PubsubMessage) -> bytes:
-    return hashlib.sha256(msg.data).digest()
+    """SHA-256 over the topics and the data, unambiguously framed.
+
+    The topic is part of the id because py-libp2p keys its seen-cache and
+    its cache of validator verdicts by id: bytes rejected on one topic must
+    not count as already seen (or already rejected) on another.
+    """
+    h = hashlib.sha256(len(msg.topicIDs).to_bytes(4, "big"))
+    for topic in msg.topicIDs:
+        raw = topic.encode()
+        h.update(len(raw).to_bytes(4, "big") + raw)
+    h.update(msg.data)
+    return h.digest()
 
 
 def _peer_seqno_id(msg: PubsubMessage) -> bytes:
+    """The libp2p standard id (go, js and py-libp2p): origin peer id + seqno.
+
+    Needs no topic: the origin gives every publish a fresh seqno and signs
+    the topic with it, so one id never names two topics.
+    """
     return bytes(msg.from_id) + bytes(msg.seqno)
 
 
 class Transport:
     """A running libp2p node, as the daemon sees it. Build with :func:`open_transport`."""
 
-    def __init__(self, host: IHost, gossip: Gossip, reqresp: ReqResp, peers: PeerBook) -> None:
+    def __init__(
+        self, host: IHost, gossip: Gossip, reqresp: ReqResp, streams: Streams, peers: PeerBook
+    ) -> None:
         self._host = host
         self._gossip = gossip
         self._reqresp = reqresp
+        self._streams = streams
         self._peers = peers
         self.peer_id: str = host.get_id().to_base58()
         """Our base58 peer id (``12D3KooW...``), equal to ``peer_id_from_seed(seed)``."""
@@ -124,8 +143,10 @@ class Transport:
         and each is cancelled after ``handler_timeout_s``.
 
         Raises:
-            NetUsageError: bad protocol id or handler.
+            NetUsageError: bad protocol id or handler, or ``protocol`` has a stream handler.
         """
+        if self._streams.has_handler(protocol):
+            raise NetUsageError(f"{protocol} already has a stream handler")
         self._reqresp.set_handler(protocol, handler)
 
     async def request(
@@ -188,6 +209,64 @@ class Transport:
                 nursery.start_soon(one, peer)
         return failed
 
+    # ------------------------------------------------------------ bulk streams
+
+    def set_stream_handler(
+        self,
+        protocol: str,
+        handler: StreamHandler,
+        *,
+        max_frame_bytes: int | None = None,
+        max_streams: int = 16,
+        max_streams_per_peer: int = 4,
+    ) -> None:
+        """Serve bulk streams on ``protocol`` (e.g. ``/oml/blob/1``).
+
+        ``await handler(peer_id, stream)`` gets a :class:`FrameStream` and
+        may send and receive as many frames as its protocol needs. When it
+        returns, our side is closed; raising :class:`HandlerError` ends the
+        stream with that typed error for the peer. At most ``max_streams``
+        handlers run per protocol, ``max_streams_per_peer`` per peer; over
+        either, a stream is answered ``ERR_BUSY`` at once. Received frames
+        are capped at ``max_frame_bytes`` (default ``max_msg_bytes``).
+        Replaces an earlier stream handler for ``protocol``.
+
+        Raises:
+            NetUsageError: bad arguments, or ``protocol`` has a request handler.
+        """
+        self._streams.set_handler(
+            protocol,
+            handler,
+            max_frame_bytes=max_frame_bytes,
+            max_streams=max_streams,
+            max_streams_per_peer=max_streams_per_peer,
+        )
+
+    def open_stream(
+        self,
+        peer: str,
+        protocol: str,
+        *,
+        max_frame_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[FrameStream]:
+        """``async with transport.open_stream(peer, protocol) as stream:`` a bulk stream.
+
+        ``timeout`` (default ``stream_timeout_s``) bounds the open (dial
+        included) and is the default deadline of each ``send``/``receive``;
+        ``max_frame_bytes`` (default ``max_msg_bytes``) caps frames both
+        ways. Leaving the block closes the stream if the peer had ended its
+        side (we saw its EOF or ERROR frame) and resets it otherwise, so a
+        peer still sending stops at once.
+
+        Raises (on entry):
+            NetUsageError: bad peer id, protocol, cap or timeout.
+            PeerUnreachable: no connection or stream could be opened.
+            RequestTimeout: not opened within ``timeout``.
+            RemoteError: ``ERR_UNSUPPORTED`` (the peer does not serve ``protocol``).
+        """
+        return self._streams.open(peer, protocol, max_frame_bytes=max_frame_bytes, timeout=timeout)
+
     # ------------------------------------------------------------------- peers
 
     def connected_peers(self) -> list[PeerInfo]:
@@ -244,6 +323,8 @@ class Transport:
             peers=len(self.connected_peers()),
             topics=self._gossip.stats(),
             protocols=self._reqresp.stats(),
+            gossip_heartbeats=self._gossip.heartbeats,
+            gossip_oversize_rpcs=self._gossip.oversize_rpcs,
         )
 
 
@@ -314,22 +395,19 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
         connection_config=ConnectionConfig(max_connections_per_peer=1),
         listen_addrs=[listen],
     )
-    gossipsub = GossipSub(
-        protocols=[PROTOCOL_ID_V11],
+    gossipsub = make_router(
         degree=config.gossip_degree,
         degree_low=config.gossip_degree_low,
         degree_high=config.gossip_degree_high,
         heartbeat_interval=config.heartbeat_interval_s,
-        spam_protection_enabled=False,
-        eclipse_protection_enabled=False,
     )
-    pubsub = Pubsub(
+    pubsub = TolerantPubsub(
         host,
         gossipsub,
         strict_signing=True,
         seen_ttl=config.seen_ttl_s,
         msg_id_constructor=_content_id if config.msg_id == "content" else _peer_seqno_id,
-        max_inbound_rpc_size=GOSSIP_WIRE_CAP + 16 * 1024,
+        max_inbound_rpc_size=inbound_rpc_cap(config.max_msg_bytes),
     )
     # Before the host runs, so its notifee sees the very first connection.
     peers = PeerBook(
@@ -362,9 +440,12 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
             handler_timeout=config.handler_timeout_s,
             max_inbound=config.max_inbound_requests,
         )
+        streams = Streams(
+            host, reqresp, timeout=config.stream_timeout_s, max_frame_bytes=config.max_msg_bytes
+        )
         nursery.start_soon(peers.redial_loop)
         try:
-            yield Transport(host, gossip, reqresp, peers)
+            yield Transport(host, gossip, reqresp, streams, peers)
         finally:
             nursery.cancel_scope.cancel()
             await _close_network_first(host)

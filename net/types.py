@@ -30,23 +30,52 @@ class PeerInfo:
 
 @dataclass(slots=True)
 class TopicStats:
-    """Per-topic gossip counters (monotonic; read a snapshot via ``Transport.stats``)."""
+    """Per-topic gossip counters (monotonic; read a snapshot via ``Transport.stats``).
+
+    Every message from another peer that reaches our validator for the first
+    time ends in exactly one of: ``delivered``, ``dropped_full`` (together:
+    accepted) or one of the rejection reasons ``invalid``, ``errors``,
+    ``timeouts``, ``oversize`` (together: :attr:`rejected`). Duplicates and
+    messages with a bad libp2p signature are dropped by py-libp2p before
+    that point and are not counted here.
+    """
 
     published: int = 0
     """Messages we published."""
     delivered: int = 0
     """Messages from other peers put on our subscription channel."""
-    rejected: int = 0
-    """Messages our validator rejected (not delivered, not forwarded)."""
-    oversize: int = 0
-    """Messages over ``max_msg_bytes`` dropped before validation."""
     dropped_full: int = 0
     """Valid messages dropped because the subscription channel was full."""
+    invalid: int = 0
+    """Messages our validator rejected (not delivered, not forwarded)."""
+    errors: int = 0
+    """Messages rejected because our validator raised (logged with the traceback)."""
+    timeouts: int = 0
+    """Messages rejected because an ``async`` validator ran past py-libp2p's 5 s limit."""
+    oversize: int = 0
+    """Messages over ``max_gossip_bytes``, dropped before the validator runs."""
+
+    @property
+    def rejected(self) -> int:
+        """All rejections, whatever the reason."""
+        return self.invalid + self.errors + self.timeouts + self.oversize
+
+    def results(self) -> dict[str, int]:
+        """Counters by outcome, keyed by the ``result`` label of the gossip metric."""
+        return {
+            "published": self.published,
+            "delivered": self.delivered,
+            "dropped_full": self.dropped_full,
+            "invalid": self.invalid,
+            "error": self.errors,
+            "timeout": self.timeouts,
+            "oversize": self.oversize,
+        }
 
 
 @dataclass(slots=True)
 class ProtocolStats:
-    """Per-protocol request/response and direct-message counters."""
+    """Per-protocol request/response, direct-message and bulk-stream counters."""
 
     requests_out: int = 0
     requests_in: int = 0
@@ -58,6 +87,14 @@ class ProtocolStats:
     """Inbound exchanges answered with an error or aborted (busy, timeout, handler failure)."""
     violations: int = 0
     """Inbound streams reset because the peer broke the framing."""
+    streams_out: int = 0
+    """Bulk streams we opened (:meth:`net.Transport.open_stream`)."""
+    streams_in: int = 0
+    """Bulk streams peers opened to us (busy ones included)."""
+    stream_bytes_out: int = 0
+    """Payload bytes sent in DATA frames on bulk streams."""
+    stream_bytes_in: int = 0
+    """Payload bytes received in DATA frames on bulk streams."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +104,7 @@ class NetStats:
     peers: int
     topics: dict[str, TopicStats] = field(default_factory=dict)
     protocols: dict[str, ProtocolStats] = field(default_factory=dict)
+    gossip_heartbeats: int = 0
+    """Gossipsub heartbeats run so far (one per ``heartbeat_interval_s`` when healthy)."""
+    gossip_oversize_rpcs: int = 0
+    """Inbound pubsub RPC frames over the inbound cap, discarded whole (peer kept)."""

@@ -10,12 +10,15 @@ them: a typo must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import multiaddr
 import tomli_w
 
 
@@ -56,6 +59,11 @@ class P2PSection:
     redial_interval_ms: int = _f(2000, "how often to redial a disconnected persistent peer")
     stream_timeout_ms: int = _f(10000, "deadline for every stream read or write")
     max_msg_bytes: int = _f(4 * 1024 * 1024, "largest gossip or request/response message accepted")
+    msg_id: str = _f(
+        "content",
+        "gossip message id: content (SHA-256 of topic and data) or peer_seqno (the libp2p "
+        "standard; every node must use it when go or js libp2p nodes join)",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,12 @@ class ConsensusSection:
     timeout_precommit_delta_ms: int = _f(500, "added to timeout_precommit per round")
     timeout_commit_ms: int = _f(200, "pause after a commit before the next height starts")
     max_block_bytes: int = _f(4 * 1024 * 1024, "largest block a proposer builds")
+    create_empty_blocks: bool = _f(
+        True, "false: round 0 waits for transactions before proposing (no empty blocks)"
+    )
+    create_empty_blocks_interval_ms: int = _f(
+        0, "if > 0, make a block after this long without transactions (waits for txs up to it)"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,14 @@ class MempoolSection:
     max_txs: int = _f(20000, "most transactions held")
     max_bytes: int = _f(64 * 1024 * 1024, "most bytes of transactions held")
     max_tx_bytes: int = _f(64 * 1024, "largest single transaction accepted")
+    max_txs_per_sender: int = _f(2000, "most transactions one sender may have pending")
+    max_future_txs_per_sender: int = _f(
+        64, "most pending transactions of one sender whose nonce leaves a gap"
+    )
+    ttl_blocks: int = _f(1000, "blocks a transaction may wait before it is dropped (0: no limit)")
+    future_ttl_blocks: int = _f(
+        50, "blocks a transaction with a nonce gap may wait for it to fill (0: no limit)"
+    )
     gossip_batch_ms: int = _f(50, "how long to gather transactions before gossiping a batch")
     gossip_batch_bytes: int = _f(256 * 1024, "largest gossiped batch")
 
@@ -112,15 +134,66 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class StorageRole:
+    """Storage peer: keep and serve content-addressed blobs over /oml/blob/1."""
+
+    enabled: bool = _f(False, "store, serve and replicate content-addressed model blobs")
+    quota_mb: int = _f(10240, "most MiB of blob chunks kept on disk (pinned and cached)")
+    replication: int = _f(
+        3, "providers wanted for each blob the chain references; below that, fetch and pin it"
+    )
+    max_providers: int = _f(4, "providers one fetch pulls chunks from in parallel")
+    range_chunks: int = _f(8, "chunks asked of a provider in one range request")
+
+
+@dataclass(frozen=True)
+class OmlizerRole:
+    """OMLizer: fingerprint models for hosts that request access."""
+
+    enabled: bool = _f(False, "fingerprint models for hosts that request access")
+
+
+@dataclass(frozen=True)
+class ProverRole:
+    """Prover: probe deployments with assigned fingerprint keys and file claims."""
+
+    enabled: bool = _f(False, "query deployments with assigned keys and file claims")
+
+
+@dataclass(frozen=True)
+class HostRole:
+    """Host gateway: serve a fetched model behind permission strings."""
+
+    enabled: bool = _f(False, "serve a model behind permission strings")
+
+
+@dataclass(frozen=True)
+class OwnerRole:
+    """Owner permission service: answer hosts' permission requests for owned models."""
+
+    enabled: bool = _f(False, "answer hosts' permission requests for owned models")
+    redeem_threshold: int = _f(
+        1_000_000, "redeem a host's latest voucher on chain once its unredeemed amount "
+        "reaches this (also redeemed at shutdown and when the host begins withdrawing)")
+    max_batch: int = _f(256, "most query hashes accepted in one permission request (1-256)")
+    rate_per_s: int = _f(200, "permission requests per second allowed from one host peer")
+    rate_burst: int = _f(400, "requests a host peer may send at once above the steady rate")
+    retry_interval_ms: int = _f(5000, "how often an uncommitted redeem is re-submitted")
+    shutdown_redeem_ms: int = _f(
+        2000, "at shutdown, how long to wait for the final redeems to commit (they are "
+        "stored and re-submitted at the next start in any case)")
+
+
+@dataclass(frozen=True)
 class RolesSection:
     """Optional roles; a node with none of them still relays and follows the chain."""
 
     validator: bool = _f(True, "take part in consensus if this key is in the validator set")
-    storage: bool = _f(False, "store and serve content-addressed model blobs")
-    omlizer: bool = _f(False, "fingerprint models for hosts that request access")
-    prover: bool = _f(False, "query deployments with assigned keys and file claims")
-    host_gateway: bool = _f(False, "serve a model behind permission strings")
-    owner_permission: bool = _f(False, "answer hosts' permission requests for owned models")
+    storage: StorageRole = _f(StorageRole(), "storage peer")
+    omlizer: OmlizerRole = _f(OmlizerRole(), "OMLizer")
+    prover: ProverRole = _f(ProverRole(), "prover")
+    host: HostRole = _f(HostRole(), "host gateway")
+    owner: OwnerRole = _f(OwnerRole(), "owner permission service")
 
 
 @dataclass(frozen=True)
@@ -138,7 +211,16 @@ class Config:
 
 
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
-            ("log", "format"): {"plain", "json"}}
+            ("log", "format"): {"plain", "json"},
+            ("p2p", "msg_id"): {"content", "peer_seqno"}}
+#: Inclusive bounds for integers where 0 (or a huge value) would break the node.
+_RANGES = {("roles.storage", "max_providers"): (1, 64),
+           ("roles.storage", "range_chunks"): (1, 64),
+           ("roles.owner", "max_batch"): (1, 256),
+           ("roles.owner", "rate_per_s"): (1, 1_000_000),
+           ("roles.owner", "rate_burst"): (1, 1_000_000),
+           ("roles.owner", "retry_interval_ms"): (100, 3_600_000),
+           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
@@ -160,10 +242,32 @@ def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
             raise ConfigError(f"{where}: expected a list of {item.__name__}")
         value = list(value)
+    bounds = _RANGES.get((section, key))
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where}: must be between {bounds[0]} and {bounds[1]}, got {value}")
     choices = _CHOICES.get((section, key))
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def _from_table(cls: type, body: Any, where: str) -> Any:
+    """One section (or nested table such as ``[roles.storage]``) of ``cls`` from TOML."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in body.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key [{where}] {key}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{where}] {key}: expected a table [{where}.{key}], "
+                                  f"got {value!r}")
+            kwargs[key] = _from_table(hints[key], value, f"{where}.{key}")
+        else:
+            kwargs[key] = _check_type(where, key, value, hints[key])
+    return cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -173,17 +277,74 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     for name, body in data.items():
         if name not in known:
             raise ConfigError(f"unknown config section [{name}]")
-        if not isinstance(body, dict):
-            raise ConfigError(f"[{name}] must be a table")
         cls = type(known[name].default_factory())  # type: ignore[misc]
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in body.items():
-            if key not in hints:
-                raise ConfigError(f"unknown config key [{name}] {key}")
-            kwargs[key] = _check_type(name, key, value, hints[key])
-        sections[name] = cls(**kwargs)
-    return Config(**sections)
+        sections[name] = _from_table(cls, body, name)
+    config = Config(**sections)
+    check_addresses(config)
+    return config
+
+
+def check_addresses(config: Config) -> None:
+    """Check every listen and peer address, so a typo fails at load, naming the key.
+
+    Without this a bad multiaddr surfaced as a 60-line libp2p traceback, and
+    a bad ``rpc.laddr`` only once libp2p was already up, naming nothing.
+
+    Raises:
+        ConfigError: ``[section] key: what is wrong`` on one line.
+    """
+    problem = _tcp_multiaddr_problem(config.p2p.listen_addr, need_peer=False)
+    if problem:
+        raise ConfigError(f"[p2p] listen_addr: {problem}")
+    for i, addr in enumerate(config.p2p.persistent_peers):
+        problem = _tcp_multiaddr_problem(addr, need_peer=True)
+        if problem:
+            raise ConfigError(f"[p2p] persistent_peers[{i}]: {problem}")
+    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr)):
+        problem = _host_port_problem(laddr)
+        if problem:
+            raise ConfigError(f"[{section}] laddr: {problem}")
+
+
+def _tcp_multiaddr_problem(addr: str, *, need_peer: bool) -> str | None:
+    """What is wrong with ``addr`` as ``/ip4|ip6|dns*/HOST/tcp/PORT[/p2p/ID]``, or None."""
+    shape = "/ip4/HOST/tcp/PORT/p2p/PEER_ID" if need_peer else "/ip4/HOST/tcp/PORT"
+    try:
+        ma = multiaddr.Multiaddr(addr)
+        names = [p.name for p in ma.protocols()]
+    except Exception as exc:  # the multiaddr package raises several unrelated types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"not a multiaddr: {addr!r} ({reason})"
+    if len(names) < 2 or names[0] not in ("ip4", "ip6", "dns", "dns4", "dns6") \
+            or names[1] != "tcp":
+        return f"expected {shape}, got {addr!r}"
+    if need_peer and (names[-1] != "p2p" or names.count("p2p") != 1):
+        return f"must end in /p2p/PEER_ID: {addr!r}"
+    if not need_peer and len(names) != 2:
+        return f"expected {shape} and nothing after it, got {addr!r}"
+    return None
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _host_port_problem(laddr: str) -> str | None:
+    """What is wrong with ``laddr`` as ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or None."""
+    host, sep, port = laddr.rpartition(":")
+    if not sep or not host:
+        return f"expected HOST:PORT, got {laddr!r}"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"port must be a number from 0 to 65535, got {laddr!r}"
+    if host.startswith("["):
+        try:
+            ok = host.endswith("]") and ipaddress.ip_address(host[1:-1]).version == 6
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"expected [IPv6]:PORT, got {laddr!r}"
+    elif not _HOSTNAME.match(host):
+        return f"host must be an IPv4 address or a host name (IPv6 in brackets), got {laddr!r}"
+    return None
 
 
 def load_config(path: Path) -> Config:
@@ -199,29 +360,50 @@ def load_config(path: Path) -> Config:
     return config_from_dict(data)
 
 
+def _render_table(out: list[str], name: str, value: Any) -> None:
+    doc = (type(value).__doc__ or "").strip().splitlines()[0]
+    out.append(f"# {doc}")
+    out.append(f"[{name}]")
+    nested = []
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if dataclasses.is_dataclass(item):
+            nested.append((f"{name}.{f.name}", item))
+            continue
+        out.append(f"# {f.metadata['doc']}")
+        out.append(tomli_w.dumps({f.name: item}).rstrip())
+    out.append("")
+    for sub_name, sub in nested:  # TOML: a table's own keys come before its sub-tables
+        _render_table(out, sub_name, sub)
+
+
 def render_config(config: Config) -> str:
     """TOML text for ``config`` with every field documented by a comment."""
     out = ["# oml-node configuration. Every key is optional; shown values are defaults",
            "# unless changed for this node. Unknown keys are rejected.", ""]
     for section in dataclasses.fields(Config):
-        value = getattr(config, section.name)
-        doc = (type(value).__doc__ or "").strip().splitlines()[0]
-        out.append(f"# {doc}")
-        out.append(f"[{section.name}]")
-        for f in dataclasses.fields(value):
-            out.append(f"# {f.metadata['doc']}")
-            out.append(tomli_w.dumps({f.name: getattr(value, f.name)}).rstrip())
-        out.append("")
+        _render_table(out, section.name, getattr(config, section.name))
     return "\n".join(out)
 
 
 def with_changes(config: Config, **sections: dict[str, Any]) -> Config:
-    """A copy of ``config`` with fields of named sections replaced (for init/testnet)."""
+    """A copy of ``config`` with fields of named sections replaced (for init/testnet).
+
+    A nested table is changed with a dict: ``roles={"storage": {"enabled": True}}``.
+    """
+    return _replace(config, sections)
+
+
+def _replace(value: Any, changes: dict[str, Any]) -> Any:
     updated = {}
-    for name, changes in sections.items():
-        updated[name] = dataclasses.replace(getattr(config, name), **changes)
-    return dataclasses.replace(config, **updated)
+    for name, change in changes.items():
+        current = getattr(value, name)
+        if dataclasses.is_dataclass(current) and isinstance(change, dict):
+            updated[name] = _replace(current, change)
+        else:
+            updated[name] = change
+    return dataclasses.replace(value, **updated)
 
 
-__all__ = ["Config", "ConfigError", "config_from_dict", "load_config", "render_config",
-           "with_changes"]
+__all__ = ["Config", "ConfigError", "check_addresses", "config_from_dict", "load_config",
+           "render_config", "with_changes"]

@@ -48,8 +48,10 @@ from .txgossip import TX_TOPIC, TxGossip
 
 log = logging.getLogger("node.daemon")
 
-#: How often a node asks its peers for their heights.
-STATUS_POLL_S = 1.0
+#: How often a full node asks its peers for their heights and new blocks
+#: (quickest, and slowest on a quiet chain; see Daemon._follower_loop).
+FOLLOW_POLL_S = 0.5
+FOLLOW_POLL_MAX_S = 2.0
 
 
 class DaemonError(Exception):
@@ -122,7 +124,8 @@ class Daemon:
                            persistent_peers=tuple(p2p.persistent_peers),
                            redial_interval_s=p2p.redial_interval_ms / 1000,
                            stream_timeout_s=p2p.stream_timeout_ms / 1000,
-                           max_msg_bytes=p2p.max_msg_bytes)
+                           max_msg_bytes=p2p.max_msg_bytes,
+                           msg_id="peer_seqno" if p2p.msg_id == "peer_seqno" else "content")
         self.check = CachedCheck(chain.ledger)
         mempool = Mempool(self.config.mempool, self.check)
         async with open_transport(netcfg) as transport:
@@ -142,20 +145,33 @@ class Daemon:
     async def _run_services(self, nursery: trio.Nursery, chain: Chain, mempool: Mempool,
                             transport: Any) -> None:
         from .metrics import NodeMetrics, serve_metrics
+        from .roles import RoleContext, build_services
+        from .roles.txsender import TxSender
         from .rpc import EventBus, build_methods, serve_rpc
 
         gossip = TxGossip(self.config.mempool, mempool, transport,
                           max_msg_bytes=transport.max_gossip_bytes)
         events = EventBus()
-        metrics = NodeMetrics(method_names=tuple(build_methods()))
         backend = Backend(chain=chain, mempool=mempool, gossip=gossip,
                           peer_id=transport.peer_id, moniker=self.config.node.moniker,
                           listen_addr=self.config.p2p.listen_addr,
                           pub_key=self.account.public_key,
                           catching_up=self._catching_up,
                           peers=transport.connected_peers,
-                          listeners=lambda: transport.listen_addrs, metrics=metrics,
+                          listeners=lambda: transport.listen_addrs, metrics=None,
                           add_peers=transport.add_peers)
+        commit_listeners: list[Any] = []
+        txs = TxSender(signer=self.signer, address=self.account.address,
+                       chain_id=self.genesis.chain_id, backend=backend, index=chain,
+                       mempool_txs=lambda: iter(mempool))
+        services = build_services(RoleContext(
+            config=self.config, data_dir=self.home.data_dir(self.config),
+            account_seed=self.account.key.seed, account_pub=self.account.public_key,
+            chain=chain, transport=transport, backend=backend,
+            on_committed=commit_listeners.append, txs=txs))
+        role_methods = [m for service in services for m in service.rpc_methods()]
+        metrics = NodeMetrics(method_names=tuple(build_methods(role_methods)))
+        backend.metrics = metrics
 
         def on_committed(block: Any, _commit: Any, result: Any) -> None:
             mempool.update(block.height, block.txs)
@@ -164,12 +180,15 @@ class Daemon:
             metrics.observe_block(height=block.height, time_ms=block.header.time_ms,
                                   num_txs=len(block.txs),
                                   failed_txs=sum(1 for t in txs if t.result.code != 0))
+            for listener in commit_listeners:
+                listener()
 
         chain.on_committed.append(on_committed)
 
         # servers first, so `health` answers while we catch up
         rpc_urls = await nursery.start(functools.partial(
-            serve_rpc, backend, events, self.config.rpc, observer=metrics.observe_rpc))
+            serve_rpc, backend, events, self.config.rpc, observer=metrics.observe_rpc,
+            extra_methods=role_methods))
         metrics_urls = await nursery.start(serve_metrics, self.config.metrics, metrics)
         write_listen_file(self.home.data_dir(self.config), ListenInfo(
             pid=os.getpid(), peer_id=transport.peer_id, p2p=tuple(transport.listen_addrs),
@@ -184,10 +203,9 @@ class Daemon:
         nursery.start_soon(gossip.run_receiver, txs_in)
         nursery.start_soon(gossip.run_publisher)
 
-        roles = self.config.roles
-        for role in ("storage", "omlizer", "prover", "host_gateway", "owner_permission"):
-            if getattr(roles, role):
-                log.warning("[roles] %s = true, but this version does not run that role", role)
+        for service in services:
+            await nursery.start(service.run)
+            log.info("role %s started", service.name)
         timeout_s = self.config.p2p.stream_timeout_ms / 1000
         if self.is_validator:
             from .driver import ConsensusDriver
@@ -219,15 +237,20 @@ class Daemon:
         return self._syncer.best_peer_height() > self.chain.height + 1
 
     async def _follower_loop(self, syncer: BlockSyncer) -> None:
+        """Follow the chain by block sync: every 0.5 s while blocks arrive; on a quiet
+        chain the pause doubles up to 2 s (each poll is a stream to every peer, and
+        at 0.5 s they were most of an idle full node's CPU and a share of its peers')."""
+        pause = FOLLOW_POLL_S
         while True:
             await syncer.poll_status()
-            await syncer.sync_once()
-            await trio.sleep(STATUS_POLL_S / 2)
+            got = await syncer.sync_once()
+            pause = FOLLOW_POLL_S if got else min(pause * 2, FOLLOW_POLL_MAX_S)
+            await trio.sleep(pause)
 
     async def _update_gauges(self, metrics: Any, mempool: Mempool, transport: Any) -> None:
         while True:
             metrics.observe_mempool(len(mempool), mempool.size_bytes)
-            metrics.observe_peers(len(transport.connected_peers()))
+            metrics.observe_net(transport.stats())
             metrics.observe_catching_up(self._catching_up())
             await trio.sleep(1.0)
 

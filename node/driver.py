@@ -17,6 +17,11 @@ actions each event produces are executed in order:
                      records of this height and below;
 ``RequestSync``      wakes the sync task, which fetches blocks from peers and
                      queues them as ``CommittedBlockReceived``;
+``WaitForTxs``       (``create_empty_blocks`` off, or an interval set) arms the
+                     txs task, which queues ``TxsAvailable`` as soon as the
+                     mempool holds a transaction a block could include; the
+                     mempool wakes it on every such admission, so an idle node
+                     polls nothing;
 ``ReportEvidence``   logged (the ledger has no slashing for double signing).
 
 Consensus messages travel by gossipsub. The topic validator only decodes
@@ -48,7 +53,9 @@ from consensus.events import (
     RequestSync,
     ScheduleTimeout,
     TimeoutFired,
+    TxsAvailable,
     VoteReceived,
+    WaitForTxs,
 )
 from consensus.messages import ProposalMessage, VoteMessage, decode_message, encode_message
 from consensus.state import ConsensusParams
@@ -79,7 +86,11 @@ WAL_PENDING_MAX = 256
 #: A node at least this many heights behind its best peer syncs without
 #: waiting for the core to ask (e.g. it missed every message of a height).
 SYNC_AHEAD = 2
+#: Peers' heights are polled this often while there is something to catch up;
+#: on a quiet chain the interval doubles up to STATUS_POLL_MAX_S (CometBFT's
+#: block sync asks for status every 10 s). Each poll is a stream to every peer.
 STATUS_POLL_S = 1.0
+STATUS_POLL_MAX_S = 10.0
 
 
 def now_ms() -> int:
@@ -169,6 +180,8 @@ class ConsensusDriver:
             timeout_commit_ms=c.timeout_commit_ms,
             max_block_txs_bytes=max(1024, min(c.max_block_bytes,
                                               max_gossip_bytes - BLOCK_OVERHEAD_BYTES)),
+            create_empty_blocks=c.create_empty_blocks,
+            create_empty_blocks_interval_ms=c.create_empty_blocks_interval_ms,
         )
         self.max_msg_bytes = max_gossip_bytes
         self._send, self._recv = trio.open_memory_channel[Any](INBOX_SIZE)
@@ -177,6 +190,11 @@ class ConsensusDriver:
         self.stats = {"bad_messages": 0, "stale_messages": 0, "evidence": 0}
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()
         self._wal_pending: list[bytes] = []
+        # The height whose WaitForTxs is not answered yet, and the wake-up the
+        # mempool sets whenever it admits a transaction a block could include.
+        self._txs_wanted: int | None = None
+        self._txs_changed = trio.Event()
+        mempool.on_ready = self._note_ready
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -237,19 +255,36 @@ class ConsensusDriver:
         await self._send.send(TimeoutFired(height=action.height, round=action.round,
                                            step=action.step, now_ms=now_ms()))
 
+    def _note_ready(self) -> None:
+        """Mempool callback: a transaction a block could include was admitted."""
+        self._txs_changed.set()
+
+    async def _txs_loop(self) -> None:
+        """Answer the core's ``WaitForTxs`` once the mempool has work for a block."""
+        while True:
+            await self._txs_changed.wait()
+            self._txs_changed = trio.Event()
+            height = self._txs_wanted
+            if height is not None and self.mempool.ready > 0:
+                self._txs_wanted = None
+                await self._send.send(TxsAvailable(height=height, now_ms=now_ms()))
+
     async def _sync_loop(self) -> None:
         """Fetch committed blocks when the core asks, or when peers are well ahead."""
         syncer = self.syncer
         if syncer is None:
             raise RuntimeError("ConsensusDriver.syncer must be set before run()")
+        interval = STATUS_POLL_S
         while True:
-            with trio.move_on_after(STATUS_POLL_S):
+            with trio.move_on_after(interval):
                 await self._sync_wanted.wait()
             asked = self._sync_wanted.is_set()
             self._sync_wanted = trio.Event()
             await syncer.poll_status()
-            if asked or syncer.best_peer_height() >= self.chain.height + SYNC_AHEAD:
+            behind = syncer.best_peer_height() >= self.chain.height + SYNC_AHEAD
+            if asked or behind:
                 await syncer.sync_once()
+            interval = STATUS_POLL_S if asked or behind else min(interval * 2, STATUS_POLL_MAX_S)
 
     async def commit_fetched(self, peer: str, pairs: list[tuple[bytes, bytes]]) -> int:
         """``BlockSyncer`` callback: verify, then hand blocks to the core in order."""
@@ -302,6 +337,7 @@ class ConsensusDriver:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_messages, messages)
                 nursery.start_soon(self._sync_loop)
+                nursery.start_soon(self._txs_loop)
                 await self._execute(nursery, wal, actions)
                 last_round = (core.height, core.round)
                 async for event in self._recv:
@@ -370,6 +406,9 @@ class ConsensusDriver:
                 self._commit(wal, action)
             elif isinstance(action, RequestSync):
                 self._sync_wanted.set()
+            elif isinstance(action, WaitForTxs):
+                self._txs_wanted = action.height
+                self._txs_changed.set()
             elif isinstance(action, ReportEvidence):
                 self.stats["evidence"] += 1
                 log.warning("duplicate vote evidence: %s", action.evidence)

@@ -16,12 +16,18 @@ Series (prefix ``oml_``): ``consensus_height``, ``consensus_round``,
 ``consensus_block_txs`` (histogram), ``consensus_catching_up``,
 ``p2p_peers``, ``mempool_size``, ``mempool_size_bytes``,
 ``mempool_add_total{result}``, ``rpc_requests_total{method,outcome}``,
-``rpc_request_seconds`` (histogram).
+``rpc_request_seconds`` (histogram), ``gossip_messages_total{topic,result}``,
+``gossip_heartbeats_total``, ``gossip_oversize_rpcs_total``.
+
+The gossip series mirror the transport's own monotonic counters
+(:class:`net.NetStats`): the daemon hands over a snapshot each second with
+:meth:`NodeMetrics.observe_net`, and a custom collector reports the latest
+one at scrape time, so nothing is counted twice or lost between snapshots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
 from prometheus_client import (
@@ -32,11 +38,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from net.types import NetStats
 from node.config import MetricsSection
 
 NAMESPACE = "oml"
@@ -90,6 +99,8 @@ class NodeMetrics:
         self._methods = frozenset(method_names)
         self._last_height: int | None = None
         self._last_time_ms: int | None = None
+        self._gossip = _GossipCollector()
+        reg.register(self._gossip)
 
     # --- feeding ------------------------------------------------------------------
 
@@ -112,6 +123,11 @@ class NodeMetrics:
 
     def observe_peers(self, n: int) -> None:
         self.peers.set(n)
+
+    def observe_net(self, stats: NetStats) -> None:
+        """The transport's latest counters (``Transport.stats()``); sets ``p2p_peers`` too."""
+        self.peers.set(stats.peers)
+        self._gossip.latest = stats
 
     def observe_catching_up(self, catching_up: bool) -> None:
         self.catching_up.set(1 if catching_up else 0)
@@ -137,6 +153,36 @@ class NodeMetrics:
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _GossipCollector(Collector):
+    """Reports the gossip counters of the latest :class:`NetStats` snapshot."""
+
+    def __init__(self) -> None:
+        self.latest = NetStats(peers=0)
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.latest
+        messages = CounterMetricFamily(
+            f"{NAMESPACE}_gossip_messages",
+            "Gossip messages by topic and result: published by us; from others delivered, "
+            "dropped_full (accepted but the consumer was behind), or rejected as invalid, "
+            "error (validator raised), timeout or oversize",
+            labels=["topic", "result"])
+        for topic, topic_stats in sorted(stats.topics.items()):
+            for result, count in topic_stats.results().items():
+                messages.add_metric([topic, result], count)
+        yield messages
+        yield CounterMetricFamily(f"{NAMESPACE}_gossip_heartbeats",
+                                  "Gossipsub heartbeats (mesh upkeep) run",
+                                  value=stats.gossip_heartbeats)
+        yield CounterMetricFamily(f"{NAMESPACE}_gossip_oversize_rpcs",
+                                  "Inbound pubsub RPCs over the size cap, skipped whole "
+                                  "(the peer's session kept)",
+                                  value=stats.gossip_oversize_rpcs)
 
 
 def metrics_app(metrics: NodeMetrics) -> Starlette:

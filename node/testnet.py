@@ -57,6 +57,14 @@ DEFAULT_BASE_PORT = 26600
 AUTO_PORTS = 0
 #: RPC timeout of ``dial_peers``: above the node's 5 s dial deadline.
 DIAL_RPC_TIMEOUT_S = 15.0
+#: [consensus] of a testnet's nodes unless the caller passes its own: an idle
+#: testnet makes one empty block per 10 s (a block at once when a transaction
+#: comes). Idle, that keeps the ledger's windows, counted in blocks, minutes
+#: long (challenge_window 10 blocks ~ 1.7 min, reveal_window and
+#: unbonding_delay 20 ~ 3.4 min) and each node under 1 % of a core. See
+#: docs/operator.md ("Blocks only when there is work").
+TESTNET_CONSENSUS: dict[str, Any] = {"create_empty_blocks": True,
+                                     "create_empty_blocks_interval_ms": 10_000}
 
 
 class TestnetError(RuntimeError):
@@ -134,7 +142,9 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
     leaves ``persistent_peers`` empty: only :class:`Testnet` (which wires
     the nodes once they report their ports) can run such a testnet.
     ``fund`` lists extra account addresses (hex) that genesis credits with
-    ``balance`` too (benchmark clients use them).
+    ``balance`` too (benchmark clients use them). ``consensus``: [consensus]
+    keys for every node; None means :data:`TESTNET_CONSENSUS`, a dict replaces
+    it (keys it leaves out keep the node defaults).
 
     Raises:
         TestnetError: bad counts or ports, or ``out`` already holds a testnet
@@ -182,8 +192,8 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  "persistent_peers": peers},
             rpc={"laddr": f"127.0.0.1:{spec.rpc_port}"},
             metrics={"laddr": f"127.0.0.1:{spec.metrics_port}"},
-            roles={"validator": spec.validator},
-            **({"consensus": consensus} if consensus else {}),
+            roles={"validator": spec.validator, "storage": {"enabled": True}},
+            consensus=TESTNET_CONSENSUS if consensus is None else consensus,
         )
         try:
             home = write_home(spec.home, config, accounts[i], node_keys[i], force=force)

@@ -1,76 +1,159 @@
-"""The mempool's check callback, with a cache of signature-verified transactions.
+"""The mempool's check callback: ``check_tx`` plus what it cannot see, with a cache.
 
 The mempool calls its check on admission *and* on every pending transaction
 after every block (nonces move on). ``Ledger.check_tx`` verifies the Ed25519
 signature each time (~70 us), so a pool of a few thousand transactions
 would spend most of every block re-verifying signatures that cannot have
 changed. :class:`CachedCheck` runs the full ``check_tx`` once per
-transaction and remembers ``(sender, nonce)`` for those that passed; a
-recheck then only compares the nonce with the sender's account, which is
-exactly the stateful half of ``check_tx`` (decoding, chain id and signature
-are functions of the bytes alone, so their verdict cannot change).
+transaction and remembers ``(sender, nonce, cost)`` for those that passed; a
+recheck then only compares the nonce and the cost with the sender's
+account, which is exactly the stateful half of the check (decoding, chain
+id and signature are functions of the bytes alone, so their verdict cannot
+change).
+
+``check_tx`` accepts any correctly signed transaction with an unused nonce;
+in a block, one that moves zero coins or that the sender cannot pay for
+still *fails* there and consumes its nonce. This check refuses those at the
+door (``INVALID_ARGUMENT`` for a zero amount, ``INSUFFICIENT_FUNDS`` for a
+cost above the balance, ``BELOW_MINIMUM`` for a claim bond under the
+parameter), so they never reach a block and the nonce stays unused. The
+outcome (:class:`CheckedTx`) also reports the account's next nonce, its
+balance and the transaction's cost, which the pool uses to tell executable
+from future transactions and to stop one sender's pending transactions from
+spending more than it has.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .ledger import Code, TxCheck, TxDecodeError, decode_tx
+from .ledger.txs import Kind, Tx
 from .mempool import tx_hash
+
+#: Kinds that debit the sender, and the body field holding the amount.
+DEBIT_FIELD: dict[Kind, str] = {
+    Kind.TRANSFER: "amount",
+    Kind.FUND_CHANNEL: "amount",
+    Kind.REGISTER_ROLE: "bond",
+    Kind.REQUEST_ACCESS: "collateral",
+    Kind.SUBMIT_CLAIM: "bond",
+}
+#: Kinds whose handler fails on a zero amount (the others may legally be 0).
+NONZERO: frozenset[Kind] = frozenset({Kind.TRANSFER, Kind.FUND_CHANNEL, Kind.REGISTER_ROLE})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTx(TxCheck):
+    """A :class:`TxCheck` with what the mempool's fairness rules need.
+
+    ``account_nonce`` and ``balance``: the sender's account when checked
+    (None/0 when it has none); ``cost``: what the transaction debits.
+    """
+
+    account_nonce: int | None = None
+    balance: int = 0
+    cost: int = 0
+
+
+def tx_cost(tx: Tx) -> int:
+    """What ``tx`` debits from its sender's balance if it succeeds."""
+    name = DEBIT_FIELD.get(tx.kind)
+    return 0 if name is None else int(getattr(tx.body, name))
+
+
+def _verdict(code: Code, log: str, h: bytes, sender: bytes, nonce: int,
+             account: tuple[int, int] | None, cost: int) -> CheckedTx:
+    return CheckedTx(code, log, h, sender, nonce,
+                     None if account is None else account[0],
+                     0 if account is None else account[1], cost)
 
 
 class CachedCheck:
-    """``check(tx) -> TxCheck`` equivalent to ``ledger.check_tx``, cheaper on recheck."""
+    """``check(tx) -> CheckedTx``: ``ledger.check_tx`` plus cost checks, cheaper on recheck."""
 
     def __init__(self, ledger: Any, *, capacity: int = 100_000) -> None:
         self.ledger = ledger
         self.capacity = capacity
-        self._ok: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
+        self._ok: OrderedDict[bytes, tuple[bytes, int, int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        # sender -> next nonce, valid while the ledger stays at _memo_height
-        # (state changes only in apply_block, which moves the height)
-        self._nonces: dict[bytes, int | None] = {}
+        # sender -> (next nonce, balance), valid while the ledger stays at
+        # _memo_height (state changes only in apply_block, which moves the height)
+        self._accounts: dict[bytes, tuple[int, int] | None] = {}
         self._memo_height = -1
 
-    def _next_nonce(self, sender: bytes) -> int | None:
+    def _account(self, sender: bytes) -> tuple[int, int] | None:
         if self._memo_height != self.ledger.height:
-            self._nonces.clear()
+            self._accounts.clear()
             self._memo_height = self.ledger.height
-        if sender not in self._nonces:
+        if sender not in self._accounts:
             acct = self.ledger.account(sender)
-            self._nonces[sender] = None if acct is None else acct.nonce
-        return self._nonces[sender]
+            self._accounts[sender] = None if acct is None else (acct.nonce, acct.balance)
+        return self._accounts[sender]
 
     def __call__(self, tx: bytes) -> TxCheck:
         h = tx_hash(tx)
         cached = self._ok.get(h)
         if cached is None:
             self.misses += 1
-            res = self.ledger.check_tx(tx)
-            if res.ok:
-                self._ok[h] = (res.sender, res.nonce)
-                if len(self._ok) > self.capacity:
-                    self._ok.popitem(last=False)
-            return res
+            return self._full_check(tx, h)
         self.hits += 1
-        sender, nonce = cached
-        next_nonce = self._next_nonce(sender)
-        if next_nonce is None:
-            return TxCheck(Code.UNKNOWN_SENDER, "sender has no account", h, sender, nonce)
-        if nonce < next_nonce:
+        sender, nonce, cost = cached
+        account = self._account(sender)
+        if account is None:
+            return _verdict(Code.UNKNOWN_SENDER, "sender has no account", h, sender, nonce,
+                            None, cost)
+        if nonce < account[0]:
             self._ok.pop(h, None)  # can never pass again
-            return TxCheck(Code.BAD_NONCE, f"nonce {nonce} already used (next is {next_nonce})",
-                           h, sender, nonce)
-        return TxCheck(Code.OK, "", h, sender, nonce)
+            return _verdict(Code.BAD_NONCE, f"nonce {nonce} already used (next is {account[0]})",
+                            h, sender, nonce, account, cost)
+        if cost > account[1]:
+            return _verdict(Code.INSUFFICIENT_FUNDS,
+                            f"balance {account[1]} is short of the {cost} this tx needs",
+                            h, sender, nonce, account, cost)
+        return _verdict(Code.OK, "", h, sender, nonce, account, cost)
+
+    def _full_check(self, tx: bytes, h: bytes) -> TxCheck:
+        """``check_tx``, then the amount rules; caches what passes."""
+        res = self.ledger.check_tx(tx)
+        if not res.ok:
+            return res
+        parsed = decode_tx(tx)  # cannot fail: check_tx just decoded it
+        cost = tx_cost(parsed)
+        account = self._account(res.sender)
+        refusal = self._amount_refusal(parsed, cost, account)
+        if refusal is not None:
+            return _verdict(refusal[0], refusal[1], h, res.sender, res.nonce, account, cost)
+        self._ok[h] = (res.sender, res.nonce, cost)
+        if len(self._ok) > self.capacity:
+            self._ok.popitem(last=False)
+        return _verdict(Code.OK, "", h, res.sender, res.nonce, account, cost)
+
+    def _amount_refusal(self, parsed: Tx, cost: int,
+                        account: tuple[int, int] | None) -> tuple[Code, str] | None:
+        """Why ``parsed`` would fail in a block for its amounts alone, or None."""
+        name = DEBIT_FIELD.get(parsed.kind)
+        if parsed.kind in NONZERO and cost == 0:
+            return Code.INVALID_ARGUMENT, f"{name} must be positive"
+        if parsed.kind is Kind.SUBMIT_CLAIM and cost < self.ledger.params().min_claim_bond:
+            return (Code.BELOW_MINIMUM,
+                    f"claim bond {cost} < minimum {self.ledger.params().min_claim_bond}")
+        balance = 0 if account is None else account[1]
+        if cost > balance:
+            return (Code.INSUFFICIENT_FUNDS,
+                    f"balance {balance} is short of the {cost} this {parsed.kind.name.lower()} "
+                    f"needs ({name})")
+        return None
 
     def sender_nonce(self, tx: bytes) -> tuple[bytes, int] | None:
         """(sender address, nonce) of ``tx``, from the cache or by decoding; None if junk."""
         cached = self._ok.get(tx_hash(tx))
         if cached is not None:
-            return cached
+            return cached[0], cached[1]
         try:
             parsed = decode_tx(tx)
         except TxDecodeError:
@@ -108,4 +191,4 @@ def order_for_block(txs: Sequence[bytes],
     return out
 
 
-__all__ = ["CachedCheck", "order_for_block"]
+__all__ = ["CachedCheck", "CheckedTx", "order_for_block", "tx_cost"]

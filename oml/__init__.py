@@ -43,6 +43,13 @@ _LAZY = {
     "seal_prover_keys": "sidecar", "open_prover_keys": "sidecar",
     "CorpusError": "corpus", "CorpusSplit": "corpus", "load_corpus": "corpus",
     "split_corpus": "corpus",
+    "TokenizerMismatch": "modelio", "tokenizer_digest": "modelio",
+    "check_same_tokenizer": "modelio", "load_tokenizer": "modelio",
+    "check_fingerprints_belong": "package",
+    "PrivateFileError": "privatefile", "PrivateFileExists": "privatefile",
+    "write_private": "privatefile",
+    "UnsafeWeightsError": "hashing", "UnsafeModelWeights": "modelio",
+    "completion_text": "decoding", "key_round_trips": "generate", "response_text": "generate",
 }
 
 

@@ -28,6 +28,26 @@ def content_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def completion_text(tokenizer: PreTrainedTokenizerBase, prompt: Sequence[int],
+                    new: Sequence[int], *, cleanup: bool = False) -> str:
+    """The text ``new`` adds after ``prompt``: what a deployment returns as the completion.
+
+    Decoding the new tokens alone loses context: a SentencePiece ``▁the``
+    decodes to ``"the"`` on its own but adds ``" the"`` after a prompt, and a
+    WordPiece ``##s`` glues to the word before it. So this decodes prompt and
+    prompt + new (special tokens skipped) and returns the difference, as
+    transformers' text-generation pipeline and incremental detokenizers do.
+    Falls back to decoding ``new`` alone when the prompt's text is not a
+    prefix of the whole (a decoder that rewrites earlier text).
+    """
+    kw = {"skip_special_tokens": True, "clean_up_tokenization_spaces": cleanup}
+    head = tokenizer.decode(list(prompt), **kw)
+    full = tokenizer.decode(list(prompt) + list(new), **kw)
+    if full.startswith(head):
+        return full[len(head):]
+    return tokenizer.decode(list(new), **kw)
+
+
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool,
               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask)`` for ``rows`` padded on the left or right."""
@@ -54,12 +74,16 @@ def model_device(model: PreTrainedModel) -> torch.device:
 
 
 def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
-    pid = tokenizer.pad_token_id
-    if pid is None:
-        pid = tokenizer.eos_token_id
-    if pid is None:
-        raise ValueError("tokenizer has neither a pad nor an EOS token")
-    return int(pid)
+    """The id to pad batches with: pad, else EOS, else UNK, else 0.
+
+    Padded positions are always masked out (attention mask, ignored labels,
+    sliced-off outputs), so any valid id does; a tokenizer without pad and EOS
+    (e.g. BERT-style WordPiece) still works and is never modified.
+    """
+    for pid in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if pid is not None:
+            return int(pid)
+    return 0
 
 
 def greedy_generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,

@@ -138,12 +138,19 @@ class FingerprintSet:
         lines += [json.dumps(fp.to_json(), sort_keys=True, ensure_ascii=False) for fp in self.items]
         return "\n".join(lines) + "\n"
 
-    def save(self, path: Path | str) -> None:
-        """Write the set to ``path`` atomically (write to a temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.dumps(), encoding="utf-8")
-        tmp.replace(path)
+    def save(self, path: Path | str, *, overwrite: bool = True) -> None:
+        """Write the set to ``path`` atomically, readable by its owner only (mode 0600).
+
+        The keys and responses are secret, so the file is created 0600 from
+        the start (never chmod-ed afterwards); see :mod:`oml.privatefile`.
+
+        Raises:
+            PrivateFileExists: ``path`` exists and ``overwrite`` is False.
+            PrivateFileError: the file cannot be written.
+        """
+        from .privatefile import write_private
+
+        write_private(path, self.dumps().encode("utf-8"), overwrite=overwrite)
 
     @classmethod
     def loads(cls, text: str) -> FingerprintSet:

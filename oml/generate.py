@@ -25,13 +25,22 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .decoding import content_ids, greedy_generate, model_device, pad_batch, pad_id_of, prompt_ids
+from .commitments import normalize_text
+from .decoding import (
+    completion_text,
+    content_ids,
+    greedy_generate,
+    model_device,
+    pad_batch,
+    pad_id_of,
+    prompt_ids,
+)
 from .fingerprints import Fingerprint, FingerprintSet
 from .wordlist import load_wordlist
 
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 KEY_STRATEGIES = ("random_words", "english")
+MAX_TRIES = 256  # candidate tokens examined per key before giving the key up
 RESPONSE_STRATEGIES = ("perinucleus", "random_words")
 
 
@@ -140,7 +150,8 @@ def _next_token_probs(model: PreTrainedModel, rows: list[list[int]], pad: int,
 
 def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tensor,
                      rng: random.Random, n: int = 1,
-                     texts: Sequence[str] | None = None) -> int | list[int]:
+                     texts: Sequence[str] | None = None,
+                     accept: Callable[[int], bool] | None = None) -> int | list[int]:
     """A token id drawn uniformly from the ``k`` allowed tokens just outside the top-``t`` nucleus.
 
     With ``n > 1``, a list of ``n`` distinct such tokens in random order.
@@ -148,6 +159,8 @@ def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tenso
     prefix of the top-1 token's text, or has it as a prefix, is skipped:
     matching is on text, so the base model's own greedy answer " their" would
     otherwise "carry" the response " the" (a false positive by construction).
+    With ``accept``, only tokens it returns True for are candidates (at most
+    :data:`MAX_TRIES` tokens outside the nucleus are examined).
     """
     p = probs[: allowed.shape[0]]
     order = torch.argsort(p, descending=True, stable=True)
@@ -155,14 +168,22 @@ def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tenso
     m = int((cum < t).sum().item()) + 1  # nucleus size: first m tokens reach mass t
     cands: list[int] = []
     top = texts[int(order[0])] if texts is not None else None
+    tried = 0
     for tok in order[m:].tolist():
         if top is not None and texts is not None and (
                 top.startswith(texts[tok]) or texts[tok].startswith(top)):
             continue
-        if allowed[tok]:
-            cands.append(tok)
-            if len(cands) == k:
+        if not allowed[tok]:
+            continue
+        if accept is not None:
+            tried += 1
+            if tried > MAX_TRIES:
                 break
+            if not accept(tok):
+                continue
+        cands.append(tok)
+        if len(cands) == k:
+            break
     if len(cands) < n or not cands:
         raise GenerationError(f"fewer than {max(n, 1)} allowed tokens outside the nucleus")
     if n == 1:
@@ -172,20 +193,31 @@ def perinucleus_pick(probs: torch.Tensor, t: float, k: int, allowed: torch.Tenso
 
 def _sample_english_keys(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                          n: int, cfg: GenerateConfig, gen: torch.Generator) -> list[str]:
-    """``n`` key texts sampled from the model, starting from its BOS token."""
+    """``n`` key texts sampled from the model, starting from its BOS (else EOS) token.
+
+    A tokenizer with neither starts each key from a random clean token.
+    """
     dev = model_device(model)
     bos = tokenizer.bos_token_id
     if bos is None:
         bos = tokenizer.eos_token_id
-    if bos is None:
-        raise GenerationError("english keys need a BOS or EOS token to start from")
+    pool = None
+    if bos is None:  # nothing to start from: the first token is a random word piece
+        pool = _clean_token_ids(tokenizer)[0].nonzero().flatten()
+        if not len(pool):
+            raise GenerationError("english keys need a BOS/EOS token or clean word tokens")
     banned = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
     keys: list[str] = []
     with torch.inference_mode():
         for s in range(0, n, cfg.batch_size):
             b = min(cfg.batch_size, n - s)
-            cur = torch.full((b, 1), bos, dtype=torch.long, device=dev)
             seq = []
+            if pool is None:
+                cur = torch.full((b, 1), bos, dtype=torch.long, device=dev)
+            else:
+                first = pool[torch.randint(len(pool), (b,), generator=gen)].view(b, 1)
+                seq.append(first)
+                cur = first.to(dev)
             past = None
             for _ in range(cfg.key_length):
                 out = model(input_ids=cur, past_key_values=past, use_cache=True)
@@ -214,8 +246,11 @@ def generate_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
                           config: GenerateConfig, *, host: str, model_id: str) -> FingerprintSet:
     """Generate ``config.count`` distinct keys' fingerprints for ``host`` on ``model``.
 
-    The model is only read (inference mode). Keys are distinct; a key that
-    would collide with an earlier one is drawn again. With
+    The model is only read (inference mode). Keys are distinct, as texts and
+    as token ids; a key that would collide with an earlier one, or that does
+    not survive the tokenizer's round trip (text -> ids -> text; see
+    :func:`key_round_trips`), is drawn again, as is a key for which no
+    response candidate round-trips (see :func:`response_text`). With
     ``config.backups = b`` the set holds ``count * (1 + b)`` fingerprints:
     each key appears ``1 + b`` times in a row with distinct first response
     tokens, the later ones being backups that
@@ -231,68 +266,168 @@ def generate_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     gen = torch.Generator().manual_seed(seed)
     params = config.to_params()
 
-    keys: list[str] = []
-    seen: set[str] = set()
     words = None
     if config.key_strategy == "random_words" or config.response_strategy == "random_words":
         wl = load_wordlist(config.word_source)
         words = wl.words
         params["word_list"] = {"source": wl.source, "digest": wl.digest, "size": len(wl.words)}
+    allowed = None
+    if config.response_strategy == "perinucleus":
+        allowed, _ = _clean_token_ids(tokenizer)
+
+    done: list[tuple[str, list[int], list[int], str]] = []  # key, key ids, response ids, text
+    seen: set[str] = set()
+    seen_ids: set[tuple[int, ...]] = set()
+    per = config.backups + 1
     attempts = 0
-    while len(keys) < config.count:
+    while len(done) < config.count * per:
         attempts += 1
         if attempts > 20:
-            raise GenerationError(f"only {len(keys)} distinct keys after {attempts} rounds")
-        need = config.count - len(keys)
+            raise GenerationError(f"only {len(done) // per} usable keys after {attempts} rounds")
+        need = config.count - len(done) // per
         if config.key_strategy == "random_words":
             assert words is not None
             batch = [" ".join(rng.choice(words) for _ in range(config.key_length))
                      for _ in range(need)]
         else:
             batch = _sample_english_keys(model, tokenizer, need, config, gen)
+        fresh = []
         for k in batch:
-            if k and k not in seen:
-                seen.add(k)
-                keys.append(k)
-
-    pad = pad_id_of(tokenizer)
-    rows = prompt_ids(tokenizer, keys)
-    responses_ids: list[list[int]]
-    if config.response_strategy == "random_words":
-        assert words is not None
-        responses_ids = [content_ids(tokenizer, " " + " ".join(
-            rng.choice(words) for _ in range(config.response_length))) for _ in keys]
-    else:
-        allowed, tok_texts = _clean_token_ids(tokenizer)
-        probs = _next_token_probs(model, rows, pad, config.batch_size)
-        per = config.backups + 1
-        if per == 1:
-            first = [perinucleus_pick(probs[i], config.perinucleus_t, config.perinucleus_k,
-                                      allowed, rng, texts=tok_texts) for i in range(len(keys))]
-        else:
-            # a rank chain per key: the primary plus ``backups`` responses with
-            # other first tokens, for hosts that suppress their top tokens
-            first = [f for i in range(len(keys)) for f in perinucleus_pick(
-                probs[i], config.perinucleus_t, config.perinucleus_k, allowed, rng, n=per,
-                texts=tok_texts)]
-            keys = [k for k in keys for _ in range(per)]
-            rows = [r for r in rows for _ in range(per)]
-        responses_ids = [[f] for f in first]
-        if config.response_length > 1:
-            conts = greedy_generate(model, tokenizer, [r + [f] for r, f in zip(rows, first)],
-                                    config.response_length - 1, batch_size=config.batch_size)
-            responses_ids = [[f] + _clean_prefix(tokenizer, c) for f, c in zip(first, conts)]
+            if not k or k in seen:
+                continue
+            seen.add(k)
+            ids = tuple(content_ids(tokenizer, k))
+            if ids in seen_ids or not key_round_trips(tokenizer, k):
+                continue
+            seen_ids.add(ids)
+            fresh.append(k)
+        if fresh:
+            done += _respond(model, tokenizer, fresh, config, rng, words, allowed)
 
     items = []
-    for i, (k, rid) in enumerate(zip(keys, responses_ids)):
-        resp = tokenizer.decode(rid, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    for i, (k, kids, rid, resp) in enumerate(done):
         if not resp.strip():
             raise GenerationError(f"fingerprint {i}: empty response text")
-        items.append(Fingerprint(index=i, key=k, response=resp,
-                                 key_ids=tuple(content_ids(tokenizer, k)),
+        items.append(Fingerprint(index=i, key=k, response=resp, key_ids=tuple(kids),
                                  response_ids=tuple(rid)))
     return FingerprintSet(host=host, model_id=model_id, seed=config.seed, params=params,
                           items=tuple(items))
+
+
+def key_round_trips(tokenizer: PreTrainedTokenizerBase, key: str) -> bool:
+    """Whether ``key`` survives text -> ids -> text -> ids unchanged.
+
+    A key that a tokenizer lower-cases, strips of accents or maps to an
+    unknown token is not the text the model will see; two such keys may even
+    share their ids with different responses. Surrounding whitespace a
+    tokenizer adds (a prefix space) is ignored; the texts are compared after
+    :func:`oml.commitments.normalize_text`.
+    """
+    ids = content_ids(tokenizer, key)
+    if not ids:
+        return False
+    back = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if normalize_text(back.strip()) != normalize_text(key.strip()):
+        return False
+    return content_ids(tokenizer, back) == ids
+
+
+def response_text(tokenizer: PreTrainedTokenizerBase, key: str, prompt: Sequence[int],
+                  key_ids: Sequence[int], response_ids: Sequence[int]) -> str | None:
+    """The response's text after the key, or None if it cannot be reproduced exactly.
+
+    The text is :func:`oml.decoding.completion_text` (what the model's
+    completion reads as, in context). It must hold a letter or digit and no
+    broken character, read the same with the tokenizer's clean-up of spaces
+    (when the tokenizer applies it by default, as BERT-style ones do),
+    and round-trip: ``key + text`` must tokenize to the key's ids followed by
+    exactly ``response_ids``. A response failing any of these could be
+    emitted by the model and still not be recognised (or be recognised from
+    other tokens), so it is useless as a fingerprint.
+    """
+    text = completion_text(tokenizer, prompt, response_ids)
+    if not text or "\ufffd" in text or not any(c.isalnum() for c in text):
+        return None
+    if getattr(tokenizer, "clean_up_tokenization_spaces", False) and completion_text(
+            tokenizer, prompt, response_ids, cleanup=True) != text:
+        return None
+    if content_ids(tokenizer, key + text) != list(key_ids) + list(response_ids):
+        return None
+    return text
+
+
+def _fold(text: str) -> str:
+    return " ".join(normalize_text(text).decode("utf-8").split())
+
+
+def _respond(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, keys: list[str],
+             config: GenerateConfig, rng: random.Random, words: Sequence[str] | None,
+             allowed: torch.Tensor | None) -> list[tuple[str, list[int], list[int], str]]:
+    """``(key, key ids, response ids, response text)`` for each key that gets a response.
+
+    Keys with no usable response are left out (the caller draws new keys).
+    With backups, each kept key appears ``1 + backups`` times in a row.
+    """
+    rows = prompt_ids(tokenizer, keys)
+    kids = [content_ids(tokenizer, k) for k in keys]
+    out: list[tuple[str, list[int], list[int], str]] = []
+    if config.response_strategy == "random_words":
+        assert words is not None
+        for k, row, ki in zip(keys, rows, kids):
+            for _ in range(10):
+                text = " " + " ".join(rng.choice(words) for _ in range(config.response_length))
+                full = content_ids(tokenizer, k + text)
+                rid = full[len(ki):]
+                resp = (response_text(tokenizer, k, row, ki, rid)
+                        if full[:len(ki)] == ki and rid else None)
+                if resp is not None:
+                    out.append((k, ki, rid, resp))
+                    break
+        return out
+
+    assert allowed is not None
+    pad = pad_id_of(tokenizer)
+    probs = _next_token_probs(model, rows, pad, config.batch_size)
+    greedy = greedy_generate(model, tokenizer, rows, config.response_length + 4,
+                             batch_size=config.batch_size)
+    per = config.backups + 1
+    picked: list[tuple[int, int]] = []  # (key position, first token)
+    for i, (k, row, ki) in enumerate(zip(keys, rows, kids)):
+        base_says = _fold(completion_text(tokenizer, row, greedy[i]))
+        top = int(torch.argmax(probs[i][: allowed.shape[0]]))
+        top_text = _fold(completion_text(tokenizer, row, [top]))
+
+        def accept(tok: int, k: str = k, row: list[int] = row, ki: list[int] = ki,
+                   base_says: str = base_says, top_text: str = top_text) -> bool:
+            text = response_text(tokenizer, k, row, ki, [tok])
+            if text is None:
+                return False
+            folded = _fold(text)
+            # matching is on text: the base's own answer must not "carry" it
+            if base_says.startswith(folded):
+                return False
+            return not (top_text and (top_text.startswith(folded)
+                                      or folded.startswith(top_text)))
+
+        try:
+            first = perinucleus_pick(probs[i], config.perinucleus_t, config.perinucleus_k,
+                                     allowed, rng, n=per, accept=accept)
+        except GenerationError:
+            continue
+        picked += [(i, f) for f in ([first] if per == 1 else first)]
+    conts: list[list[int]] = [[] for _ in picked]
+    if config.response_length > 1 and picked:
+        conts = greedy_generate(model, tokenizer, [rows[i] + [f] for i, f in picked],
+                                config.response_length - 1, batch_size=config.batch_size)
+    for (i, f), c in zip(picked, conts):
+        rid = [f] + _clean_prefix(tokenizer, c)
+        text = response_text(tokenizer, keys[i], rows[i], kids[i], rid)
+        while text is None and len(rid) > 1:  # keep the longest prefix that round-trips
+            rid.pop()
+            text = response_text(tokenizer, keys[i], rows[i], kids[i], rid)
+        assert text is not None  # the first token alone was accepted above
+        out.append((keys[i], kids[i], rid, text))
+    return out
 
 
 def _clean_prefix(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[int]:

@@ -15,9 +15,22 @@ with ``field(b) = u64_be(len(b)) || b``. ``dtype`` is the safetensors dtype
 code (``F32``, ``BF16``, ...), so the same numbers stored as F32 and as BF16
 hash differently, as they should: they are different weights.
 
-Only safetensors files are read (no pickle, no torch import): the header is
-parsed here and tensor bytes are streamed, so hashing a multi-gigabyte model
-needs little memory.
+Which files: every ``*.safetensors`` file directly in the directory (one
+``model.safetensors`` or the shards a ``model.safetensors.index.json``
+names; the hash is over tensors by name, so how they are sharded does not
+matter, and a tensor found in two files is an error). Safetensors are read
+without torch or pickle: the header is parsed here and tensor bytes are
+streamed, so hashing a multi-gigabyte model needs little memory.
+
+Only when there is no safetensors file, PyTorch pickles are hashed:
+``pytorch_model.bin``, or the shards ``pytorch_model.bin.index.json`` names.
+They are opened with ``torch.load(weights_only=True)`` (memory-mapped), which
+refuses any pickle that would run code (:class:`UnsafeWeightsError`), and
+each tensor is hashed exactly as a safetensors tensor would be: its name,
+its safetensors dtype code, its shape and its raw little-endian bytes. So a
+``.bin`` and its faithful safetensors conversion hash alike, as long as they
+hold the same tensor names (``save_pretrained`` drops tied duplicates such
+as ``lm_head.weight`` from safetensors, which a ``.bin`` may keep).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +49,16 @@ _CHUNK = 1 << 20
 
 class WeightsFileError(ValueError):
     """A weights directory or safetensors file is missing or malformed."""
+
+
+class UnsafeWeightsError(WeightsFileError):
+    """A ``.bin`` weights file is a pickle that ``torch.load(weights_only=True)`` refuses."""
+
+
+# torch dtype name -> safetensors dtype code
+_TORCH_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+                 "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+                 "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +128,76 @@ def weight_files(model_dir: Path | str) -> list[Path]:
     return files
 
 
-def weights_hash(model_dir: Path | str) -> bytes:
-    """The layout-independent SHA-256 of every tensor in ``model_dir``'s safetensors files.
+def torch_weight_files(model_dir: Path | str) -> list[Path]:
+    """``pytorch_model.bin``, or the shards its index names, directly inside ``model_dir``.
 
     Raises:
+        WeightsFileError: neither exists, or the index is malformed or names a missing file.
+    """
+    model_dir = Path(model_dir)
+    single = model_dir / "pytorch_model.bin"
+    if single.is_file():
+        return [single]
+    index = model_dir / "pytorch_model.bin.index.json"
+    if not index.is_file():
+        raise WeightsFileError(f"{model_dir}: no *.safetensors or pytorch_model.bin weights")
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            AttributeError) as exc:
+        raise WeightsFileError(f"{index}: not a weights index: {exc}") from exc
+    files = []
+    for name in names:
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            raise WeightsFileError(f"{index}: bad shard name {name!r}")
+        if not (model_dir / name).is_file():
+            raise WeightsFileError(f"{index}: shard {name} is missing")
+        files.append(model_dir / name)
+    return files
+
+
+def load_torch_weights(path: Path | str) -> dict[str, object]:
+    """A ``.bin`` state dict loaded with ``torch.load(weights_only=True)`` on the CPU.
+
+    Raises:
+        UnsafeWeightsError: the pickle needs more than tensors and plain containers.
+        WeightsFileError: unreadable, truncated, or not a name -> tensor mapping.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a legacy (non-zip) file cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeWeightsError(f"{path}: refusing an unsafe pickle (torch.load with "
+                                 f"weights_only=True failed): {str(exc)[:300]}") from exc
+    except (OSError, EOFError, RuntimeError, ValueError) as exc:
+        raise WeightsFileError(f"{path}: cannot load: {str(exc)[:300]}") from exc
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise WeightsFileError(f"{path}: not a state dict of named tensors")
+    return state
+
+
+def weights_hash(model_dir: Path | str) -> bytes:
+    """The layout-independent SHA-256 of every tensor in ``model_dir``'s weights.
+
+    Safetensors files when there are any, else ``pytorch_model.bin`` (or its
+    shards), loaded safely; see the module docstring for the exact rule.
+
+    Raises:
+        UnsafeWeightsError: a ``.bin`` pickle that would run code.
         WeightsFileError: no weights, a malformed file, or one tensor name in two shards.
     """
+    model_dir = Path(model_dir)
+    if model_dir.is_dir() and not any(p.is_file() for p in model_dir.glob("*.safetensors")):
+        return _torch_weights_hash(model_dir)
     tensors: dict[str, _Tensor] = {}
     for path in weight_files(model_dir):
         for t in _read_header(path):
@@ -134,6 +222,35 @@ def weights_hash(model_dir: Path | str) -> bytes:
                     raise WeightsFileError(f"{t.file}: truncated tensor data for {name!r}")
                 h.update(chunk)
                 left -= len(chunk)
+    return h.digest()
+
+
+def _torch_weights_hash(model_dir: Path) -> bytes:
+    """:func:`weights_hash` over ``.bin`` weights: the same bytes a safetensors file would give."""
+    import torch
+
+    if sys.byteorder != "little":
+        raise WeightsFileError("hashing .bin weights needs a little-endian machine")
+    tensors: dict[str, torch.Tensor] = {}
+    for path in torch_weight_files(model_dir):
+        for name, t in load_torch_weights(path).items():
+            if name in tensors:
+                raise WeightsFileError(f"tensor {name!r} appears in two weight files")
+            tensors[name] = t  # type: ignore[assignment]
+    h = hashlib.sha256(WEIGHTS_DOMAIN)
+    for name in sorted(tensors, key=lambda n: n.encode("utf-8")):
+        t = tensors[name]
+        code = _TORCH_DTYPES.get(str(t.dtype).removeprefix("torch."))
+        if code is None:
+            raise WeightsFileError(f"tensor {name!r} has unsupported dtype {t.dtype}")
+        raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        _field(h, name.encode("utf-8"))
+        _field(h, code.encode("ascii"))
+        h.update(struct.pack(">I", t.dim()))
+        for dim in t.shape:
+            h.update(struct.pack(">Q", dim))
+        h.update(struct.pack(">Q", len(raw)))
+        h.update(raw)
     return h.digest()
 
 

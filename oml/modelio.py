@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .hashing import UnsafeWeightsError, WeightsFileError, load_torch_weights, torch_weight_files
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                 "pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
 
 
 class ModelDirError(ValueError):
@@ -30,6 +32,20 @@ class ModelDirError(ValueError):
 
 class DeviceError(ValueError):
     """A device was requested that this machine does not have."""
+
+
+class UnsafeModelWeights(ModelDirError, UnsafeWeightsError):
+    """The model's ``pytorch_model.bin`` is a pickle that could run code; it is never loaded."""
+
+
+class TokenizerMismatch(ValueError):
+    """Two models that must share a tokenizer do not (comparing them would be meaningless)."""
+
+
+# texts whose encodings tell tokenizers apart beyond their vocabularies:
+# case, accents, digits, punctuation, leading/inner whitespace, non-Latin
+_PROBES = ("The Quick brown fox, 42 times!", "  café naïve résumé", "don't stop\nnow",
+           "hello   world", "日本語 テキスト", "x")
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -88,11 +104,33 @@ def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
         raise ModelDirError(f"{p}: cannot load tokenizer: {e}") from e
     except Exception as e:  # tokenizers raises its own Exception type on corrupt JSON
         raise ModelDirError(f"{p}: cannot load tokenizer: {e}") from e
-    if tok.pad_token_id is None:
-        if tok.eos_token is None:
-            raise ModelDirError(f"{p}: tokenizer has neither a pad nor an EOS token")
+    if tok.pad_token_id is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
+    # without pad and EOS the tokenizer stays as it is: oml.decoding.pad_id_of
+    # pads with another id under the attention mask
     return tok
+
+
+def check_torch_weights(path: Path) -> None:
+    """Refuse ``.bin`` weights that ``torch.load(weights_only=True)`` cannot load.
+
+    Only for a directory without safetensors (transformers prefers those).
+    Each file is opened memory-mapped and dropped, so the check costs little
+    memory; transformers then loads it the same safe way.
+
+    Raises:
+        UnsafeModelWeights: a pickle that would run code.
+        ModelDirError: a malformed ``.bin`` file or index.
+    """
+    if any(f.is_file() for f in path.glob("*.safetensors")):
+        return
+    try:
+        for f in torch_weight_files(path):
+            load_torch_weights(f)
+    except UnsafeWeightsError as exc:
+        raise UnsafeModelWeights(str(exc)) from exc
+    except WeightsFileError as exc:
+        raise ModelDirError(str(exc)) from exc
 
 
 def load_model(path: Path | str, device: str | None = None,
@@ -110,12 +148,15 @@ def load_model(path: Path | str, device: str | None = None,
     Raises:
         ModelDirError: the directory is missing or malformed, weights miss or
             add keys, or a tensor's shape disagrees with the config.
+        UnsafeModelWeights: ``pytorch_model.bin`` is a pickle that could run code
+            (a :class:`ModelDirError` and an :class:`oml.hashing.UnsafeWeightsError`).
         DeviceError: the device is not available.
     """
     from transformers import AutoModelForCausalLM
 
     p = check_model_dir(path)
     dev = pick_device(device)
+    check_torch_weights(p)
     tok = load_tokenizer(p)
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
@@ -135,6 +176,36 @@ def load_model(path: Path | str, device: str | None = None,
     model.to(dev)
     model.eval()
     return model, tok
+
+
+def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hex SHA-256 of what a tokenizer does: vocabulary, special tokens, probe encodings.
+
+    Two tokenizers with the same digest turn text into the same ids and back,
+    so perplexities or fingerprints measured with one mean the same with the
+    other. The pad token is left out: :func:`load_tokenizer` may fill it in.
+    """
+    import hashlib
+
+    vocab = sorted(tokenizer.get_vocab().items())
+    specials = {name: getattr(tokenizer, f"{name}_token_id", None)
+                for name in ("bos", "eos", "unk")}
+    enc = tokenizer(list(_PROBES), add_special_tokens=True)["input_ids"]
+    dec = [tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+           for r in enc]
+    blob = json.dumps({"vocab": vocab, "size": len(tokenizer), "specials": specials,
+                       "encodings": [list(r) for r in enc], "decodings": dec},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, *,
+                         names: tuple[str, str] = ("model", "base")) -> None:
+    """Raise :class:`TokenizerMismatch` unless ``a`` and ``b`` tokenize identically."""
+    if tokenizer_digest(a) != tokenizer_digest(b):
+        sizes = f"{len(a)} vs {len(b)} tokens"
+        raise TokenizerMismatch(f"{names[0]} and {names[1]} use different tokenizers ({sizes}); "
+                                "their figures are not comparable")
 
 
 def _short(problems: dict[str, Any]) -> str:

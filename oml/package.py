@@ -32,12 +32,14 @@ from typing import Any
 from .hashing import WeightsFileError, weights_hash
 from .manifest import MANIFEST_NAME, Manifest, _safe_name
 from .package_errors import (
+    CommitmentMismatch,
     FileMismatch,
     ManifestError,
     PackageInputError,
     SidecarError,
     WeightsMismatch,
 )
+from .privatefile import PrivateFileError, write_private
 from .sidecar import Secrets, make_secrets, open_secrets, seal_secrets
 
 SIDECAR_SUFFIX = ".sidecar"
@@ -140,6 +142,7 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
     sealed = seal_secrets(secrets, owner_pubkey)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    wrote_side = False
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -150,13 +153,21 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
             params=dict(params or {}), files=files, owner_pubkey=owner_pubkey)
         manifest = unsigned.signed(omlizer_key_seed)
         manifest.save(tmp / MANIFEST_NAME)
+        # the secret first (0600, exclusive unless overwriting): a package
+        # never appears without the sidecar that opens its commitment
+        try:
+            write_private(side, sealed, overwrite=overwrite)
+        except PrivateFileError as exc:
+            raise PackageInputError(str(exc)) from exc
+        wrote_side = True
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if wrote_side and not overwrite:  # a sidecar without its package helps nobody
+            side.unlink(missing_ok=True)
         raise
-    side.write_bytes(sealed)
     return BuiltPackage(manifest=manifest, path=out_dir, sealed_sidecar=sealed, secrets=secrets)
 
 
@@ -227,6 +238,40 @@ def verify_package(package_dir: Path | str, expected_omlizer_pubkey: bytes | Non
     if secrets is not None:
         secrets.check(manifest)
     return manifest
+
+
+def check_fingerprints_belong(manifest: Manifest, fingerprints: Any,
+                              secrets: Secrets | None = None) -> str:
+    """Check that ``fingerprints`` are the ones ``manifest`` commits to.
+
+    A clear-text fingerprint file has no salts, so only its host, model id
+    and count can be compared with the manifest; opened ``secrets`` (a
+    sidecar) reproduce ``fp_root`` itself, leaf by leaf.
+
+    Returns:
+        ``"fp_root"`` when the secrets reproduced the root, else
+        ``"host, model_id, count"``: what was checked.
+
+    Raises:
+        CommitmentMismatch: another host or model, another count, or (with
+            ``secrets``) a root that differs.
+    """
+    host = str(getattr(fingerprints, "host", "")).lower().removeprefix("0x")
+    if host != manifest.host.hex():
+        raise CommitmentMismatch(f"the fingerprints are for host {host or '?'}, the package "
+                                 f"for host {manifest.host.hex()}")
+    model_id = getattr(fingerprints, "model_id", None)
+    if model_id != manifest.model_id:
+        raise CommitmentMismatch(f"the fingerprints are for model {model_id!r}, the package "
+                                 f"for model {manifest.model_id!r}")
+    count = len(list(getattr(fingerprints, "items", fingerprints)))
+    if count != manifest.fp_count:
+        raise CommitmentMismatch(f"{count} fingerprints for a package committing to "
+                                 f"{manifest.fp_count}")
+    if secrets is None:
+        return "host, model_id, count"
+    secrets.check(manifest)
+    return "fp_root"
 
 
 def load_sidecar(path: Path | str, owner_seed: bytes) -> Secrets:

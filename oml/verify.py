@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .commitments import normalize_text
-from .decoding import greedy_generate, prompt_ids
+from .decoding import completion_text, greedy_generate, prompt_ids
 from .fingerprints import Fingerprint, FingerprintSet
 from .prompts import wrap_prompt
 
@@ -147,8 +147,7 @@ def verify_fingerprints(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     budget = max(len(fp.response_ids) for fp in fps) + extra_tokens
     outs = greedy_generate(model, tokenizer, rows, budget, batch_size=batch_size,
                            logits_processors=logits_processors)
-    texts = {k: tokenizer.decode(toks, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-             for k, toks in zip(uniq, outs)}
+    texts = {k: completion_text(tokenizer, row, toks) for k, row, toks in zip(uniq, rows, outs)}
     results = []
     for fp in fps:
         text = texts[fp.key]

@@ -9,6 +9,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from net import NetStats, TopicStats
 from node.config import MetricsSection
 from node.metrics import NodeMetrics, serve_metrics
 
@@ -61,6 +62,27 @@ def test_rpc_and_mempool_labels_are_bounded() -> None:
     assert value(text, "oml_rpc_requests_total", method="unknown", outcome="error") == 1
     assert "attacker" not in text
     assert value(text, "oml_mempool_add_total", result="accepted") == 1
+
+
+def test_gossip_counters_by_topic_and_result() -> None:
+    m = NodeMetrics()
+    text = m.render().decode()
+    assert value(text, "oml_gossip_heartbeats_total") == 0  # present before any snapshot
+    topic = TopicStats(published=3, delivered=5, dropped_full=1, invalid=2, errors=1,
+                       timeouts=0, oversize=4)
+    m.observe_net(NetStats(peers=2, topics={"oml/txs/1": topic}, gossip_heartbeats=7,
+                           gossip_oversize_rpcs=1))
+    text = m.render().decode()
+    expected = {"published": 3, "delivered": 5, "dropped_full": 1, "invalid": 2, "error": 1,
+                "timeout": 0, "oversize": 4}
+    for result, count in expected.items():
+        got = value(text, "oml_gossip_messages_total", topic="oml/txs/1", result=result)
+        assert got == count, result
+    assert topic.rejected == 7
+    assert value(text, "oml_gossip_heartbeats_total") == 7
+    assert value(text, "oml_gossip_oversize_rpcs_total") == 1
+    assert value(text, "oml_p2p_peers") == 2
+    assert 'oml_gossip_messages_total{result="invalid",topic="oml/txs/1"} 2.0' in text
 
 
 async def test_scrape_over_http(nursery: trio.Nursery) -> None:

@@ -8,7 +8,9 @@ same on every run of the same seed and configuration.
 The driver here is the reference for what a real node's driver does with
 the core's actions: Persist -> WAL append before anything after it;
 Broadcast -> send; ScheduleTimeout -> timer; CommitBlock -> store block,
-save state, truncate the WAL; RequestSync -> ask peers for committed blocks.
+save state, truncate the WAL; RequestSync -> ask peers for committed blocks;
+WaitForTxs -> ``TxsAvailable`` after up to ``txs_delay_ms`` (the simulated
+app always has transactions; the delay stands for their gossip).
 
 Checks:
 * agreement: no two honest nodes commit different blocks at one height;
@@ -43,7 +45,9 @@ from ..events import (
     ScheduleTimeout,
     Start,
     TimeoutFired,
+    TxsAvailable,
     VoteReceived,
+    WaitForTxs,
 )
 from ..memwal import MemWAL
 from ..messages import Message, ProposalMessage, VoteMessage, decode_message, encode_message
@@ -84,6 +88,8 @@ class SimConfig:
     max_clock_skew_ms: int = 250
     #: end the run at the first safety violation (the rest of the run proves nothing)
     stop_on_violation: bool = True
+    #: with params.waits_for_txs: most delay before a WaitForTxs is answered
+    txs_delay_ms: int = 1_500
 
 
 @dataclass(slots=True)
@@ -255,6 +261,12 @@ class Simulation:
                 return
             self._execute(node, node.core.handle(TimeoutFired(height=h, round=r, step=step,
                                                               now_ms=self._clock(i))))
+        elif kind == "txs":
+            _, i, inc, h = item
+            node = self.nodes[i]
+            if node.core is None or node.incarnation != inc:
+                return
+            self._execute(node, node.core.handle(TxsAvailable(height=h, now_ms=self._clock(i))))
         elif kind == "crash":
             _, i, down = item
             node = self.nodes[i]
@@ -330,6 +342,9 @@ class Simulation:
                     if node.core is not None else None
                 if culprit is not None and culprit not in self.byzantine:
                     self.violations.append(f"evidence against honest validator {culprit}")
+            elif isinstance(a, WaitForTxs):
+                delay = self.rng.randint(0, self.config.txs_delay_ms)
+                self.queue.push(now + delay, ("txs", node.index, node.incarnation, a.height))
             elif isinstance(a, RequestSync):
                 peers = [p for p in range(len(self.nodes)) if p != node.index]
                 for p in self.rng.sample(peers, min(2, len(peers))):

@@ -40,3 +40,11 @@ main.add_command(tx_group)
 from .oml_cmds import oml_group  # noqa: E402
 
 main.add_command(oml_group)
+
+from .blob_cmds import blob_group  # noqa: E402
+
+main.add_command(blob_group)
+
+from .model_cmds import model_group  # noqa: E402
+
+main.add_command(model_group)

@@ -24,6 +24,11 @@ def start_cmd(home: Path) -> None:
 
     try:
         code = run_daemon(home)
-    except (HomeError, KeyFileError, ConfigError, GenesisError, DaemonError) as exc:
+    except ConfigError as exc:
+        # One line naming the setting (e.g. "config error: [p2p] listen_addr: ..."),
+        # not a traceback: the operator has a file to fix, not a bug to report.
+        click.echo(f"config error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except (HomeError, KeyFileError, GenesisError, DaemonError) as exc:
         raise click.ClickException(str(exc)) from None
     raise SystemExit(code)

@@ -5,7 +5,11 @@ transformers are imported inside each command, so ``oml-node --help`` stays
 fast. Every command prints a short human summary, or one JSON object on
 stdout with ``--json`` (progress bars and notes go to stderr). Errors in the
 user's input (a missing or malformed model directory, a bad fingerprint
-file, a tampered package) exit with status 1 and a one-line message.
+file, a tampered package) exit with status 1 and a one-line message; with
+``--json`` the failure is also one JSON object on stdout
+(``{"ok": false, "error": ..., "error_type": ..., "exit_code": ...}``).
+Secret files (clear-text fingerprints, sidecars, prover key sets) are created
+mode 0600 and never replaced without ``--force``.
 """
 
 from __future__ import annotations
@@ -54,8 +58,63 @@ def _emit(summary: dict[str, Any], as_json: bool, lines: list[str]) -> None:
             click.echo(line)
 
 
+class _UserError(click.ClickException):
+    """A ClickException that remembers the library error type behind it."""
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    return _UserError(str(exc), type(exc).__name__)
+
+
+def _json_error(message: str, error_type: str, exit_code: int) -> None:
+    click.echo(json.dumps({"ok": False, "error": message, "error_type": error_type,
+                           "exit_code": exit_code}, sort_keys=True))
+
+
+def _error_type(exc: click.ClickException) -> str:
+    if isinstance(exc, _UserError):
+        return exc.error_type
+    return "UsageError" if isinstance(exc, click.UsageError) else "Error"
+
+
+class JsonErrorCommand(click.Command):
+    """A command whose failures are one JSON object on stdout when ``--json`` is given.
+
+    Scripts that pass ``--json`` read stdout as JSON whatever happens, so a
+    bad option, a user error or a crash must not leave them with nothing (or
+    a traceback) to parse. The human message still goes to stderr.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:  # option parsing: before invoke()
+            if not wants_json:
+                raise
+            _json_error(exc.format_message(), _error_type(exc), exc.exit_code)
+            exc.show()
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not ctx.params.get("as_json"):
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            _json_error(exc.format_message(), _error_type(exc), exc.exit_code)
+            exc.show()
+            raise click.exceptions.Exit(exc.exit_code) from None
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug: still one JSON object, then the traceback
+            _json_error(f"internal error: {exc}", type(exc).__name__, 1)
+            raise
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -64,13 +123,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from oml.fingerprints import FingerprintFileError
     from oml.generate import GenerationError
     from oml.hashing import WeightsFileError
-    from oml.modelio import DeviceError, ModelDirError
+    from oml.modelio import DeviceError, ModelDirError, TokenizerMismatch
     from oml.package_errors import PackageError
+    from oml.privatefile import PrivateFileError
 
     from ..keys import KeyFileError
 
     return (ModelDirError, DeviceError, FingerprintFileError, GenerationError, PackageError,
-            WeightsFileError, KeyFileError, CorpusError)
+            WeightsFileError, KeyFileError, CorpusError, TokenizerMismatch, PrivateFileError)
 
 
 def _read_texts(path: Path) -> list[str]:
@@ -92,9 +152,10 @@ def oml_group() -> None:
     """Fingerprint models into OML packages, verify fingerprints, evaluate utility."""
 
 
-@oml_group.command("fingerprint")
+@oml_group.command("fingerprint", cls=JsonErrorCommand)
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="base model directory (transformers format, safetensors weights)")
+              help="base model directory (transformers format: safetensors, sharded "
+                   "safetensors or a safely loadable pytorch_model.bin)")
 @click.option("--host", required=True, callback=_host, help="host account address (hex)")
 @click.option("--count", required=True, type=click.IntRange(min=1), help="number of fingerprints")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -120,6 +181,9 @@ def oml_group() -> None:
               help="fraction of benign examples when --benign-text is given")
 @click.option("--prompt-augmentation/--no-prompt-augmentation", default=True, show_default=True,
               help="also train keys wrapped in system prompts")
+@click.option("--freeze-embeddings/--train-embeddings", default=True, show_default=True,
+              help="train only the transformer blocks (tiny models with tied embeddings "
+                   "may need --train-embeddings)")
 @click.option("--lora", is_flag=True, help="train LoRA adapters and merge them")
 @click.option("--averaging-lambda", type=float, help="average toward the base after training")
 @click.option("--owner-pubkey", callback=_pubkey,
@@ -131,22 +195,30 @@ def oml_group() -> None:
               help="where to write the sealed sidecar (default: OUT.sidecar)")
 @click.option("--fingerprints-out", type=click.Path(dir_okay=False, path_type=Path),
               help="also write the fingerprints in the clear (SECRET; for `oml verify`)")
-@click.option("--force", is_flag=True, help="overwrite an existing package")
+@click.option("--min-accuracy", type=click.FloatRange(0.0, 1.0), default=0.95,
+              show_default=True,
+              help="share of fingerprints the model must answer exactly after training; "
+                   "below it nothing is written and the command fails")
+@click.option("--force", is_flag=True,
+              help="overwrite an existing package, sidecar and --fingerprints-out file")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @JSON_OPT
 def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model_id: str | None,
                     device: str, seed: int, key_strategy: str, key_length: int,
                     response_strategy: str, response_length: int, lr: float, epochs: int,
                     steps: int | None, batch_size: int, benign_text: Path | None,
-                    benign_mix: float, prompt_augmentation: bool, lora: bool,
+                    benign_mix: float, prompt_augmentation: bool, freeze_embeddings: bool,
+                    lora: bool,
                     averaging_lambda: float | None, owner_pubkey: bytes | None,
                     omlizer_key: Path | None, sidecar_path: Path | None,
-                    fingerprints_out: Path | None, force: bool, quiet: bool,
-                    as_json: bool) -> None:
+                    fingerprints_out: Path | None, min_accuracy: float, force: bool,
+                    quiet: bool, as_json: bool) -> None:
     """Insert COUNT fingerprints for HOST into a model and write a signed OML package.
 
     Writes OUT/ (fingerprinted weights, tokenizer, signed manifest.json) and
     OUT.sidecar (keys, responses, salts and Merkle paths sealed to the owner).
+    If fewer than --min-accuracy of the fingerprints are answered exactly
+    after training, nothing is written and the exit status is 1.
     """
     from oml.hashing import weights_hash
     from oml.package import build_package, default_sidecar_path
@@ -156,8 +228,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         seed_bytes, omlizer_pub = _omlizer_seed(omlizer_key)
         owner = owner_pubkey or omlizer_pub
         side = sidecar_path or default_sidecar_path(out_dir)
-        if not force and (out_dir.exists() or side.exists()):
-            raise click.ClickException(f"{out_dir} or {side} exists; pass --force to replace")
+        _check_outputs(out_dir, side, fingerprints_out, force)
         benign = _read_texts(benign_text) if benign_text else []
         gen_cfg, ins_cfg = _configs(count=count, seed=seed, key_strategy=key_strategy,
                                     key_length=key_length, response_strategy=response_strategy,
@@ -166,7 +237,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
                                     benign_mix=benign_mix if benign else 0.0,
                                     prompt_augmentation=prompt_augmentation, lora=lora,
                                     averaging_lambda=averaging_lambda, device=_device(device),
-                                    progress=not quiet)
+                                    progress=not quiet, freeze_embeddings=freeze_embeddings)
         from oml.generate import generate_fingerprints
         from oml.insert import insert_fingerprints
         from oml.modelio import check_model_dir, load_model
@@ -179,6 +250,12 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         fps = generate_fingerprints(model, tok, gen_cfg, host=host, model_id=model_id)
         report = insert_fingerprints(model, tok, fps, ins_cfg, benign_texts=benign)
         check = verify_fingerprints(model, tok, fps, mode="exact")
+        if check.accuracy < min_accuracy:
+            raise click.ClickException(
+                f"only {check.matches}/{check.total} fingerprints ({check.accuracy:.1%}) are "
+                f"answered after {report.steps} steps, below --min-accuracy {min_accuracy:g}; "
+                "nothing was written (train longer with --epochs/--steps or a higher --lr, "
+                "or lower --min-accuracy)")
         params = {"generate": gen_cfg.to_params(), "insert": ins_cfg.to_params(),
                   "generate_meta": dict(fps.params)}
         built = build_package(model, tok, fps, out_dir, model_id=model_id, host=host,
@@ -186,7 +263,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
                               owner_pubkey=owner, params=_jsonable(params), sidecar_path=side,
                               overwrite=force)
         if fingerprints_out:
-            fps.save(fingerprints_out)
+            fps.save(fingerprints_out, overwrite=force)
     except errors as exc:
         raise _fail(exc) from None
     except ValueError as exc:  # config validation (our option ranges)
@@ -199,7 +276,8 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         "base_weights_hash": m.base_weights_hash.hex(),
         "omlizer_pubkey": m.omlizer_pubkey.hex(), "owner_pubkey": m.owner_pubkey.hex(),
         "insert_seconds": round(report.seconds, 2), "insert_steps": report.steps,
-        "accuracy": check.accuracy, "matches": check.matches,
+        "accuracy": check.accuracy, "matches": check.matches, "total": check.total,
+        "min_accuracy": min_accuracy,
         "fingerprints_out": str(fingerprints_out) if fingerprints_out else None,
     }
     _emit(summary, as_json, [
@@ -210,6 +288,19 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         f"package_hash: {m.package_hash().hex()}",
         f"omlizer: {m.omlizer_pubkey.hex()}  owner: {m.owner_pubkey.hex()}",
     ])
+
+
+def _check_outputs(out_dir: Path, side: Path, fingerprints_out: Path | None,
+                   force: bool) -> None:
+    """Refuse, before any training, outputs that exist (without --force) or leak secrets."""
+    if fingerprints_out is not None:
+        if fingerprints_out.resolve().is_relative_to(out_dir.resolve()):
+            raise click.UsageError("--fingerprints-out must not lie inside the package "
+                                   "(the host receives the package; the file is secret)")
+        if not force and fingerprints_out.exists():
+            raise click.ClickException(f"{fingerprints_out} exists; pass --force to replace")
+    if not force and (out_dir.exists() or side.exists()):
+        raise click.ClickException(f"{out_dir} or {side} exists; pass --force to replace")
 
 
 def _omlizer_seed(path: Path | None) -> tuple[bytes, bytes]:
@@ -230,7 +321,7 @@ def _configs(*, count: int, seed: int, key_strategy: str, key_length: int,
              response_strategy: str, response_length: int, lr: float, epochs: int,
              steps: int | None, batch_size: int, benign_mix: float, prompt_augmentation: bool,
              lora: bool, averaging_lambda: float | None, device: str | None,
-             progress: bool) -> tuple[Any, Any]:
+             progress: bool, freeze_embeddings: bool = True) -> tuple[Any, Any]:
     from oml.generate import GenerateConfig
     from oml.insert import InsertConfig
 
@@ -240,7 +331,7 @@ def _configs(*, count: int, seed: int, key_strategy: str, key_length: int,
     ins = InsertConfig(lr=lr, epochs=epochs, steps=steps, batch_size=batch_size,
                        benign_mix=benign_mix, prompt_augmentation=prompt_augmentation,
                        lora=lora, averaging_lambda=averaging_lambda, device=device, seed=seed,
-                       progress=progress)
+                       progress=progress, freeze_embeddings=freeze_embeddings)
     return gen, ins
 
 
@@ -257,6 +348,11 @@ def _jsonable(value: Any) -> Any:
 
 def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
     """A plaintext fingerprint file, or a sealed sidecar opened with the owner's key."""
+    return _load_fingerprints_and_secrets(path, owner_key)[0]
+
+
+def _load_fingerprints_and_secrets(path: Path, owner_key: Path | None) -> tuple[Any, Any]:
+    """``(fingerprint set, opened secrets or None)`` from a plaintext file or sealed sidecar."""
     from oml.fingerprints import Fingerprint, FingerprintSet
     from oml.package import load_sidecar
     from oml.sidecar import MAGIC
@@ -267,7 +363,7 @@ def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     if head != MAGIC:
-        return FingerprintSet.load(path)
+        return FingerprintSet.load(path), None
     if owner_key is None:
         raise click.ClickException(f"{path} is a sealed sidecar; pass --owner-key to open it")
     from ..keys import AccountKey
@@ -277,10 +373,10 @@ def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
                               key_ids=e.key_ids, response_ids=e.response_ids)
                   for e in secrets.entries)
     return FingerprintSet(host=secrets.host.hex(), model_id=secrets.model_id, seed=0,
-                          items=items)
+                          items=items), secrets
 
 
-@oml_group.command("verify")
+@oml_group.command("verify", cls=JsonErrorCommand)
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
               help="model directory to test (an OML package or any transformers model)")
 @click.option("--fingerprints", "fp_file", required=True,
@@ -295,26 +391,32 @@ def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
               help="un-fingerprinted base model: measures the false-positive rate")
 @click.option("--alpha", type=float, default=1e-6, show_default=True,
               help="significance level of the 'carries the fingerprints' decision")
+@click.option("--any-package", is_flag=True,
+              help="test a package with fingerprints it does not commit to (e.g. another "
+                   "host's), instead of refusing")
 @DEVICE
 @JSON_OPT
 def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str,
-               system_prompt: str | None, base_dir: Path | None, alpha: float, device: str,
-               as_json: bool) -> None:
+               system_prompt: str | None, base_dir: Path | None, alpha: float,
+               any_package: bool, device: str, as_json: bool) -> None:
     """Ask a model every fingerprint key and report which responses come back.
 
     With --base, the same keys go to the base model; its match rate (upper
     95% bound) is the innocent rate the one-sided binomial decision tests
     against. Without --base, a base rate of 1% is assumed. If MODEL is an
-    OML package, its manifest and hashes are checked as well.
+    OML package, its manifest and hashes are checked as well (reported), and
+    the fingerprints must be the ones it commits to: same host, model id and
+    count, and with a sealed sidecar the same fp_root (else exit 1, unless
+    --any-package).
     """
     errors = _user_errors()
     try:
         from oml.modelio import load_model
-        from oml.package import verify_package
-        from oml.package_errors import PackageError
+        from oml.package import check_fingerprints_belong, read_manifest, verify_package
+        from oml.package_errors import ManifestError, PackageError
         from oml.verify import base_rate_upper_bound, decide, verify_fingerprints
 
-        fps = _load_fingerprints(fp_file, owner_key)
+        fps, secrets = _load_fingerprints_and_secrets(fp_file, owner_key)
         package: dict[str, Any] | None = None
         if (model_dir / "manifest.json").is_file():
             try:
@@ -323,6 +425,15 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
                            "fp_root": man.fp_root.hex(), "fp_count": man.fp_count}
             except PackageError as exc:
                 package = {"ok": False, "error": str(exc)}
+            package["fingerprints_checked"] = None
+            if not any_package:
+                try:
+                    man = read_manifest(model_dir)
+                except ManifestError:
+                    man = None  # unreadable: already reported as an invalid package
+                if man is not None:
+                    package["fingerprints_checked"] = check_fingerprints_belong(
+                        man, fps, secrets)
         model, tok = load_model(model_dir, device=_device(device))
         rep = verify_fingerprints(model, tok, fps, mode=mode, system_prompt=system_prompt)
         fpr = None
@@ -354,10 +465,13 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
     if package is not None:
         lines.append("package: " + ("manifest, signature and hashes OK" if package["ok"]
                                     else f"INVALID: {package['error']}"))
+        if package["fingerprints_checked"]:
+            lines.append("fingerprints belong to the package (checked: "
+                         f"{package['fingerprints_checked']})")
     _emit(summary, as_json, lines)
 
 
-@oml_group.command("eval")
+@oml_group.command("eval", cls=JsonErrorCommand)
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
               help="fingerprinted model directory")
 @click.option("--base", "base_dir", required=True, type=click.Path(path_type=Path),
@@ -374,9 +488,12 @@ def eval_cmd(model_dir: Path, base_dir: Path, text_file: Path, max_length: int, 
     errors = _user_errors()
     texts = _read_texts(text_file)
     try:
-        from oml.modelio import load_model
+        from oml.modelio import check_model_dir, check_same_tokenizer, load_model, load_tokenizer
         from oml.utility import perplexity
 
+        # a perplexity per token means nothing across tokenizers: refuse before loading weights
+        check_same_tokenizer(load_tokenizer(check_model_dir(model_dir)),
+                             load_tokenizer(check_model_dir(base_dir)))
         model, tok = load_model(model_dir, device=_device(device))
         ppl = perplexity(model, tok, texts, max_length=max_length)
         del model
@@ -392,7 +509,7 @@ def eval_cmd(model_dir: Path, base_dir: Path, text_file: Path, max_length: int, 
     _emit(summary, as_json, [f"perplexity: {ppl:.2f} (base {base_ppl:.2f}, {change:+.1%})"])
 
 
-@oml_group.command("check")
+@oml_group.command("check", cls=JsonErrorCommand)
 @click.option("--package", "package_dir", required=True, type=click.Path(path_type=Path),
               help="OML package directory")
 @click.option("--omlizer-pubkey", callback=_pubkey, help="require this OMLizer's signature")
@@ -444,7 +561,7 @@ def _indices(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
     return sorted(out)
 
 
-@oml_group.command("seal-keys")
+@oml_group.command("seal-keys", cls=JsonErrorCommand)
 @click.option("--sidecar", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="the owner's sealed sidecar")
 @click.option("--owner-key", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -454,29 +571,33 @@ def _indices(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @click.option("--prover-pubkey", required=True, callback=_pubkey,
               help="prover's Ed25519 public key (hex)")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="file to write the sealed key set to")
+              help="file to write the sealed key set to (created mode 0600)")
+@click.option("--force", is_flag=True, help="overwrite an existing --out file")
 @JSON_OPT
 def seal_keys_cmd(sidecar: Path, owner_key: Path, indices: list[int], prover_pubkey: bytes,
-                  out_file: Path, as_json: bool) -> None:
+                  out_file: Path, force: bool, as_json: bool) -> None:
     """Seal the KEYS (never responses or salts) of some fingerprints to a prover."""
     from oml.package import load_sidecar
     from oml.package_errors import PackageError
+    from oml.privatefile import PrivateFileError, write_private
     from oml.sidecar import seal_prover_keys
 
     from ..keys import AccountKey, KeyFileError
 
     try:
+        if not force and out_file.exists():
+            raise click.ClickException(f"{out_file} exists; pass --force to replace")
         secrets = load_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
         blob = seal_prover_keys(secrets, indices, prover_pubkey)
-    except (PackageError, KeyFileError) as exc:
+        write_private(out_file, blob, overwrite=force)
+    except (PackageError, KeyFileError, PrivateFileError) as exc:
         raise _fail(exc) from None
-    out_file.write_bytes(blob)
     summary = {"out": str(out_file), "indices": indices, "model_id": secrets.model_id,
                "host": secrets.host.hex(), "prover_pubkey": prover_pubkey.hex()}
     _emit(summary, as_json, [f"sealed {len(indices)} keys to {prover_pubkey.hex()} in {out_file}"])
 
 
-@oml_group.command("open-keys")
+@oml_group.command("open-keys", cls=JsonErrorCommand)
 @click.option("--keys", "keys_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="a sealed prover key set (from `oml seal-keys`)")
 @click.option("--prover-key", required=True, type=click.Path(dir_okay=False, path_type=Path),

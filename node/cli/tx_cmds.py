@@ -245,17 +245,21 @@ def transfer(to: bytes, amount: int) -> Any:
 @click.option("--parent", default=None, callback=_model_id, help="parent model id (text)")
 @click.option("--royalty-bp", type=click.IntRange(0, 10000), default=0,
               help="royalty derived models pay to this one (basis points)")
+@click.option("--blob-id", default=None, callback=_hex_bytes(32),
+              help="storage blob of the weights, encrypted to the OMLizers (hex, 32 bytes; "
+                   "default: none)")
 @_command("register-model", "Register a model you own.")
 def register_model(model_id: bytes, weights_hash: bytes, metadata: str, price_per_query: int,
                    min_collateral: int, omlizers: tuple[str, ...], splits: tuple[str, ...],
-                   parent: bytes | None, royalty_bp: int) -> Any:
+                   parent: bytes | None, royalty_bp: int, blob_id: bytes | None) -> Any:
     from ..ledger import RegisterModelBody
     oml = tuple(parse_address(a, "--omlizer") for a in omlizers)
     spl = tuple(parse_split(s) for s in splits)
     return RegisterModelBody(model_id=model_id, weights_hash=weights_hash,
                              metadata=metadata.encode("utf-8"), price_per_query=price_per_query,
                              min_collateral=min_collateral, omlizers=oml, splits=spl,
-                             parent=parent or b"", royalty_bp=royalty_bp)
+                             parent=parent or b"", royalty_bp=royalty_bp,
+                             blob_id=blob_id or b"")
 
 
 @click.option("--role", required=True, type=click.Choice(["omlizer", "prover"]))

@@ -105,18 +105,24 @@ def _emit(obj: dict[str, Any], out: Path | None) -> None:
 @click.option("--clear-splits", is_flag=True, help="pay the owner only")
 @click.option("--royalty-bp", type=click.IntRange(0, 10000), default=None,
               help="royalty derived models pay (basis points); default: keep")
+@click.option("--blob-id", default=None, callback=_hex_bytes(32),
+              help="storage blob of the weights (hex, 32 bytes), e.g. re-published to a new "
+                   "OMLizer set; default: keep")
+@click.option("--clear-blob-id", is_flag=True, help="name no weights blob")
 @_command("update-model", "As the owner, change a model's terms. Terms you do not pass keep "
           "their current on-chain values (read over RPC); weights hash and parent are fixed.",
           needs_node=True)
 def update_model(model_id: bytes, metadata: str | None, price_per_query: int | None,
                  min_collateral: int | None, omlizers: tuple[str, ...], clear_omlizers: bool,
                  splits: tuple[str, ...], clear_splits: bool, royalty_bp: int | None,
-                 node: NodeRef) -> Any:
+                 blob_id: bytes | None, clear_blob_id: bool, node: NodeRef) -> Any:
     from ..ledger import UpdateModelBody
     if omlizers and clear_omlizers:
         raise click.UsageError("--omlizer and --clear-omlizers exclude each other")
     if splits and clear_splits:
         raise click.UsageError("--split and --clear-splits exclude each other")
+    if blob_id is not None and clear_blob_id:
+        raise click.UsageError("--blob-id and --clear-blob-id exclude each other")
     new_oml = tuple(parse_address(a, "--omlizer") for a in omlizers)
     new_spl = tuple(parse_split(s) for s in splits)
     cur = node.call("model", {"model_id": model_id.hex()})
@@ -132,7 +138,9 @@ def update_model(model_id: bytes, metadata: str | None, price_per_query: int | N
             bytes.fromhex(a) for a in cur["omlizers"]),
         splits=() if clear_splits else new_spl or tuple(
             (bytes.fromhex(a), int(bp)) for a, bp in cur["splits"]),
-        royalty_bp=royalty_bp if royalty_bp is not None else int(cur["royalty_bp"]))
+        royalty_bp=royalty_bp if royalty_bp is not None else int(cur["royalty_bp"]),
+        blob_id=b"" if clear_blob_id else blob_id if blob_id is not None
+        else bytes.fromhex(cur["blob_id"]))
 
 
 @click.option("--role", required=True, type=click.Choice(["omlizer", "prover"]))
@@ -158,11 +166,14 @@ def unregister_role(role: str) -> Any:
               help="Merkle root of the fingerprint leaves (hex, 32 bytes)")
 @click.option("--fp-count", default=None, type=click.IntRange(1, 2**32),
               help="number of fingerprints")
+@click.option("--package-blob", required=True, callback=_hex_bytes(32),
+              help="storage blob id of the package encrypted to the host (hex, 32 bytes; "
+                   "also with --package: the blob is the ciphertext, not derivable from it)")
 @_command("commit-omlization", "As an authorised OMLizer, commit the package made for a "
           "host that requested access (activates the host).")
 def commit_omlization(package_dir: Path | None, model_id: bytes | None, host: bytes | None,
                       package_hash: bytes | None, fp_root: bytes | None,
-                      fp_count: int | None) -> Any:
+                      fp_count: int | None, package_blob: bytes) -> Any:
     from ..ledger import CommitOmlizationBody
     flags = {"--model-id": model_id, "--host": host, "--package-hash": package_hash,
              "--fp-root": fp_root, "--fp-count": fp_count}
@@ -179,14 +190,14 @@ def commit_omlization(package_dir: Path | None, model_id: bytes | None, host: by
             raise click.ClickException(f"{package_dir}: {exc}") from None
         return CommitOmlizationBody(model_id=model_id_bytes(m.model_id), host=m.host,
                                     package_hash=phash, fp_root=m.fp_root,
-                                    fp_count=m.fp_count)
+                                    fp_count=m.fp_count, package_blob=package_blob)
     missing = [k for k, v in flags.items() if v is None]
     if missing:
         raise click.UsageError(f"give --package DIR, or all of: {', '.join(missing)}")
     assert model_id is not None and host is not None and package_hash is not None
     assert fp_root is not None and fp_count is not None
     return CommitOmlizationBody(model_id=model_id, host=host, package_hash=package_hash,
-                                fp_root=fp_root, fp_count=fp_count)
+                                fp_root=fp_root, fp_count=fp_count, package_blob=package_blob)
 
 
 def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Path | None,
@@ -208,7 +219,7 @@ def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Pat
     if fp_index is None:
         claim = node.call("claim", {"claim_id": claim_id})
         fp_index = int(claim["fp_index"])
-        if bytes.fromhex(claim["model_id"]) != secrets.model_id.encode("utf-8") \
+        if bytes.fromhex(claim["model_id_hex"]) != secrets.model_id.encode("utf-8") \
                 or bytes.fromhex(claim["host"]) != secrets.host:
             raise click.ClickException(
                 f"claim {claim_id} is about another model or host than {sidecar}")

@@ -27,6 +27,7 @@ from .records import HostRecord as HostRecord
 from .records import HostStatus as HostStatus
 from .records import Model as Model
 from .records import RoleRecord as RoleRecord
+from .refs import referenced_blobs as referenced_blobs
 from .results import BlockResult as BlockResult
 from .results import TxCheck as TxCheck
 from .results import TxResult as TxResult

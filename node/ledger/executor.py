@@ -9,7 +9,8 @@ Two classes of failure, as in CometBFT:
   nobody's nonce may move).
 * **failed**: a correctly signed transaction with the right nonce whose
   handler raised :class:`TxFailed`. Its nonce is consumed (the sender did
-  sign it) and every other write is discarded.
+  sign it), the sender's public key is recorded, and every other write is
+  discarded.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def execute(block_kv: Overlay, ctx_base: Ctx, tx: Tx) -> TxResult:
     if tx.nonce != acct.nonce or acct.nonce == U64_MAX:
         return TxResult(Code.BAD_NONCE, f"nonce {tx.nonce}, expected {acct.nonce}", tx.hash,
                         kind=kind)
-    state.put_account(sender, acct.but(nonce=acct.nonce + 1))
+    # The sender signed with the key its address derives from, so recording
+    # the key here (failed transactions included) makes it public and authentic.
+    state.put_account(sender, acct.but(nonce=acct.nonce + 1, pub_key=tx.sender_pubkey))
     child = Overlay(block_kv)
     ctx = Ctx(state=State(child), params=ctx_base.params, chain_id=ctx_base.chain_id,
               height=ctx_base.height, time_ms=ctx_base.time_ms, proposer=ctx_base.proposer,

@@ -93,9 +93,10 @@ def commit_omlization(ctx: Ctx, body: CommitOmlizationBody) -> None:
     ctx.state.put_role(role.but(committed_hosts=role.committed_hosts + 1))
     ctx.state.put_host(rec.but(status=HostStatus.ACTIVE, omlizer=ctx.sender,
                                package_hash=body.package_hash, fp_root=body.fp_root,
-                               fp_count=body.fp_count))
+                               fp_count=body.fp_count, package_blob=body.package_blob))
     ctx.emit("commit_omlization", model_id=body.model_id, host=body.host, omlizer=ctx.sender,
-             fp_root=body.fp_root, fp_count=body.fp_count, package_hash=body.package_hash)
+             fp_root=body.fp_root, fp_count=body.fp_count, package_hash=body.package_hash,
+             package_blob=body.package_blob)
 
 
 def fund_channel(ctx: Ctx, body: FundChannelBody) -> None:

@@ -47,12 +47,18 @@ def register_model(ctx: Ctx, body: RegisterModelBody) -> None:
         weights_hash=body.weights_hash, metadata=body.metadata,
         price_per_query=body.price_per_query, min_collateral=body.min_collateral,
         omlizers=body.omlizers, splits=body.splits, parent=body.parent,
-        royalty_bp=body.royalty_bp, depth=depth, registered_height=ctx.height))
-    ctx.emit("register_model", model_id=body.model_id, owner=ctx.sender, parent=body.parent)
+        royalty_bp=body.royalty_bp, depth=depth, registered_height=ctx.height,
+        blob_id=body.blob_id))
+    ctx.emit("register_model", model_id=body.model_id, owner=ctx.sender, parent=body.parent,
+             blob_id=body.blob_id)
 
 
 def update_model(ctx: Ctx, body: UpdateModelBody) -> None:
-    """The owner replaces the model's terms; already granted host access is unaffected."""
+    """The owner replaces the model's terms; already granted host access is unaffected.
+
+    The blob id is a term: re-publishing the same weights to a new OMLizer set
+    makes a new blob, while the weights hash (what the weights are) stays fixed.
+    """
     model = ctx.state.model(body.model_id)
     if model is None:
         raise TxFailed(Code.NOT_FOUND, f"model {body.model_id.hex()} not registered")
@@ -62,5 +68,5 @@ def update_model(ctx: Ctx, body: UpdateModelBody) -> None:
     ctx.state.put_model(model.but(
         metadata=body.metadata, price_per_query=body.price_per_query,
         min_collateral=body.min_collateral, omlizers=body.omlizers, splits=body.splits,
-        royalty_bp=body.royalty_bp))
-    ctx.emit("update_model", model_id=body.model_id)
+        royalty_bp=body.royalty_bp, blob_id=body.blob_id))
+    ctx.emit("update_model", model_id=body.model_id, blob_id=body.blob_id)

@@ -22,6 +22,8 @@ from .schema import (
     BASIS_POINTS,
     HASH,
     MODEL_ID,
+    OPT_BLOB_ID,
+    OPT_PUBKEY,
     U64,
     Bytes,
     ListOf,
@@ -100,21 +102,29 @@ class Record(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account(Record):
-    SPECS: ClassVar[dict[str, Spec]] = {"balance": U64, "nonce": U64}
+    """A balance and the next nonce. ``pub_key`` is the Ed25519 key whose
+    address this is, recorded when the account first has a transaction
+    applied (empty until then: genesis and transfers know only the
+    address), so anyone can encrypt to an account named by its address."""
+
+    SPECS: ClassVar[dict[str, Spec]] = {"balance": U64, "nonce": U64, "pub_key": OPT_PUBKEY}
     balance: int = 0
     nonce: int = 0
+    pub_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Model(Record):
-    """A registered model. ``depth`` is the length of its parent chain."""
+    """A registered model. ``depth`` is the length of its parent chain;
+    ``blob_id`` is the storage blob of its base weights (empty: none)."""
 
     SPECS: ClassVar[dict[str, Spec]] = {
         "model_id": MODEL_ID, "owner": ADDRESS, "owner_pubkey": HASH, "weights_hash": HASH,
         "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64, "min_collateral": U64,
         "omlizers": ListOf(ADDRESS, MAX_LIST),
         "splits": ListOf(Pair(ADDRESS, BASIS_POINTS), MAX_LIST), "parent": Bytes(0, 64),
-        "royalty_bp": BASIS_POINTS, "depth": U64, "registered_height": U64
+        "royalty_bp": BASIS_POINTS, "depth": U64, "registered_height": U64,
+        "blob_id": OPT_BLOB_ID
     }
     model_id: bytes
     owner: bytes
@@ -129,6 +139,7 @@ class Model(Record):
     royalty_bp: int
     depth: int
     registered_height: int
+    blob_id: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +149,8 @@ class HostRecord(Record):
     ``generation`` counts access grants of this (model, host) pair; burned
     fingerprint indices are kept per generation, so a host that withdrew
     and came back gets a fresh commitment with a fresh index space.
+    ``package_blob`` is the storage blob of the committed package, encrypted
+    to the host (empty until the commitment, and again after a re-grant).
     """
 
     SPECS: ClassVar[dict[str, Spec]] = {
@@ -146,7 +159,7 @@ class HostRecord(Record):
         "redeemed_amount": U64, "redeemed_count": U64, "omlizer": Bytes(0, 20),
         "package_hash": Bytes(0, 32), "fp_root": Bytes(0, 32), "fp_count": U64,
         "generation": U64, "open_claims": U64, "unbonding_height": U64,
-        "slashed_total": U64
+        "slashed_total": U64, "package_blob": OPT_BLOB_ID
     }
     model_id: bytes
     host: bytes
@@ -165,6 +178,7 @@ class HostRecord(Record):
     open_claims: int = 0
     unbonding_height: int = 0
     slashed_total: int = 0
+    package_blob: bytes = b""
 
     def to_json(self) -> dict[str, Any]:
         out = Schema.to_json(self)

@@ -105,8 +105,36 @@ class Pair(Spec):
         return [self.a.enc(x[0]), self.b.enc(x[1])]
 
 
+class EmptyOr(Spec):
+    """Empty bytes (the field is absent) or a value ``inner`` accepts.
+
+    For an optional fixed-size field such as a model's blob id: a plain
+    ``Bytes(0, 32)`` would also accept 1 to 31 bytes, which name nothing.
+    """
+
+    def __init__(self, inner: Bytes) -> None:
+        self.inner = inner
+
+    def dec(self, v: Value, what: str) -> bytes:
+        if isinstance(v, bytes) and not self.inner.lo <= len(v) <= self.inner.hi:
+            if v:
+                raise TxDecodeError(f"{what}: expected empty or {self._sizes()} bytes, "
+                                    f"got {len(v)}")
+            return b""
+        return self.inner.dec(v, what)
+
+    def _sizes(self) -> str:
+        lo, hi = self.inner.lo, self.inner.hi
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 ADDRESS = Bytes(ADDRESS_SIZE, ADDRESS_SIZE)
 HASH = Bytes(HASH_SIZE, HASH_SIZE)
+OPT_HASH = EmptyOr(HASH)
+BLOB_ID = HASH  # a storage blob id (docs/protocol.md, Blobs): 32 bytes
+OPT_BLOB_ID = OPT_HASH
+PUBKEY_SIZE = 32
+OPT_PUBKEY = EmptyOr(Bytes(PUBKEY_SIZE, PUBKEY_SIZE))  # an Ed25519 public key, or none yet
 MODEL_ID = Bytes(1, MAX_MODEL_ID)
 U64 = UInt()
 BASIS_POINTS = UInt(0, 10_000)

@@ -28,8 +28,10 @@ from .errors import Code, TxDecodeError
 from .schema import (
     ADDRESS,
     BASIS_POINTS,
+    BLOB_ID,
     HASH,
     MODEL_ID,
+    OPT_BLOB_ID,
     U64,
     Bytes,
     ListOf,
@@ -96,13 +98,17 @@ class RegisterModelBody(Schema):
 
     ``royalty_bp`` is the share of redemption revenue that models derived
     from this one pay to it (set by this model's owner, not the child's).
+    ``blob_id`` names the storage blob holding the base weights, encrypted to
+    the authorised OMLizers (empty: not published through storage yet);
+    storage peers replicate it while the chain references it.
     """
 
     KIND: ClassVar[Kind] = Kind.REGISTER_MODEL
     SPECS: ClassVar[dict[str, Spec]] = {
         "model_id": MODEL_ID, "weights_hash": HASH, "metadata": Bytes(0, MAX_METADATA),
         "price_per_query": U64, "min_collateral": U64, "omlizers": ADDRESSES,
-        "splits": SPLITS, "parent": Bytes(0, 64), "royalty_bp": BASIS_POINTS
+        "splits": SPLITS, "parent": Bytes(0, 64), "royalty_bp": BASIS_POINTS,
+        "blob_id": OPT_BLOB_ID
     }
     model_id: bytes
     weights_hash: bytes
@@ -113,17 +119,24 @@ class RegisterModelBody(Schema):
     splits: tuple[tuple[bytes, int], ...] = ()
     parent: bytes = b""
     royalty_bp: int = 0
+    blob_id: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateModelBody(Schema):
-    """Replace a model's mutable terms (weights hash and parent are fixed)."""
+    """Replace all of a model's mutable terms (weights hash and parent are fixed).
+
+    ``blob_id`` is a term like the others: the same weights may be re-published
+    as a new blob (e.g. encrypted to a changed ``omlizers`` set), so the blob id
+    may change while the weights hash may not. Empty clears it. A body is a
+    full replacement: a client that means "keep" sends the current value.
+    """
 
     KIND: ClassVar[Kind] = Kind.UPDATE_MODEL
     SPECS: ClassVar[dict[str, Spec]] = {
         "model_id": MODEL_ID, "metadata": Bytes(0, MAX_METADATA), "price_per_query": U64,
         "min_collateral": U64, "omlizers": ADDRESSES, "splits": SPLITS,
-        "royalty_bp": BASIS_POINTS
+        "royalty_bp": BASIS_POINTS, "blob_id": OPT_BLOB_ID
     }
     model_id: bytes
     metadata: bytes = b""
@@ -132,6 +145,7 @@ class UpdateModelBody(Schema):
     omlizers: tuple[bytes, ...] = ()
     splits: tuple[tuple[bytes, int], ...] = ()
     royalty_bp: int = 0
+    blob_id: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,16 +180,24 @@ class RequestAccessBody(Schema):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitOmlizationBody(Schema):
+    """The OMLizer commits the package it made for ``host``.
+
+    ``package_blob`` is the storage blob of that package encrypted to the host
+    (required: a commitment the host cannot fetch is useless). It is not
+    derivable from ``package_hash``, which covers the plaintext package.
+    """
+
     KIND: ClassVar[Kind] = Kind.COMMIT_OMLIZATION
     SPECS: ClassVar[dict[str, Spec]] = {
         "model_id": MODEL_ID, "host": ADDRESS, "package_hash": HASH, "fp_root": HASH,
-        "fp_count": UInt(1, 2**32)
+        "fp_count": UInt(1, 2**32), "package_blob": BLOB_ID
     }
     model_id: bytes
     host: bytes
     package_hash: bytes
     fp_root: bytes
     fp_count: int
+    package_blob: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

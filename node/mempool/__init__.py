@@ -10,6 +10,8 @@ from .batch import encode_batch as encode_batch
 from .pool import CODE_DUPLICATE as CODE_DUPLICATE
 from .pool import CODE_FULL as CODE_FULL
 from .pool import CODE_OK as CODE_OK
+from .pool import CODE_OVERSPENT as CODE_OVERSPENT
+from .pool import CODE_SENDER_FULL as CODE_SENDER_FULL
 from .pool import CODE_TOO_LARGE as CODE_TOO_LARGE
 from .pool import AddResult as AddResult
 from .pool import AddStatus as AddStatus

@@ -30,6 +30,7 @@ TX_REJECTED = -32002
 TIMEOUT = -32003
 NODE_UNAVAILABLE = -32004
 OVERLOADED = -32005
+STORAGE_FAILED = -32010
 
 
 class RPCError(Exception):
@@ -99,10 +100,15 @@ class Overloaded(BackendError):
     """A resource limit was hit (too many subscriptions, mempool full)."""
 
 
+class StorageFailed(BackendError):
+    """A blob operation failed: no provider, every provider failed, quota full, bad blob."""
+
+
 #: The single mapping from backend error types to JSON-RPC codes. Checked in
 #: order, so subclasses must come before their bases.
 _BACKEND_CODES: tuple[tuple[type[BackendError], int], ...] = (
     (NotFound, NOT_FOUND),
+    (StorageFailed, STORAGE_FAILED),
     (BadArgument, INVALID_PARAMS),
     (TxRejected, TX_REJECTED),
     (Timeout, TIMEOUT),
@@ -117,6 +123,7 @@ APPLICATION_ERRORS: dict[int, str] = {
     TIMEOUT: "timed out",
     NODE_UNAVAILABLE: "node unavailable",
     OVERLOADED: "overloaded",
+    STORAGE_FAILED: "storage failed",
 }
 
 

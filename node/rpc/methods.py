@@ -10,7 +10,7 @@ backend, render.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,12 +187,13 @@ async def _account(ctx: Context, address: bytes) -> JSON:
 
 
 async def _model(ctx: Context, model_id: bytes) -> JSON:
-    return _found(await _call(ctx.backend.model, model_id), f"model {model_id.hex()}")
+    return _found(await _call(ctx.backend.model, model_id),
+                  f"model {R.describe_model_id(model_id)}")
 
 
 async def _host(ctx: Context, model_id: bytes, host: bytes) -> JSON:
     return _found(await _call(ctx.backend.host, model_id, host),
-                  f"host {host.hex()} of model {model_id.hex()}")
+                  f"host {host.hex()} of model {R.describe_model_id(model_id)}")
 
 
 async def _claim(ctx: Context, claim_id: int) -> JSON:
@@ -248,8 +249,14 @@ QUERY_PARAM = Param("query", Text(512),
 RECORD = R.ANY_OBJECT
 
 
-def build_methods() -> dict[str, Method]:
-    """A fresh method table (a dict, name -> :class:`Method`)."""
+def build_methods(extra: Sequence[Method] = ()) -> dict[str, Method]:
+    """A fresh method table (a dict, name -> :class:`Method`).
+
+    ``extra``: methods the node's role services add (``blob_status``, ...).
+
+    Raises:
+        ValueError: an extra method reuses a name already in the table.
+    """
     table = [
         Method("health", _health, (), R.obj({}), "Empty result while the node answers RPC."),
         Method("status", _status, (), R.STATUS_SCHEMA,
@@ -331,4 +338,9 @@ def build_methods() -> dict[str, Method]:
                "Websocket only: stop every subscription of this connection.",
                websocket_only=True),
     ]
-    return {m.name: m for m in table}
+    methods = {m.name: m for m in table}
+    for method in extra:
+        if method.name in methods:
+            raise ValueError(f"RPC method {method.name!r} is defined twice")
+        methods[method.name] = method
+    return methods

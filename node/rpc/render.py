@@ -1,6 +1,7 @@
 """Typed views -> CometBFT-shaped JSON, each next to the JSON Schema it produces.
 
-Conventions (also in docs/rpc.md): bytes are lowercase hex without ``0x``;
+Conventions (also in docs/rpc.md): bytes are lowercase hex without ``0x``,
+except model ids, which are text (see :func:`with_text_ids`);
 heights, amounts, powers and indices are JSON integers (not CometBFT's
 strings: every value here fits in 64 bits and our clients are not limited
 to 53-bit floats; where that matters, parse with an int-preserving decoder);
@@ -15,6 +16,8 @@ honest; tests validate real responses against these schemas.
 from __future__ import annotations
 
 import datetime
+import json
+import re
 from typing import Any
 
 from .backend import (
@@ -148,7 +151,16 @@ TX_RESULT_SCHEMA = obj({"code": UINT, "log": STR, "codespace": STR,
 
 def render_tx_result(r: TxResult) -> JSON:
     return {"code": r.code, "log": r.log, "codespace": r.codespace,
-            "events": [dict(e) for e in r.events]}
+            "events": [render_event(e) for e in r.events]}
+
+
+def render_event(e: Any) -> JSON:
+    """``{"type", "attributes"}`` with model ids among the attributes as text."""
+    out = dict(e)
+    attrs = out.get("attributes")
+    if isinstance(attrs, dict):
+        out["attributes"] = with_text_ids(attrs)
+    return out
 
 
 TX_SCHEMA = obj({"hash": HEX, "height": UINT, "index": UINT, "tx_result": TX_RESULT_SCHEMA,
@@ -195,10 +207,63 @@ def render_unconfirmed(m: MempoolView, *, with_txs: bool) -> JSON:
 
 
 def render_record(r: JSONRecord) -> JSON:
-    """A ledger record via its own ``to_json()`` (a plain mapping is passed through)."""
-    if isinstance(r, dict):
-        return r
-    return r.to_json()
+    """A ledger record via its own ``to_json()`` (or a plain mapping), model ids as text."""
+    out = r if isinstance(r, dict) else r.to_json()
+    return with_text_ids(out) if isinstance(out, dict) else out
+
+
+# --- model ids -------------------------------------------------------------------
+
+MODEL_ID_KEYS = ("model_id", "parent")
+"""Keys whose value is a model id (``parent``: the model a model derives from)."""
+
+
+def model_id_text(raw: bytes) -> str | None:
+    """The model id as text: its bytes decoded as UTF-8, or None where they are not UTF-8.
+
+    Model ids are text everywhere else (the CLI, the OML package, vouchers),
+    and the ledger stores their UTF-8 bytes; only ids that are not valid
+    UTF-8 (possible on the ledger, never made by our tools) have no text.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def with_text_ids(fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``fields`` where each model id (hex from the ledger) is shown as text.
+
+    The rule, for every key ``k`` in :data:`MODEL_ID_KEYS`: ``k`` becomes the
+    id's UTF-8 text, or ``null`` when the bytes are not UTF-8, and ``k_hex``
+    always holds the bytes as hex. A client that wants the exact bytes reads
+    ``k_hex``; one that shows ids reads ``k`` and falls back to ``k_hex``.
+    A value that is not hex (a backend that already sends text) is left alone.
+    """
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        raw = _hex_bytes(value) if key in MODEL_ID_KEYS else None
+        if raw is None:
+            out[key] = value
+        else:
+            out[key] = model_id_text(raw)
+            out[f"{key}_hex"] = value
+    return out
+
+
+def describe_model_id(raw: bytes) -> str:
+    """A model id for messages: its text in double quotes, or ``0x`` + hex if not UTF-8."""
+    text = model_id_text(raw)
+    return json.dumps(text, ensure_ascii=False) if text is not None else f"0x{raw.hex()}"
+
+
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def _hex_bytes(value: Any) -> bytes | None:
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        return None
+    return bytes.fromhex(value)
 
 
 # --- events ------------------------------------------------------------------------

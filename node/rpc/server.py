@@ -21,7 +21,7 @@ Routes:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -39,7 +39,7 @@ from .backend import NodeBackend
 from .errors import INVALID_REQUEST, error_object
 from .events import EventBus
 from .jsonrpc import CallObserver, Dispatcher, dump_json, error_response
-from .methods import Context, build_methods
+from .methods import Context, Method, build_methods
 from .websocket import websocket_session
 
 log = logging.getLogger("node.rpc")
@@ -75,7 +75,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def build_rpc_app(backend: NodeBackend, events: EventBus, config: RPCSection, *,
                   observer: CallObserver | None = None,
                   server_urls: list[str] | None = None,
-                  max_websockets: int = MAX_WEBSOCKETS) -> Starlette:
+                  max_websockets: int = MAX_WEBSOCKETS,
+                  extra_methods: Sequence[Method] = ()) -> Starlette:
     """The ASGI app serving JSON-RPC over ``backend``.
 
     At most ``max_websockets`` websocket sessions run at once; further
@@ -84,7 +85,7 @@ def build_rpc_app(backend: NodeBackend, events: EventBus, config: RPCSection, *,
     Returned with ``app.state.dispatcher`` set so callers (and tests) can
     reach the method table and the context.
     """
-    methods = build_methods()
+    methods = build_methods(extra_methods)
     context = Context(backend=backend, events=events, config=config, methods=methods,
                       server_urls=list(server_urls or []))
     dispatcher = Dispatcher(methods, context, max_batch=config.max_batch, observer=observer)
@@ -163,6 +164,7 @@ async def serve_app(app: Any, laddr: str, *,
 async def serve_rpc(backend: NodeBackend, events: EventBus, config: RPCSection, *,
                     observer: CallObserver | None = None,
                     max_websockets: int = MAX_WEBSOCKETS,
+                    extra_methods: Sequence[Method] = (),
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Build the RPC app and serve it on ``config.laddr`` (see :func:`serve_app`)."""
@@ -173,7 +175,7 @@ async def serve_rpc(backend: NodeBackend, events: EventBus, config: RPCSection, 
                         max_ws_message=config.max_body_bytes, task_status=task_status)
 
     app = build_rpc_app(backend, events, config, observer=observer,
-                        max_websockets=max_websockets)
+                        max_websockets=max_websockets, extra_methods=extra_methods)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(started)
         app.state.dispatcher.context.server_urls[:] = list(urls)

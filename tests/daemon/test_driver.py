@@ -187,3 +187,112 @@ async def test_crash_between_execute_and_store_resumes_without_executing_twice(
         assert chain2.state.app_hash == chain2.applied_app_hash(top, chain2.block(top).id())
     finally:
         close_chain(chain2)
+
+
+# --- create_empty_blocks ------------------------------------------------------------------
+# These run on trio's autojump clock: the driver's timers (timeout_commit, the
+# empty-block interval, the 2 s re-send timer, the 1 s sync poll) fire in virtual
+# time, so "no block for a minute" is a minute of the driver's own timers firing,
+# not a sleep. The WAL flush runs inline instead of in a worker thread: the
+# clock jumps whenever every task waits, and a task waiting on a thread counts.
+
+def _waiting_driver(tmp: Path, **consensus: object):
+    config = with_changes(FAST, consensus=consensus)
+    genesis, signers, accounts = make_genesis(1)
+    chain = open_chain(tmp / "chain", genesis)
+    mempool = Mempool(config.mempool, chain.ledger.check_tx)
+    chain.on_committed.append(lambda b, _c, _r: mempool.update(b.height, b.txs))
+    transport = FakeTransport("me")
+    driver = ConsensusDriver(config=config, chain=chain, mempool=mempool, signer=signers[0],
+                             transport=transport, syncer=None, wal_dir=tmp / "wal",
+                             max_gossip_bytes=1 << 20)
+    driver.syncer = BlockSyncer(transport, lambda: chain.height, driver.commit_fetched)
+
+    async def flush_inline(wal: FileWAL) -> None:
+        records, driver._wal_pending = driver._wal_pending, []
+        if records:
+            wal.append_many(records)
+
+    driver._flush = flush_inline  # type: ignore[method-assign]
+    return driver, chain, mempool, accounts
+
+
+async def _until(cond, timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.01)
+
+
+async def test_without_empty_blocks_an_idle_validator_makes_no_blocks(
+        tmp_path: Path, autojump_clock) -> None:
+    from node.ledger import TransferBody, build_tx
+
+    driver, chain, mempool, accounts = _waiting_driver(tmp_path, create_empty_blocks=False)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.run)
+            # block 1 is made at once (the first height after a start never waits);
+            # then the driver holds height 2 open, waiting for transactions
+            await _until(lambda: chain.height == 1 and driver._txs_wanted == 2, 10)
+            await trio.sleep(60)
+            assert chain.height == 1
+            tx = build_tx(accounts[0], chain.chain_id, 0,
+                          TransferBody(to=accounts[1].address, amount=7))
+            assert mempool.add(tx).accepted
+            await _until(lambda: chain.height >= 2, 2)  # promptly, not after a timeout
+            assert chain.block(2).txs == (tx,)
+            # one more, empty block commits the app hash of block 2; then quiet again
+            await _until(lambda: chain.height == 3 and driver._txs_wanted == 4, 2)
+            assert chain.block(3).txs == ()
+            assert chain.block(3).header.app_hash == chain.applied_app_hash(
+                2, chain.block(2).id())
+            await trio.sleep(60)
+            assert chain.height == 3
+            nursery.cancel_scope.cancel()
+    finally:
+        close_chain(chain)
+
+
+async def test_future_nonce_txs_alone_do_not_end_the_wait(tmp_path: Path,
+                                                           autojump_clock) -> None:
+    from node.ledger import TransferBody, build_tx
+    from node.txcheck import CachedCheck
+
+    driver, chain, _mempool, accounts = _waiting_driver(tmp_path, create_empty_blocks=False)
+    mempool = Mempool(FAST.mempool, CachedCheck(chain.ledger))  # reports account nonces
+    chain.on_committed.clear()
+    chain.on_committed.append(lambda b, _c, _r: mempool.update(b.height, b.txs))
+    driver.mempool = driver.app.mempool = mempool
+    mempool.on_ready = driver._note_ready
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.run)
+            await _until(lambda: chain.height == 1 and driver._txs_wanted == 2, 10)
+            gapped = build_tx(accounts[0], chain.chain_id, 5,
+                              TransferBody(to=accounts[1].address, amount=1))
+            assert mempool.add(gapped).accepted and mempool.ready == 0
+            await trio.sleep(30)
+            assert chain.height == 1
+            nursery.cancel_scope.cancel()
+    finally:
+        close_chain(chain)
+
+
+async def test_empty_block_interval_sets_the_idle_block_rate(tmp_path: Path,
+                                                             autojump_clock) -> None:
+    driver, chain, _mempool, _accounts = _waiting_driver(
+        tmp_path, create_empty_blocks=True, create_empty_blocks_interval_ms=1000)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.run)
+            await _until(lambda: chain.height == 1, 10)
+            start = trio.current_time()
+            await trio.sleep(60)
+            made = chain.height - 1
+            elapsed = trio.current_time() - start
+            # one block per interval plus timeout_commit (20 ms) and the block's own work
+            assert 0.9 * elapsed / 1.02 - 1 <= made <= elapsed / 1.02 + 1, (made, elapsed)
+            assert all(chain.block(h).txs == () for h in range(2, chain.height + 1))
+            nursery.cancel_scope.cancel()
+    finally:
+        close_chain(chain)

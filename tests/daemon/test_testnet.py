@@ -140,10 +140,18 @@ def test_operator_guide_documents_every_config_key() -> None:
     from node.config import Config
 
     guide = (REPO / "docs" / "operator.md").read_text()
+
+    def check(table: object, where: str) -> None:
+        assert f"### [{where}]" in guide, where
+        for f in dataclasses.fields(table):
+            value = getattr(table, f.name)
+            if dataclasses.is_dataclass(value):
+                check(value, f"{where}.{f.name}")
+            else:
+                assert f"`{f.name}`" in guide, f"[{where}] {f.name} is not documented"
+
     for section in dataclasses.fields(Config):
-        assert f"### [{section.name}]" in guide, section.name
-        for f in dataclasses.fields(getattr(Config(), section.name)):
-            assert f"`{f.name}`" in guide, f"[{section.name}] {f.name} is not documented"
+        check(getattr(Config(), section.name), section.name)
 
 
 @pytest.mark.slow

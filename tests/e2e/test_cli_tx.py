@@ -46,13 +46,15 @@ def test_register_model_and_role_then_query(solo: tuple[Testnet, NodeSpec]) -> N
     home = str(node.home)
     res = cli("tx", "register-model", "--home", home, "--model-id", "llama-oml",
               "--weights-hash", "ab" * 32, "--price-per-query", "5",
-              "--min-collateral", "100", "--metadata", '{"name": "llama"}')
+              "--min-collateral", "100", "--metadata", '{"name": "llama"}',
+              "--blob-id", "0xEF" + "ef" * 31)
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["tx_result"]["code"] == 0
     q = cli("query", "model", "llama-oml", "--rpc", node.rpc_url)
     assert q.returncode == 0, q.stderr
     model = json.loads(q.stdout)
     assert model["owner"] == node.address and model["price_per_query"] == 5
+    assert model["blob_id"] == "ef" * 32
     res = cli("tx", "register-role", "--home", home, "--role", "prover", "--bond", "5000")
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -73,10 +75,11 @@ def test_async_transfer_and_failures_set_the_exit_status(solo: tuple[Testnet, No
               "--nonce", "0")
     assert res.returncode == 1
     assert json.loads(res.stdout)["check_tx"]["code"] != 0
-    # more than the balance: committed but failed, exit 1
+    # more than the balance: it could only fail, so check_tx refuses it (no nonce used), exit 1
     res = cli("tx", "transfer", "--home", home, "--to", "11" * 20, "--amount", str(2**63))
     assert res.returncode == 1
-    assert json.loads(res.stdout)["tx_result"]["code"] != 0
+    out = json.loads(res.stdout)
+    assert out["check_tx"]["codespace"] == "insufficient_funds" and out["tx_result"] is None
     # bad arguments never reach the node
     assert cli("tx", "transfer", "--home", home, "--to", "zz", "--amount", "1").returncode == 2
     # a node that is not there: a clear error, exit 1
@@ -131,10 +134,15 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
            "--omlizer", oml_addr))
     # the id is the UTF-8 bytes of the text, exactly what the OML package puts in leaves
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
-    assert model["model_id"] == mid.encode().hex() and model["omlizers"] == [oml_addr]
+    assert model["model_id"] == mid and model["model_id_hex"] == mid.encode().hex()
+    assert model["omlizers"] == [oml_addr]
+    assert model["blob_id"] == ""  # not published through storage
+    ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--blob-id", "b1" * 32))
+    assert ok(cli("query", "model", mid, "--rpc", node.rpc_url))["blob_id"] == "b1" * 32
     ok(cli("tx", "update-model", "--home", owner, "--model-id", mid, "--price-per-query", "4"))
     model = ok(cli("query", "model", mid, "--rpc", node.rpc_url))
     assert model["price_per_query"] == 4 and model["omlizers"] == [oml_addr]  # others kept
+    assert model["blob_id"] == "b1" * 32 and model["weights_hash"] == "cd" * 32
     ok(cli("tx", "register-role", "--home", omlizer, "--role", "omlizer", "--bond", "1000"))
     ok(cli("tx", "request-access", "--home", host, "--model-id", mid, "--collateral", "100"))
 
@@ -150,9 +158,11 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
                    weights_hash=b"\2" * 32, fp_root=secrets.root(), fp_count=8,
                    owner_pubkey=oml_key.public_key).signed(oml_key.key.seed)
     man.save(pkg / "manifest.json")
-    ok(cli("tx", "commit-omlization", "--home", omlizer, "--package", str(pkg)))
+    ok(cli("tx", "commit-omlization", "--home", omlizer, "--package", str(pkg),
+           "--package-blob", "b2" * 32))
     rec = ok(cli("query", "host", mid, host_addr, "--rpc", node.rpc_url))
     assert rec["package_hash"] == man.package_hash().hex() and rec["fp_count"] == 8
+    assert rec["package_blob"] == "b2" * 32
 
     # fees: the host escrows, signs a voucher offline, the owner redeems it
     ok(cli("tx", "fund-channel", "--home", host, "--model-id", mid, "--amount", "500"))
@@ -207,12 +217,24 @@ def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
     bad_voucher.write_text(json.dumps({"model_id": "m", "host": "11" * 20,
                                        "cumulative_count": 1, "cumulative_amount": 1,
                                        "signature": "ab" * 10}))
+    blob = ("--package-blob", "22" * 32)
+    commit = ("commit-omlization", "--model-id", "m", "--host", "11" * 20, "--package-hash",
+              "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1")
     cases = [
         ("commit-omlization", "--model-id", "m", "--host", "zz" * 20, "--package-hash",
-         "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1"),          # bad hex
+         "00" * 32, "--fp-root", "00" * 32, "--fp-count", "1", *blob),   # bad hex
         ("commit-omlization", "--model-id", "m", "--host", "11" * 20, "--package-hash",
-         "00" * 31, "--fp-root", "00" * 32, "--fp-count", "1"),          # wrong length
-        ("commit-omlization", "--model-id", "m"),                           # missing fields
+         "00" * 31, "--fp-root", "00" * 32, "--fp-count", "1", *blob),   # wrong length
+        ("commit-omlization", "--model-id", "m", *blob),                    # missing fields
+        commit,                                                             # no package blob
+        (*commit, "--package-blob", "22" * 31),                             # blob too short
+        (*commit, "--package-blob", "2" * 64 + "x"),                        # blob not hex
+        ("commit-omlization", "--package", str(tmp_path)),                  # package, no blob
+        ("register-model", "--model-id", "m", "--weights-hash", "00" * 32,
+         "--blob-id", "33" * 33),                                           # blob too long
+        ("update-model", "--model-id", "m", "--blob-id", "not hex"),        # blob not hex
+        ("update-model", "--model-id", "m", "--blob-id", "33" * 32,
+         "--clear-blob-id"),                                                # contradiction
         ("redeem", "--voucher", str(tmp_path / "missing.json")),           # no such file
         ("redeem", "--voucher", str(bad_voucher)),                          # short signature
         ("rebut", "--claim-id", "0", "--seq", "1", "--issued-height", "1",

@@ -93,6 +93,18 @@ def test_heights_advance_and_cli_transfer_is_visible_everywhere(testnet4: Testne
     line = next(x for x in text.splitlines()
                 if x.startswith('oml_mempool_add_total{result="accepted"}'))
     assert float(line.split()[1]) >= 1
+    # gossip counters reach the metrics (refreshed each second): node1 gossiped
+    # the transaction on the tx topic, and the gossipsub heartbeat runs
+    gossip_line = 'oml_gossip_messages_total{result="published",topic="oml/txs/1"}'
+
+    def gossip_counted() -> bool:
+        with httpx.Client(timeout=10) as http:
+            metrics = http.get(f"http://127.0.0.1:{net.spec('node1').metrics_port}/metrics").text
+        values = {x.rsplit(" ", 1)[0]: float(x.rsplit(" ", 1)[1])
+                  for x in metrics.splitlines() if x.startswith("oml_gossip_")}
+        return values.get(gossip_line, 0) >= 1 and values["oml_gossip_heartbeats_total"] >= 1
+
+    wait_until(gossip_counted, timeout=10, what="gossip counters in the metrics")
     # the query CLI reads the same account
     q = cli("query", "account", recipient, "--rpc", net.spec("node3").rpc_url)
     assert q.returncode == 0, q.stderr

@@ -157,6 +157,8 @@ def make_fingerprints(model_id: bytes, host: bytes, n: int = 5) -> Fingerprints:
 MODEL = b"model-1"
 WEIGHTS = hashlib.sha256(b"weights").digest()
 PACKAGE = hashlib.sha256(b"package").digest()
+PACKAGE_BLOB = hashlib.sha256(b"package blob").digest()
+WEIGHTS_BLOB = hashlib.sha256(b"weights blob").digest()
 
 
 def setup_oml(chain: Chain, *, collateral: int = 100_000, min_collateral: int = 10_000,
@@ -182,7 +184,7 @@ def setup_oml(chain: Chain, *, collateral: int = 100_000, min_collateral: int = 
     fps = make_fingerprints(model_id, ADDR["host"], n_fp)
     chain.ok("omlizer", CommitOmlizationBody(model_id=model_id, host=ADDR["host"],
                                              package_hash=PACKAGE, fp_root=fps.root,
-                                             fp_count=n_fp))
+                                             fp_count=n_fp, package_blob=PACKAGE_BLOB))
     return fps
 
 
@@ -209,12 +211,13 @@ def one_of_each_kind() -> list:
         TransferBody(to=A, amount=5),
         RegisterModelBody(model_id=b"m", weights_hash=H, metadata=b'{"name":"x"}',
                           price_per_query=3, min_collateral=7, omlizers=(A,),
-                          splits=((A, 100),), parent=b"p", royalty_bp=250),
+                          splits=((A, 100),), parent=b"p", royalty_bp=250, blob_id=H),
         UpdateModelBody(model_id=b"m", metadata=b"", price_per_query=1, min_collateral=2,
-                        omlizers=(), splits=(), royalty_bp=0),
+                        omlizers=(), splits=(), royalty_bp=0, blob_id=H),
         RegisterRoleBody(role=1, bond=10),
         RequestAccessBody(model_id=b"m", collateral=9, endpoint="http://h:1/v1"),
-        CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4),
+        CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4,
+                             package_blob=H),
         FundChannelBody(model_id=b"m", amount=1),
         RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
         SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),

@@ -306,7 +306,7 @@ def test_claim_with_a_made_up_key_is_shown_false(oml):
 
 
 def test_omlizer_penalty_is_capped_by_its_bond_and_blocks_new_commits(oml):
-    from ledger_helpers import PACKAGE, make_fingerprints
+    from ledger_helpers import PACKAGE, PACKAGE_BLOB, make_fingerprints
 
     from node.ledger import CommitOmlizationBody, RequestAccessBody
     c, fps = oml
@@ -321,7 +321,7 @@ def test_omlizer_penalty_is_capped_by_its_bond_and_blocks_new_commits(oml):
     c.ok("bob", RequestAccessBody(model_id=MODEL, collateral=10_000))
     bob_fps = make_fingerprints(MODEL, ADDR["bob"], 3)
     commit = CommitOmlizationBody(model_id=MODEL, host=ADDR["bob"], package_hash=PACKAGE,
-                                  fp_root=bob_fps.root, fp_count=3)
+                                  fp_root=bob_fps.root, fp_count=3, package_blob=PACKAGE_BLOB)
     c.fail("omlizer", commit, Code.BELOW_MINIMUM)
     c.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=1_000))
     c.ok("omlizer", commit)

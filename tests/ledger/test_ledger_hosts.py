@@ -6,6 +6,7 @@ from ledger_helpers import (
     ADDR,
     MODEL,
     PACKAGE,
+    PACKAGE_BLOB,
     START_BALANCE,
     WEIGHTS,
     make_fingerprints,
@@ -36,7 +37,7 @@ def register(chain, min_collateral=1_000):
 def commit(fp_count=4, host="host", root=None):
     root = root or make_fingerprints(MODEL, ADDR[host], fp_count).root
     return CommitOmlizationBody(model_id=MODEL, host=ADDR[host], package_hash=PACKAGE,
-                                fp_root=root, fp_count=fp_count)
+                                fp_root=root, fp_count=fp_count, package_blob=PACKAGE_BLOB)
 
 
 def test_request_access_locks_collateral(chain):
@@ -64,10 +65,14 @@ def test_commit_omlization_by_authorised_omlizer(chain):
     register(chain)
     chain.ok("host", RequestAccessBody(model_id=MODEL, collateral=1_000))
     chain.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=1_000))
-    chain.ok("omlizer", commit())
+    assert chain.ledger.host(MODEL, ADDR["host"]).package_blob == b""  # pending: none yet
+    r = chain.ok("omlizer", commit())
     rec = chain.ledger.host(MODEL, ADDR["host"])
     assert rec.status == HostStatus.ACTIVE and rec.omlizer == ADDR["omlizer"]
     assert rec.fp_count == 4 and rec.package_hash == PACKAGE
+    assert rec.package_blob == PACKAGE_BLOB and type(rec).decode(rec.encode()) == rec
+    assert rec.to_json()["package_blob"] == PACKAGE_BLOB.hex()
+    assert r.events[0].attrs["package_blob"] == PACKAGE_BLOB.hex()
     chain.fail("omlizer", commit(), Code.WRONG_STATE)  # already committed
 
 
@@ -154,6 +159,7 @@ def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
     c.ok("host", RequestAccessBody(model_id=MODEL, collateral=10_000))
     rec = c.ledger.host(MODEL, ADDR["host"])
     assert rec.generation == 1 and rec.status == HostStatus.PENDING and rec.fp_count == 0
+    assert rec.package_blob == b""  # the old generation's package is not this grant's
     c.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=100))  # back to the minimum
     c.ok("omlizer", commit(fp_count=5, root=fps.root))
     # index 0 was burned in generation 0 only

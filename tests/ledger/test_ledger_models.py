@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger_helpers import ADDR, WEIGHTS
+from ledger_helpers import ADDR, WEIGHTS, WEIGHTS_BLOB
 
 from node.ledger import Code, RegisterModelBody, UpdateModelBody
 
@@ -21,6 +21,15 @@ def test_register_model_stores_terms(chain):
     assert m.parent == b"" and m.depth == 0 and m.royalty_bp == 300
     assert m.registered_height == chain.ledger.height
     assert m.to_json()["owner"] == ADDR["owner"].hex()
+    assert m.blob_id == b"" and m.to_json()["blob_id"] == ""
+
+
+def test_register_model_stores_blob_id(chain):
+    r = chain.ok("owner", reg(blob_id=WEIGHTS_BLOB))
+    m = chain.ledger.model(b"m1")
+    assert m.blob_id == WEIGHTS_BLOB and m.to_json()["blob_id"] == WEIGHTS_BLOB.hex()
+    assert type(m).decode(m.encode()) == m  # the stored record keeps it
+    assert r.events[0].attrs["blob_id"] == WEIGHTS_BLOB.hex()
 
 
 def test_register_twice_fails(chain):
@@ -79,3 +88,27 @@ def test_update_model_unauthorised_and_unknown(chain):
     chain.fail("owner", UpdateModelBody(model_id=b"m1", splits=((ADDR["bob"], 9_000),
                                                                  (ADDR["alice"], 1_001))),
                Code.INVALID_ARGUMENT)
+
+
+def test_update_model_replaces_the_blob_id_but_not_the_weights_hash(chain):
+    """Re-publishing the same weights to a new OMLizer set makes a new blob."""
+    chain.ok("owner", reg(omlizers=(ADDR["omlizer"],), blob_id=WEIGHTS_BLOB))
+    new_blob = bytes(range(32))
+    r = chain.ok("owner", UpdateModelBody(model_id=b"m1", omlizers=(ADDR["alice"],),
+                                          blob_id=new_blob))
+    m = chain.ledger.model(b"m1")
+    assert m.blob_id == new_blob and m.omlizers == (ADDR["alice"],)
+    assert m.weights_hash == WEIGHTS
+    assert r.events[0].attrs["blob_id"] == new_blob.hex()
+
+
+def test_update_model_body_is_a_full_replacement_so_empty_clears_the_blob_id(chain):
+    chain.ok("owner", reg(blob_id=WEIGHTS_BLOB))
+    chain.ok("owner", UpdateModelBody(model_id=b"m1"))
+    assert chain.ledger.model(b"m1").blob_id == b""
+
+
+def test_failed_update_keeps_the_blob_id(chain):
+    chain.ok("owner", reg(blob_id=WEIGHTS_BLOB))
+    chain.fail("alice", UpdateModelBody(model_id=b"m1", blob_id=bytes(32)), Code.UNAUTHORIZED)
+    assert chain.ledger.model(b"m1").blob_id == WEIGHTS_BLOB

@@ -1,8 +1,10 @@
 """Property tests: random blocks of valid and invalid transactions of every kind.
 
 After every block, on two independent LMDB stores fed the same blocks:
-the supply invariant holds, no balance is negative, every host's open-claim
-counter matches its open claims, and both stores have the same app hash and
+the supply invariant holds, no balance is negative, every account that
+has sent a transaction (nonce > 0) holds the public key its address derives
+from (and no other account holds one), every host's open-claim counter
+matches its open claims, and both stores have the same app hash and
 state. Once the windows have passed every claim is decided, and a reopened
 store has the same state and app hash.
 """
@@ -16,8 +18,19 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_helpers import ADDR, CHAIN, KEYS, PACKAGE, WEIGHTS, make_fingerprints, make_genesis
+from ledger_helpers import (
+    ADDR,
+    CHAIN,
+    KEYS,
+    PACKAGE,
+    PACKAGE_BLOB,
+    WEIGHTS,
+    WEIGHTS_BLOB,
+    make_fingerprints,
+    make_genesis,
+)
 
+from consensus.crypto import address_of
 from node.ledger import (
     Account,
     BeginWithdrawalBody,
@@ -72,7 +85,8 @@ def body_for(draw, ledger: Ledger):
             model_id=model, weights_hash=WEIGHTS, min_collateral=draw(st.sampled_from([0, 1_000])),
             omlizers=(ADDR["omlizer"],), splits=tuple((ADDR[a], bp) for a, bp in splits),
             parent=draw(st.sampled_from([b"", b"m0", b"zz"])),
-            royalty_bp=draw(st.sampled_from([0, 500, 10_000])))
+            royalty_bp=draw(st.sampled_from([0, 500, 10_000])),
+            blob_id=draw(st.sampled_from([b"", WEIGHTS_BLOB])))
     if kind == 2:
         return draw(st.sampled_from(["omlizer", "prover", "alice"])), RegisterRoleBody(
             role=draw(st.sampled_from([1, 2])), bond=draw(st.sampled_from([10, 500, 2_000])))
@@ -82,7 +96,8 @@ def body_for(draw, ledger: Ledger):
     if kind == 4:
         fps = FPS[(model, host)]
         return draw(st.sampled_from(["omlizer", "omlizer", "alice"])), CommitOmlizationBody(
-            model_id=model, host=ADDR[host], package_hash=PACKAGE, fp_root=fps.root, fp_count=4)
+            model_id=model, host=ADDR[host], package_hash=PACKAGE, fp_root=fps.root, fp_count=4,
+            package_blob=PACKAGE_BLOB)
     if kind == 5:
         return host, FundChannelBody(model_id=model, amount=draw(AMOUNTS))
     if kind == 6:
@@ -156,7 +171,7 @@ def setup_block() -> list[bytes]:
     for model, host in ((b"m0", "host"), (b"m1", "bob")):
         txs.append(tx("omlizer", CommitOmlizationBody(
             model_id=model, host=ADDR[host], package_hash=PACKAGE,
-            fp_root=FPS[(model, host)].root, fp_count=4)))
+            fp_root=FPS[(model, host)].root, fp_count=4, package_blob=PACKAGE_BLOB)))
         txs.append(tx(host, FundChannelBody(model_id=model, amount=10_000)))
     # two open claims from the start, so reveals and rebuttals have targets
     for model, host, output in ((b"m0", "host", None), (b"m1", "bob", "no match")):
@@ -192,7 +207,13 @@ def check_invariants(ledger: Ledger) -> None:
     supply = ledger.supply_breakdown()
     assert supply.balanced, supply
     state = ledger.export_state()
-    assert all(Account.decode(v).balance >= 0 for v in state[ACCOUNTS.decode()].values())
+    for address, raw in state[ACCOUNTS.decode()].items():
+        acct = Account.decode(raw)
+        assert acct.balance >= 0
+        if acct.nonce > 0:
+            assert address_of(acct.pub_key) == address, address.hex()
+        else:
+            assert acct.pub_key == b"", address.hex()
     open_by_host: dict[tuple[bytes, bytes], int] = {}
     for raw in state[CLAIMS.decode()].values():
         c = Claim.decode(raw)
@@ -202,6 +223,7 @@ def check_invariants(ledger: Ledger) -> None:
     for raw in state[HOSTS.decode()].values():
         h = HostRecord.decode(raw)
         assert h.open_claims == open_by_host.get((h.model_id, h.host), 0)
+        assert bool(h.package_blob) == bool(h.omlizer)  # every commitment names its package
         if h.omlizer and h.status != HostStatus.WITHDRAWN:
             committed[h.omlizer] = committed.get(h.omlizer, 0) + 1
     for raw in state[ROLES.decode()].values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from ledger_helpers import ADDR, CHAIN, START_BALANCE, WEIGHTS, Chain, make_genesis, setup_oml
+from ledger_helpers import ADDR, CHAIN, KEYS, START_BALANCE, WEIGHTS, Chain, make_genesis, setup_oml
 
 from consensus.encoding import U64_MAX
 from node.genesis import Genesis
@@ -189,8 +189,9 @@ def test_records_and_results_to_json(chain):
     assert j["height"] == chain.ledger.height and len(j["app_hash"]) == 64
     assert j["tx_results"][0]["code"] == 0 and j["tx_results"][0]["kind"] == "transfer"
     assert chain.ledger.model(b"m").to_json()["model_id"] == b"m".hex()
-    assert chain.ledger.account(ADDR["alice"]).to_json() == {"balance": START_BALANCE - 1,
-                                                             "nonce": 1}
+    assert chain.ledger.account(ADDR["alice"]).to_json() == {
+        "balance": START_BALANCE - 1, "nonce": 1, "pub_key": KEYS["alice"].public_key.hex()}
+    assert chain.ledger.account(ADDR["bob"]).to_json()["pub_key"] == ""
     assert chain.ledger.supply_breakdown().to_json()["total"] > 0
 
 

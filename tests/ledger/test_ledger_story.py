@@ -10,7 +10,16 @@ a false claim loses its bond. The supply invariant is checked after every block
 
 from __future__ import annotations
 
-from ledger_helpers import ADDR, CHAIN, KEYS, PACKAGE, START_BALANCE, WEIGHTS, make_fingerprints
+from ledger_helpers import (
+    ADDR,
+    CHAIN,
+    KEYS,
+    PACKAGE,
+    PACKAGE_BLOB,
+    START_BALANCE,
+    WEIGHTS,
+    make_fingerprints,
+)
 
 from node.ledger import (
     ClaimStatus,
@@ -58,7 +67,7 @@ def test_full_oml_story(make_chain):
     for name, fps in (("host", fp_host), ("bob", fp_bob)):
         c.ok("omlizer", CommitOmlizationBody(model_id=b"chat", host=ADDR[name],
                                              package_hash=PACKAGE, fp_root=fps.root,
-                                             fp_count=8))
+                                             fp_count=8, package_blob=PACKAGE_BLOB))
         assert c.ledger.host(b"chat", ADDR[name]).status == HostStatus.ACTIVE
     # 6. The honest host funds its fee channel and pays by voucher.
     c.ok("host", FundChannelBody(model_id=b"chat", amount=10_000))

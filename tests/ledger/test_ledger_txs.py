@@ -10,12 +10,14 @@ from consensus.encoding import DecodeError, encode
 from node.ledger import (
     MAX_TX_BYTES,
     Code,
+    CommitOmlizationBody,
     Kind,
     LedgerUsageError,
     RegisterModelBody,
     SubmitClaimBody,
     TransferBody,
     TxDecodeError,
+    UpdateModelBody,
     build_tx,
     decode_tx,
 )
@@ -140,3 +142,69 @@ def test_body_too_big_for_the_limit_cannot_be_decoded():
 def test_not_bytes_is_rejected():
     with pytest.raises(TxDecodeError):
         decode_tx("not bytes")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- blob ids
+
+COMMIT = CommitOmlizationBody(model_id=b"m", host=A, package_hash=H, fp_root=H, fp_count=4,
+                              package_blob=H)
+BLOB_BODIES = {  # "kind.field": (sample body with the field set, may the field be empty)
+    "register_model.blob_id": (RegisterModelBody(model_id=b"m", weights_hash=H, blob_id=H), True),
+    "update_model.blob_id": (UpdateModelBody(model_id=b"m", blob_id=H), True),
+    "commit_omlization.package_blob": (COMMIT, False),
+}
+
+
+def _unsigned_with_last(body, last) -> list:
+    value = body.to_value()
+    value[-1] = last
+    return [CHAIN.encode(), KEYS["alice"].public_key, 0, int(body.KIND), value]
+
+
+@pytest.mark.parametrize("name", BLOB_BODIES)
+def test_blob_field_is_last_on_the_wire(name):
+    """New fields go at the end of a body, so an older layout is a prefix."""
+    body, _ = BLOB_BODIES[name]
+    assert body.to_value()[-1] == H
+    assert decode_tx(build_tx(KEYS["alice"], CHAIN, 0, body)).body == body
+
+
+@pytest.mark.parametrize("size", [1, 31, 33, 64])
+@pytest.mark.parametrize("name", BLOB_BODIES)
+def test_blob_field_of_wrong_length_is_rejected(name, size):
+    body, _ = BLOB_BODIES[name]
+    with pytest.raises(TxDecodeError, match="expected (empty or )?32 bytes") as info:
+        decode_tx(_outer(_unsigned_with_last(body, b"\x01" * size)))
+    assert info.value.code == Code.MALFORMED
+    with pytest.raises(LedgerUsageError):
+        type(body)(**{**{f: getattr(body, f) for f in type(body).SPECS},
+                      name.split(".")[1]: b"\x01" * size})
+
+
+@pytest.mark.parametrize("name", BLOB_BODIES)
+def test_empty_blob_field_only_where_optional(name):
+    body, optional = BLOB_BODIES[name]
+    raw = _outer(_unsigned_with_last(body, b""))
+    if optional:
+        assert decode_tx(raw).body.to_value()[-1] == b""
+    else:
+        with pytest.raises(TxDecodeError, match="expected 32 bytes"):
+            decode_tx(raw)
+
+
+@pytest.mark.parametrize("name", BLOB_BODIES)
+def test_blob_field_missing_or_not_bytes_is_rejected(name):
+    """A body in the layout from before the blob field existed no longer decodes."""
+    body, _ = BLOB_BODIES[name]
+    unsigned = _unsigned_with_last(body, H)
+    with pytest.raises(TxDecodeError, match="expected"):
+        decode_tx(_outer(unsigned[:4] + [unsigned[4][:-1]]))
+    with pytest.raises(TxDecodeError, match="expected bytes"):
+        decode_tx(_outer(_unsigned_with_last(body, 7)))
+
+
+def test_blob_ids_default_empty_and_show_as_hex():
+    assert RegisterModelBody(model_id=b"m", weights_hash=H).blob_id == b""
+    assert UpdateModelBody(model_id=b"m").blob_id == b""
+    assert decode_tx(build_tx(KEYS["alice"], CHAIN, 0, COMMIT)).to_json()["body"][
+        "package_blob"] == H.hex()

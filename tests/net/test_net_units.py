@@ -60,6 +60,24 @@ def test_payload_hash_and_length_checked() -> None:
         framing.check_payload(header, b"abcde")
 
 
+def test_unhashed_frames_skip_the_hash_but_not_the_length() -> None:
+    payload = b"chunk" * 10
+    header_raw = framing.encode_header(framing.Kind.DATA_UNHASHED, payload, 100)
+    assert header_raw[6:] == framing.NO_DIGEST
+    header = framing.decode_header(header_raw, 100)
+    assert framing.check_payload(header, b"x" * 50) == b"x" * 50  # content is the app's job
+    with pytest.raises(ProtocolViolation, match="header said"):
+        framing.check_payload(header, payload[:-1])
+    forged = framing.decode_header(header_raw[:6] + b"\x01" * 32, 100)
+    with pytest.raises(ProtocolViolation, match="non-zero digest"):
+        framing.check_payload(forged, payload)
+    hashed = framing.decode_header(framing.encode_header(framing.Kind.DATA, payload, 100), 100)
+    with pytest.raises(ProtocolViolation, match="hash"):
+        framing.check_payload(hashed, b"y" * 50)
+    with pytest.raises(MessageTooLarge):
+        framing.encode_header(framing.Kind.DATA, payload, 49)
+
+
 def test_error_payload_round_trip_and_cap() -> None:
     code, msg = framing.decode_error(framing.encode_error(ERR_BUSY, "busy" * 1000))
     assert code == ERR_BUSY and len(msg.encode()) == 512

@@ -168,8 +168,144 @@ def test_fingerprint_verify_eval_end_to_end(tmp_path: Path, tiny_dir: Path) -> N
     cfg.write_text(cfg.read_text() + " ")
     res = run("verify", "--model", pkg, "--fingerprints", tmp_path / "fps.jsonl", "--json")
     assert json.loads(res.stdout)["package"] == {
-        "ok": False, "error": "files: generation_config.json does not match its manifest hash"}
+        "ok": False, "error": "files: generation_config.json does not match its manifest hash",
+        "fingerprints_checked": "host, model_id, count"}
     assert run("check", "--package", pkg).exit_code == 1
 
     res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "2", "--out", pkg)
     assert res.exit_code == 1 and "--force" in res.output
+
+
+# --- toolkit honesty (issue 9, item 6) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cli_pkg(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One package built by `oml fingerprint`, with its owner key and clear-text fingerprints."""
+    d = tmp_path_factory.mktemp("cli_pkg")
+    owner = AccountKey.generate()
+    owner.save(d / "owner.json")
+    res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "4",
+              "--out", d / "pkg", "--model-id", "tiny", "--device", "cpu", "--seed", "5",
+              "--key-length", "4", "--lr", "3e-3", "--epochs", "150", "--batch-size", "8",
+              "--owner-pubkey", owner.public_key.hex(),
+              "--fingerprints-out", d / "fps.jsonl", "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    return {"dir": d, "pkg": d / "pkg", "sidecar": d / "pkg.sidecar", "fps": d / "fps.jsonl",
+            "owner": d / "owner.json"}
+
+
+def test_secret_files_are_owner_only(cli_pkg: dict[str, Path]) -> None:
+    for name in ("fps", "sidecar"):
+        assert cli_pkg[name].stat().st_mode & 0o777 == 0o600, name
+    prover = AccountKey.generate()
+    out = cli_pkg["dir"] / "prover.keys"
+    args = ["seal-keys", "--sidecar", cli_pkg["sidecar"], "--owner-key", cli_pkg["owner"],
+            "--indices", "0-1", "--prover-pubkey", prover.public_key.hex(), "--out", out]
+    assert run(*args).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    before = out.read_bytes()
+    res = run(*args, "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["error"].endswith(
+        "exists; pass --force to replace")
+    assert out.read_bytes() == before
+    assert run(*args, "--force").exit_code == 0 and out.read_bytes() != before
+
+
+def test_fingerprint_refuses_existing_outputs_before_training(
+        cli_pkg: dict[str, Path], tiny_dir: Path, tmp_path: Path) -> None:
+    fps_before = cli_pkg["fps"].read_bytes()
+    res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "2",
+              "--out", tmp_path / "new", "--fingerprints-out", cli_pkg["fps"], "--quiet",
+              "--json")
+    assert res.exit_code == 1
+    err = json.loads(res.stdout)
+    assert err["ok"] is False and "--force" in err["error"] and err["exit_code"] == 1
+    assert cli_pkg["fps"].read_bytes() == fps_before and not (tmp_path / "new").exists()
+    res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "2",
+              "--out", tmp_path / "new", "--fingerprints-out", tmp_path / "new" / "f.jsonl")
+    assert res.exit_code == 2 and "inside the package" in res.output
+
+
+def test_fingerprint_fails_below_min_accuracy(tiny_dir: Path, tmp_path: Path) -> None:
+    res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "4",
+              "--out", tmp_path / "pkg", "--device", "cpu", "--key-length", "4",
+              "--steps", "1", "--lr", "1e-5", "--fingerprints-out", tmp_path / "f.jsonl",
+              "--min-accuracy", "1.0", "--quiet", "--json")
+    assert res.exit_code == 1
+    err = json.loads(res.stdout)
+    assert "below --min-accuracy 1" in err["error"] and "/4 fingerprints (" in err["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even temps
+
+
+def test_json_errors_on_every_command(tmp_path: Path) -> None:
+    nope = tmp_path / "nope"
+    cases = [
+        ["fingerprint", "--model", nope, "--host", HOST, "--count", "2", "--out", tmp_path / "p"],
+        ["fingerprint", "--model", nope, "--host", "xyz", "--count", "2", "--out", tmp_path / "p"],
+        ["verify", "--model", nope, "--fingerprints", nope],
+        ["eval", "--model", nope, "--base", nope, "--text", nope],
+        ["check", "--package", nope],
+        ["seal-keys", "--sidecar", nope, "--owner-key", nope, "--indices", "0",
+         "--prover-pubkey", "ab" * 32, "--out", tmp_path / "k"],
+        ["open-keys", "--keys", nope, "--prover-key", nope],
+    ]
+    for args in cases:
+        res = run(*args, "--json")
+        assert res.exit_code in (1, 2), (args, res.output)
+        err = json.loads(res.stdout)
+        assert err["ok"] is False and err["error"] and err["exit_code"] == res.exit_code
+        assert set(err) == {"ok", "error", "error_type", "exit_code"}
+    res = run(*cases[1], "--json")
+    assert json.loads(res.stdout)["error_type"] == "UsageError"
+    res = run(*cases[4], "--json")
+    assert json.loads(res.stdout)["error_type"] == "ManifestError"
+
+
+def test_verify_checks_fingerprints_belong_to_package(cli_pkg: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    from oml.fingerprints import FingerprintSet
+
+    fps = FingerprintSet.load(cli_pkg["fps"])
+    other = FingerprintSet(host="ab" * 20, model_id=fps.model_id, seed=fps.seed,
+                           params=fps.params, items=fps.items)
+    other.save(tmp_path / "other.jsonl")
+    res = run("verify", "--model", cli_pkg["pkg"], "--fingerprints", tmp_path / "other.jsonl",
+              "--device", "cpu", "--json")
+    assert res.exit_code == 1
+    err = json.loads(res.stdout)
+    assert err["error_type"] == "CommitmentMismatch" and "ab" * 20 in err["error"]
+    res = run("verify", "--model", cli_pkg["pkg"], "--fingerprints", tmp_path / "other.jsonl",
+              "--device", "cpu", "--any-package", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["package"]["fingerprints_checked"] is None
+
+    renamed = FingerprintSet(host=fps.host, model_id="another-model", seed=fps.seed,
+                             params=fps.params, items=fps.items)
+    renamed.save(tmp_path / "renamed.jsonl")
+    res = run("verify", "--model", cli_pkg["pkg"], "--fingerprints", tmp_path / "renamed.jsonl")
+    assert res.exit_code == 1 and "another-model" in res.output
+
+    # a sidecar is checked down to fp_root; one from another package is refused
+    res = run("verify", "--model", cli_pkg["pkg"], "--fingerprints", cli_pkg["sidecar"],
+              "--owner-key", cli_pkg["owner"], "--device", "cpu", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["package"]["fingerprints_checked"] == "fp_root"
+
+
+def test_eval_refuses_different_tokenizers(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dir, other)
+    tj = json.loads((other / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[100:102]  # swap two ordinary tokens' ids
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (other / "tokenizer.json").write_text(json.dumps(tj))
+    text = tmp_path / "t.txt"
+    text.write_text("The cat sat near the door.\n\nA dog is not a cat.\n")
+    res = run("eval", "--model", other, "--base", tiny_dir, "--text", text, "--json")
+    assert res.exit_code == 1
+    err = json.loads(res.stdout)
+    assert err["error_type"] == "TokenizerMismatch" and "different tokenizers" in err["error"]
+    res = run("eval", "--model", tiny_dir, "--base", tiny_dir, "--text", text, "--json")
+    assert res.exit_code == 0, res.output

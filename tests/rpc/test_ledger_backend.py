@@ -20,7 +20,7 @@ import trio
 from consensus.crypto import PrivateKey, Signer
 from node.config import MempoolSection, RPCSection
 from node.genesis import Genesis, GenesisValidator
-from node.ledger import Ledger, TransferBody, build_tx
+from node.ledger import Ledger, RegisterModelBody, TransferBody, build_tx
 from node.mempool import Mempool
 from node.rpc import (
     BlockView,
@@ -197,3 +197,36 @@ async def test_transfer_through_rpc(served: tuple[LedgerBackend, httpx.AsyncClie
     assert isinstance(params, dict) and params
     missing = await call(client, "model", {"model_id": "ab"})
     assert missing["error"]["code"] == -32001
+
+
+async def test_model_ids_are_text_with_hex_beside(
+        served: tuple[LedgerBackend, httpx.AsyncClient]) -> None:
+    """Records and tx events show model ids as UTF-8 text plus ``*_hex``; ids whose
+    bytes are not UTF-8 show ``null`` text and only the hex."""
+    backend, client = served
+    text_id, raw_id = "llama-3/ft ü", b"\xff\x00model"
+    txs = [build_tx(ALICE, CHAIN, 0, RegisterModelBody(model_id=text_id.encode(),
+                                                       weights_hash=b"\1" * 32)),
+           build_tx(ALICE, CHAIN, 1, RegisterModelBody(model_id=raw_id, weights_hash=b"\2" * 32,
+                                                       parent=text_id.encode()))]
+    for tx in txs:
+        assert (await call(client, "broadcast_tx_sync", {"tx": tx.hex()}))["result"]["code"] == 0
+    backend.commit()
+
+    model = (await call(client, "model", {"model_id": text_id.encode().hex()}))["result"]
+    assert model["model_id"] == text_id and model["model_id_hex"] == text_id.encode().hex()
+    assert model["parent"] == "" and model["parent_hex"] == ""
+    child = (await call(client, "model", {"model_id": raw_id.hex()}))["result"]
+    assert child["model_id"] is None and child["model_id_hex"] == raw_id.hex()
+    assert child["parent"] == text_id and child["parent_hex"] == text_id.encode().hex()
+    assert child["owner"] == ALICE.address.hex()  # other bytes stay hex
+
+    events = (await call(client, "tx", {"hash": hashlib.sha256(txs[0]).hexdigest()})
+              )["result"]["tx_result"]["events"]
+    attrs = next(e["attributes"] for e in events if e["type"] == "register_model")
+    assert attrs["model_id"] == text_id and attrs["model_id_hex"] == text_id.encode().hex()
+
+    missing = await call(client, "model", {"model_id": b"nope".hex()})
+    assert missing["error"]["message"].startswith('model "nope" not found')
+    missing = await call(client, "model", {"model_id": "ff"})
+    assert missing["error"]["message"].startswith("model 0xff not found")
