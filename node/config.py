@@ -159,6 +159,9 @@ class OmlizerRole:
     lr: float = _f(1e-3, "insertion learning rate")
     batch_size: int = _f(32, "insertion batch size")
     prompt_augmentation: bool = _f(True, "also train keys wrapped in system prompts")
+    freeze_embeddings: bool = _f(
+        True, "train only the transformer blocks (false for models whose output head is tied "
+              "to the input embeddings and too small to learn otherwise)")
     job_timeout_s: int = _f(3600, "wall-clock limit of one fingerprinting attempt (seconds)")
     torch_threads: int = _f(0, "CPU threads torch may use in the worker (0: torch's default)")
 

@@ -196,6 +196,7 @@ class OmlizerService:
             if job.state == Phase.COMMITTED:
                 self._deal(job)
             self._cleanup(job)
+            job = self.jobs.job(key)
         return job
 
     async def _step(self, job: Job) -> bool:
@@ -323,7 +324,7 @@ class OmlizerService:
             response_strategy=c.response_strategy, response_length=c.response_length,
             backups=c.backups, epochs=c.epochs * scale, steps=c.steps * scale, lr=c.lr,
             batch_size=c.batch_size, prompt_augmentation=c.prompt_augmentation,
-            device=c.device, torch_threads=c.torch_threads)
+            freeze_embeddings=c.freeze_embeddings, device=c.device, torch_threads=c.torch_threads)
 
     def _attempt_dir(self, job: Job) -> Path:
         return self._job_dir(job) / f"attempt-{job.attempts}"

@@ -64,6 +64,7 @@ class WorkerSpec:
     lr: float = 1e-3
     batch_size: int = 32
     prompt_augmentation: bool = True
+    freeze_embeddings: bool = True
     device: str = "auto"
     torch_threads: int = 0
 
@@ -177,7 +178,8 @@ def run(spec: WorkerSpec) -> WorkerResult:
                              response_length=spec.response_length, backups=spec.backups)
     ins_cfg = InsertConfig(lr=spec.lr, epochs=spec.epochs, steps=spec.steps or None,
                            batch_size=spec.batch_size,
-                           prompt_augmentation=spec.prompt_augmentation, device=device,
+                           prompt_augmentation=spec.prompt_augmentation,
+                           freeze_embeddings=spec.freeze_embeddings, device=device,
                            seed=spec.gen_seed & 0x7FFFFFFF, progress=False)
     _progress("generate")
     try:
