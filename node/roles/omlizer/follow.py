@@ -115,7 +115,7 @@ class BlockRecorder:
                   requested_height=block.height, created_ms=now, updated_ms=now,
                   phase_started_ms=now)
         self._store.put_job(txn, job)
-        log.info("job %s queued: host %s requested model %r at height %d", job.job_id[:16],
+        log.info("job %s queued: host %s requested model %r at height %d", job.job_id,
                  job.host, body.model_id, block.height)
         return 1
 
@@ -129,20 +129,20 @@ class BlockRecorder:
                 if committed.ok:
                     job.committed_height = block.height
                     job.move(Phase.COMMITTED, self._now())
-                    log.info("job %s committed at height %d", job.job_id[:16], block.height)
+                    log.info("job %s committed at height %d", job.job_id, block.height)
                 else:
                     result = self._result_of(committed.hash)
                     job.move(Phase.FAILED, self._now(), error=(
                         f"commit_omlization failed on chain (code {committed.code}): "
                         f"{getattr(result, 'log', '')}"))
-                    log.warning("job %s: %s", job.job_id[:16], job.error)
+                    log.warning("job %s: %s", job.job_id, job.error)
                 self._store.put_job(txn, job)
                 return 1
             if committed.ok and not ours:
                 job.move(Phase.FAILED, self._now(), error=(
                     f"host was committed by another OMLizer "
                     f"{committed.tx.sender.hex()} at height {block.height}"))
-                log.warning("job %s: %s", job.job_id[:16], job.error)
+                log.warning("job %s: %s", job.job_id, job.error)
                 self._store.put_job(txn, job)
         return 0
 

@@ -19,6 +19,7 @@ role's own bookkeeping, never hashed or signed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import asdict, dataclass, field, fields
@@ -110,7 +111,8 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        return self.key.hex()
+        """A short stable name (file names, logs, RPC): 16 hex digits of the key's hash."""
+        return hashlib.sha256(self.key).hexdigest()[:16]
 
     @property
     def state(self) -> Phase:

@@ -75,7 +75,7 @@ class SubprocessRunner:
         with (work / WORKER_LOG).open("ab") as errlog:
             proc = await trio.lowlevel.open_process(
                 [self._python, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=errlog, env=env, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=errlog, env=env)
             try:
                 with trio.move_on_after(timeout_s) as scope:
                     await self._talk(proc, spec, on_progress)

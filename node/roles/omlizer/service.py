@@ -157,12 +157,12 @@ class OmlizerService:
     def _on_block(self, block: Any, txn: Any) -> None:
         self.recorder(block, txn)
         rec = self.recorder.last
-        if rec.jobs or rec.commits:
+        if rec.jobs:
             self._wake_jobs.set()
         if rec.reveals:
             self._wake_reveals.set()
-        if rec.new_prover:
-            self._deal_pending = True
+        if rec.new_prover or rec.commits:
+            self._deal_pending = True  # the follower may finish a job: deal and tidy it
             self._wake_jobs.set()
 
     # ------------------------------------------------------------------ job loop
@@ -222,7 +222,7 @@ class OmlizerService:
     def _move(self, job: Job, to: Phase, error: str = "") -> None:
         job.move(to, self._now(), error=error)
         self.jobs.save(job)
-        log.info("job %s: %s", job.job_id[:16], to.value)
+        log.info("job %s: %s", job.job_id, to.value)
 
     def _fail(self, job: Job, reason: str) -> None:
         current = self.jobs.job(job.key)
@@ -230,7 +230,7 @@ class OmlizerService:
             return
         current.move(Phase.FAILED, self._now(), error=reason)
         self.jobs.save(current)
-        log.error("job %s (model %s, host %s) failed: %s", job.job_id[:16], job.model_id,
+        log.error("job %s (model %s, host %s) failed: %s", job.job_id, job.model_id,
                   job.host, reason)
 
     def _job_dir(self, job: Job) -> Path:
@@ -271,7 +271,7 @@ class OmlizerService:
             except StorageError as exc:
                 last = str(exc)
                 log.warning("job %s: fetching base blob %s failed (%s); try %d of %d",
-                            job.job_id[:16], bytes(model.blob_id).hex()[:16], exc,
+                            job.job_id, bytes(model.blob_id).hex()[:16], exc,
                             attempt + 1, FETCH_TRIES)
                 await trio.sleep(FETCH_BACKOFF_S * (attempt + 1))
         else:
@@ -339,7 +339,7 @@ class OmlizerService:
             shutil.rmtree(work)
         _private_dir(work)
         spec = self._spec(job, work, bytes(model.owner_pubkey))
-        log.info("job %s: attempt %d of %d (%d fingerprints, %s)", job.job_id[:16],
+        log.info("job %s: attempt %d of %d (%d fingerprints, %s)", job.job_id,
                  job.attempts + 1, self._cfg.max_attempts, spec.count,
                  f"{spec.steps} steps" if spec.steps else f"{spec.epochs} epochs")
 
@@ -352,7 +352,7 @@ class OmlizerService:
         result = outcome.result
         if result is None:
             job.error = f"attempt {job.attempts}: {outcome.error}"
-            log.warning("job %s: %s", job.job_id[:16], job.error)
+            log.warning("job %s: %s", job.job_id, job.error)
             self.jobs.save(job)
             return
         self._record_result(job, result)
@@ -363,7 +363,7 @@ class OmlizerService:
         if result.error_kind == KIND_BAD_INPUT:
             raise JobFailed(result.error)
         job.error = f"attempt {job.attempts}: {result.error}"
-        log.warning("job %s: %s", job.job_id[:16], job.error)
+        log.warning("job %s: %s", job.job_id, job.error)
         self.jobs.save(job)
 
     @staticmethod
@@ -436,7 +436,7 @@ class OmlizerService:
             if self._txs.result(tx_hash(raw)) is not None:
                 return True
             if exc.code == 5:  # BAD_NONCE: the nonce was used by another tx; ours can never land
-                log.warning("job %s: commit nonce was taken; signing anew", job.job_id[:16])
+                log.warning("job %s: commit nonce was taken; signing anew", job.job_id)
                 await self._sign_commit(job)
                 return False
             raise JobFailed(f"commit_omlization refused by the mempool: {exc}") from None
@@ -456,9 +456,12 @@ class OmlizerService:
     # ------------------------------------------------------------------ prover hand-off
 
     def _deal_all(self) -> None:
+        """Deal keys of committed hosts that have none dealt yet; remove finished jobs' files."""
         for job in self.jobs.jobs():
             if job.state == Phase.COMMITTED and job.handoff_provers <= 0:
                 self._deal(job)
+            if job.state.final:
+                self._cleanup(job)
 
     def _provers(self) -> list[tuple[bytes, bytes]]:
         """(address, public key) of every registered prover that has a known key."""
@@ -486,7 +489,7 @@ class OmlizerService:
         try:
             secrets = open_secrets(self.secrets_path(job).read_bytes(), self._seed)
         except (OSError, PackageError) as exc:
-            log.error("job %s: cannot open own secrets to deal keys: %s", job.job_id[:16], exc)
+            log.error("job %s: cannot open own secrets to deal keys: %s", job.job_id, exc)
             return
         dealt = deal(key_groups(secrets.entries), list(provers),
                      job.key + bytes.fromhex(job.fp_root))
@@ -497,7 +500,7 @@ class OmlizerService:
         if current is not None:
             current.handoff_provers = len(dealt)
             self.jobs.save(current)
-        log.info("job %s: keys dealt to %d prover(s)", job.job_id[:16], len(dealt))
+        log.info("job %s: keys dealt to %d prover(s)", job.job_id, len(dealt))
 
     # ------------------------------------------------------------------ reveals
 

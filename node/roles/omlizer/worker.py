@@ -232,7 +232,27 @@ def run(spec: WorkerSpec) -> WorkerResult:
     return base
 
 
+def _die_with_parent(interval_s: float = 1.0) -> None:
+    """Exit when the node that started us is gone (killed -9: it cannot kill us itself).
+
+    An orphaned worker would keep training and write into a directory the
+    restarted node is about to reuse.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> int:
+    _die_with_parent()
     spec = WorkerSpec.from_json(sys.stdin.read())
     result = run(spec)
     path = Path(spec.work_dir) / RESULT_FILE
