@@ -218,8 +218,8 @@ async def _roles(ctx: Context, role: str | None = None) -> JSON:
     out: dict[str, list[JSON]] = {"omlizers": [], "provers": []}
     for rec in records:
         item = R.render_record(rec)
-        item["role"] = names.get(int(rec.role), str(rec.role))
-        out[item["role"] + "s"].append(item)
+        item["role"] = names.get(int(item["role"]), str(item["role"]))
+        out.setdefault(item["role"] + "s", []).append(item)
     return out
 
 
