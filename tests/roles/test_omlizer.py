@@ -104,7 +104,7 @@ def real_attempt(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path,
                                          on_progress=steps.append))
     assert outcome.result is not None, outcome.error
     assert outcome.result.ok, outcome.result
-    assert steps == ["load", "generate", "train", "verify", "package"]
+    assert steps == ["import", "load", "generate", "train", "verify", "package"]
     for name in (SELF_SEALED, OWNER_SIDECAR):
         assert stat.S_IMODE((work / name).stat().st_mode) == 0o600
     return work

@@ -150,6 +150,7 @@ def run(spec: WorkerSpec) -> WorkerResult:
         timings[name] = round(now - t, 3)
         t = now
 
+    _progress("import")
     import torch
 
     if spec.torch_threads:
@@ -162,6 +163,7 @@ def run(spec: WorkerSpec) -> WorkerResult:
     from oml.package_errors import PackageError
     from oml.sidecar import seal_secrets
 
+    lap("import")
     work = Path(spec.work_dir)
     device = None if spec.device == "auto" else spec.device
     _progress("load")
