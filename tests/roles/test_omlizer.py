@@ -486,3 +486,25 @@ def test_config_rejects_omlizer_without_storage_and_bad_recipes() -> None:
                                       "omlizer": {"enabled": True, "min_accuracy": 1}}})
     assert cfg.roles.omlizer.min_accuracy == 1.0
     assert replace(cfg.roles.omlizer, fingerprints=8).fingerprints == 8
+
+
+def test_real_worker_reports_a_folder_transformers_cannot_load(tiny_base: Path,
+                                                              tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_base, broken)
+    conf = json.loads((broken / "config.json").read_text())
+    conf["model_type"] = "no-such-architecture"
+    (broken / "config.json").write_text(json.dumps(conf))
+    work = tmp_path / "work"
+    work.mkdir()
+    key = PrivateKey(b"\x05" * 32)
+    spec = WorkerSpec(base_dir=str(broken), work_dir=str(work), model_id="m", host="11" * 20,
+                      owner_pubkey=key.public_key.hex(), omlizer_seed=key.seed.hex(),
+                      gen_seed=1, count=2, min_accuracy=0.9, torch_threads=1)
+    outcome = trio.run(functools.partial(SubprocessRunner().run, spec, timeout_s=300,
+                                         on_progress=lambda _s: None))
+    assert outcome.result is not None, outcome.error
+    assert outcome.result.error_kind == KIND_BAD_INPUT
+    assert "no-such-architecture" in outcome.result.error or "cannot load" in \
+        outcome.result.error
+    assert not (work / PACKAGE_DIR).exists() and not (work / SELF_SEALED).exists()
