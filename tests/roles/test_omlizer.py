@@ -217,7 +217,7 @@ class Net:
 
     def backend(self) -> Any:
         return SimpleNamespace(model=self.ledger.model, account=self.ledger.account,
-                               roles=self.ledger.roles)
+                               roles=self.ledger.roles, host=self.ledger.host)
 
     def service(self, storage: FakeStorage, runner: Any, config: OmlizerRole | None = None
                 ) -> OmlizerService:
@@ -508,3 +508,20 @@ def test_real_worker_reports_a_folder_transformers_cannot_load(tiny_base: Path,
     assert "no-such-architecture" in outcome.result.error or "cannot load" in \
         outcome.result.error
     assert not (work / PACKAGE_DIR).exists() and not (work / SELF_SEALED).exists()
+
+
+async def test_catching_up_skips_requests_another_omlizer_already_served(
+        net: Net, tiny_base: Path, keys) -> None:
+    from node.ledger.txs import CommitOmlizationBody
+
+    setup_model(net, weights_hash_of(tiny_base),
+                omlizers=(keys[OMLIZER].address, keys[OWNER].address))
+    net.block(net.tx(OWNER, RegisterRoleBody(role=Role.OMLIZER, bond=5_000)))
+    request(net)
+    request(net, HOST2)
+    net.block(net.tx(OWNER, CommitOmlizationBody(
+        model_id=MODEL, host=keys[HOST].address, package_hash=bytes(32), fp_root=bytes(32),
+        fp_count=4, package_blob=bytes(32))))
+    svc = net.service(FakeStorage({}), FakeRunner(None, []))  # switched on only now
+    net.follow(svc)
+    assert [j.host for j in svc.jobs.jobs()] == [keys[HOST2].address.hex()]

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from node.ledger.records import HostStatus
 from node.ledger.txs import Kind, Role
 
 from ..cursor import CommittedBlock, CommittedTx
@@ -52,10 +53,12 @@ class BlockRecorder:
     the tx index (``.code``, ``.log``, ``.events``)."""
 
     def __init__(self, store: JobStore, *, me: bytes, model_of: Callable[[bytes], Any],
-                 result_of: Callable[[bytes], Any], clock_ms: Callable[[], int]) -> None:
+                 result_of: Callable[[bytes], Any], clock_ms: Callable[[], int],
+                 host_of: Callable[[bytes, bytes], Any] | None = None) -> None:
         self._store = store
         self._me = me
         self._model_of = model_of
+        self._host_of = host_of
         self._result_of = result_of
         self._now = clock_ms
         self.last = Recorded()
@@ -109,6 +112,10 @@ class BlockRecorder:
         key = job_key(body.model_id, committed.tx.sender, generation)
         if self._store.get_job(txn, key) is not None:
             return 0
+        if self._served_already(body.model_id, committed.tx.sender, generation):
+            log.info("request of host %s for model %r at height %d is already served or gone; "
+                     "no job", committed.tx.sender.hex(), body.model_id, block.height)
+            return 0
         now = self._now()
         job = Job(model_id=body.model_id.hex(), host=committed.tx.sender.hex(),
                   host_pubkey=committed.tx.sender_pubkey.hex(), generation=generation,
@@ -118,6 +125,16 @@ class BlockRecorder:
         log.info("job %s queued: host %s requested model %r at height %d", job.job_id,
                  job.host, body.model_id, block.height)
         return 1
+
+    def _served_already(self, model_id: bytes, host: bytes, generation: int) -> bool:
+        """True when the ledger shows this request no longer pending (a follower catching up
+        on old blocks must not fingerprint for requests another OMLizer served long ago)."""
+        if self._host_of is None:
+            return False
+        rec = self._host_of(model_id, host)
+        return rec is not None and (rec.generation != generation
+                                    or rec.status != HostStatus.PENDING
+                                    or (rec.omlizer and rec.omlizer != self._me))
 
     def _on_commit(self, block: CommittedBlock, committed: CommittedTx, txn: Any) -> int:
         body = committed.tx.body

@@ -120,7 +120,8 @@ class OmlizerService:
         self._runner = runner or SubprocessRunner()
         self._now = clock_ms
         self.recorder = BlockRecorder(self.jobs, me=address, model_of=backend.model,
-                                      result_of=chain.indexed_tx, clock_ms=clock_ms)
+                                      result_of=chain.indexed_tx, clock_ms=clock_ms,
+                                      host_of=getattr(backend, "host", None))
         self.keys_server = KeysServer(self.jobs, chain_id=chain_id, clock_ms=clock_ms)
         self._steps: dict[str, str] = {}
         self._wake_jobs = trio.Event()
