@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from node.config import OmlizerRole
+from node.ledger.errors import Code
 from node.ledger.txs import CommitOmlizationBody, RevealBody, Role, tx_hash
 from node.rpc.methods import Context, Method
 from node.rpc.params import Param, Text
@@ -436,7 +437,7 @@ class OmlizerService:
         except TxSendError as exc:
             if self._txs.result(tx_hash(raw)) is not None:
                 return True
-            if exc.code == 5:  # BAD_NONCE: the nonce was used by another tx; ours can never land
+            if exc.code == Code.BAD_NONCE:  # the nonce went to another tx: ours can never land
                 log.warning("job %s: commit nonce was taken; signing anew", job.job_id)
                 await self._sign_commit(job)
                 return False
@@ -534,7 +535,7 @@ class OmlizerService:
         except TxSendError as exc:
             if self._txs.result(tx_hash(raw)) is not None:
                 return
-            if exc.code == 5:
+            if exc.code == Code.BAD_NONCE:
                 reveal.tx = ""
                 self.jobs.save_reveal(reveal)
                 return  # signed anew on the next pass
