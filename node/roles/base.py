@@ -74,7 +74,11 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .storage.service import StorageService
 
         services.append(StorageService.from_context(ctx))
-    for name in ("omlizer", "prover", "host", "owner"):
+    if roles.host.enabled:
+        from .host.service import HostService
+
+        services.append(HostService.from_context(ctx))
+    for name in ("omlizer", "prover", "owner"):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)

@@ -204,11 +204,14 @@ class HostStore:
             raw = txn.get(b"funded", db=self.db.table(FUNDING))
         return _U64.unpack(bytes(raw))[0] if raw is not None else 0
 
-    def add_funded(self, amount: int) -> None:
+    def add_funded(self, delta: int) -> int:
+        """Add ``delta`` (negative: give back) to the total funded; returns the new total."""
         with self.db.write() as txn:
             raw = txn.get(b"funded", db=self.db.table(FUNDING))
             old = _U64.unpack(bytes(raw))[0] if raw is not None else 0
-            txn.put(b"funded", _U64.pack(old + amount), db=self.db.table(FUNDING))
+            new = max(0, old + delta)
+            txn.put(b"funded", _U64.pack(new), db=self.db.table(FUNDING))
+        return new
 
 
 __all__ = ["HostStore", "KeyUsage", "Permit", "VoucherState"]
