@@ -86,7 +86,8 @@ def load_key_file(path: Path, *, default_rpm: int, default_budget: int
 
 class KeyRing:
     """Who may call the gateway. ``require=False`` lets requests without a key in
-    as the user ``anonymous`` (for a gateway behind the operator's own auth)."""
+    as the user ``anonymous`` (for a gateway behind the operator's own auth); with
+    no keys at all, every request is ``anonymous`` whatever key it sends."""
 
     def __init__(self, keys: Iterable[tuple[str, ApiKey]], *, require: bool = True,
                  anonymous: ApiKey | None = None) -> None:
@@ -107,6 +108,8 @@ class KeyRing:
         Raises:
             ApiError: 401 ``invalid_api_key`` when missing (and required) or unknown.
         """
+        if not self._require and not self._keys:
+            return self._anonymous  # an open gateway (the bare engine): any key will do
         if not authorization:
             if not self._require:
                 return self._anonymous

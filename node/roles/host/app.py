@@ -127,8 +127,13 @@ Write = Callable[[bytes], Awaitable[None]]
 
 
 class SSEResponse(Response):
-    """``text/event-stream`` whose body ``produce(write)`` writes; a client that
-    disconnects cancels ``produce`` (the engine stops at its next token)."""
+    """``text/event-stream`` whose body ``produce(write)`` writes.
+
+    The status line goes out with the first write, so an :class:`ApiError`
+    raised before anything was written (an upstream that refuses or is down)
+    is still answered with its own status and error body. A client that
+    disconnects cancels ``produce`` (the engine stops at its next token).
+    """
 
     media_type = "text/event-stream"
 
@@ -144,21 +149,33 @@ class SSEResponse(Response):
         self._produce = produce
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
+        started = False
 
         async def write(data: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send({"type": "http.response.start", "status": self.status_code,
+                            "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
-        async with trio.open_nursery() as nursery:
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    nursery.cancel_scope.cancel()
 
-            nursery.start_soon(watch_disconnect)
-            await self._produce(write)
-            nursery.cancel_scope.cancel()
+                nursery.start_soon(watch_disconnect)
+                await self._produce(write)
+                nursery.cancel_scope.cancel()
+        except ApiError as err:
+            if started:
+                raise
+            await _error_response(err)(scope, receive, send)
+            return
+        if not started:
+            await write(b"")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -278,14 +295,19 @@ class Gateway:
 
         try:
             gen = await self.engine.stream(prepared, emit)
-        except ApiError as err:  # headers are sent: the error goes in the stream
-            await write(sse(err.body()))
+        except ApiError as err:
+            if first:
+                raise  # nothing sent yet: answered with its own status
+            await write(sse(err.body()))  # mid-stream: the error goes in the stream
             await write(SSE_DONE)
             return
         except Exception:
             log.exception("gateway stream failed")
-            await write(sse(ApiError(500, "The gateway failed while streaming.",
-                                     type_=SERVER_ERROR, code="internal_error").body()))
+            err = ApiError(500, "The gateway failed while streaming.", type_=SERVER_ERROR,
+                           code="internal_error")
+            if first:
+                raise err from None
+            await write(sse(err.body()))
             await write(SSE_DONE)
             return
         self._count(name, gen)
