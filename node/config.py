@@ -194,6 +194,16 @@ class OwnerRole:
     """Owner permission service: answer hosts' permission requests for owned models."""
 
     enabled: bool = _f(False, "answer hosts' permission requests for owned models")
+    redeem_threshold: int = _f(
+        1_000_000, "redeem a host's latest voucher on chain once its unredeemed amount "
+        "reaches this (also redeemed at shutdown and when the host begins withdrawing)")
+    max_batch: int = _f(256, "most query hashes accepted in one permission request (1-256)")
+    rate_per_s: int = _f(200, "permission requests per second allowed from one host peer")
+    rate_burst: int = _f(400, "requests a host peer may send at once above the steady rate")
+    retry_interval_ms: int = _f(5000, "how often an uncommitted redeem is re-submitted")
+    shutdown_redeem_ms: int = _f(
+        2000, "at shutdown, how long to wait for the final redeems to commit (they are "
+        "stored and re-submitted at the next start in any case)")
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,12 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.host", "max_prompt_tokens"): (1, 1 << 24),
            ("roles.host", "max_body_bytes"): (1024, 1 << 30),
            ("roles.host", "batch_window_ms"): (0, 1000),
-           ("roles.host", "permission_timeout_ms"): (100, 600_000)}
+           ("roles.host", "permission_timeout_ms"): (100, 600_000),
+           ("roles.owner", "max_batch"): (1, 256),
+           ("roles.owner", "rate_per_s"): (1, 1_000_000),
+           ("roles.owner", "rate_burst"): (1, 1_000_000),
+           ("roles.owner", "retry_interval_ms"): (100, 3_600_000),
+           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:

@@ -107,3 +107,19 @@ def q_block(height: int | None, rpc: str) -> None:
 def q_tx(tx_hash: str, rpc: str) -> None:
     """A committed transaction and its result by hash (hex)."""
     _call(rpc, "tx", {"hash": tx_hash})
+
+
+@query_group.command("vouchers")
+@click.option("--model", "model_id", callback=lambda c, p, v: _model_id_hex(c, p, v)
+              if v is not None else None, default=None,
+              help="only this model (text, as registered)")
+@click.option("--host", "host", callback=_hex, default=None, help="only this host (address hex)")
+@RPC_OPTION
+def q_vouchers(model_id: str | None, host: str | None, rpc: str) -> None:
+    """The owner role's vouchers per model and host: latest held, redeemed, unredeemed.
+
+    Asks the owner's own node (``[roles.owner]`` enabled); a host's escrow and
+    redeemed totals on chain are in ``query host``.
+    """
+    params = {k: v for k, v in (("model_id", model_id), ("host", host)) if v is not None}
+    _call(rpc, "owner_vouchers", params)

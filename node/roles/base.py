@@ -74,11 +74,15 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .storage.service import StorageService
 
         services.append(StorageService.from_context(ctx))
+    if roles.owner.enabled:
+        from .owner.service import OwnerService
+
+        services.append(OwnerService.from_context(ctx))
     if roles.host.enabled:
         from .host.service import HostService
 
         services.append(HostService.from_context(ctx))
-    for name in ("omlizer", "prover", "owner"):
+    for name in ("omlizer", "prover"):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)
