@@ -159,20 +159,23 @@ class SSEResponse(Response):
                             "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
-        try:
-            async with trio.open_nursery() as nursery:
-                async def watch_disconnect() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch_disconnect)
-                await self._produce(write)
+        refused: ApiError | None = None
+        async with trio.open_nursery() as nursery:
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
                 nursery.cancel_scope.cancel()
-        except ApiError as err:
-            if started:
-                raise
-            await _error_response(err)(scope, receive, send)
+
+            nursery.start_soon(watch_disconnect)
+            try:
+                await self._produce(write)
+            except ApiError as err:
+                if started:
+                    raise
+                refused = err
+            nursery.cancel_scope.cancel()
+        if refused is not None:
+            await _error_response(refused)(scope, receive, send)
             return
         if not started:
             await write(b"")

@@ -13,7 +13,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from oml.testing import make_tiny_model_dir
 
     return make_tiny_model_dir(tmp_path_factory.mktemp("gw-tiny") / "model", seed=0,
-                               pretrain_steps=20)
+                               pretrain_steps=0)
 
 
 @pytest.fixture(scope="session")
