@@ -123,3 +123,23 @@ def q_vouchers(model_id: str | None, host: str | None, rpc: str) -> None:
     """
     params = {k: v for k, v in (("model_id", model_id), ("host", host)) if v is not None}
     _call(rpc, "owner_vouchers", params)
+
+
+@query_group.command("usage")
+@RPC_OPTION
+def q_usage(rpc: str) -> None:
+    """The host gateway's usage per end-user API key: requests, tokens, refused.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "gateway_usage", {})
+
+
+@query_group.command("permissions")
+@RPC_OPTION
+def q_permissions(rpc: str) -> None:
+    """The host gateway's permission strings held, voucher, escrow, funding and rebuttals.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "host_permissions", {})
