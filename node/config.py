@@ -176,7 +176,12 @@ class HostRole:
     max_prompt_tokens: int = _f(2048, "longest prompt accepted, in tokens")
     max_new_tokens: int = _f(256, "cap on max_tokens (and the default for chat)")
     batch_window_ms: int = _f(
-        2, "how long to gather concurrent queries into one permission request"
+        0, "extra wait to gather queries into one permission request (queries that arrive "
+           "while one is in flight are batched anyway)"
+    )
+    permit_sync_ms: int = _f(
+        0, "0: fsync each granted batch before its queries run; N: fsync every N ms "
+           "(lower latency; a power loss may lose the last N ms of permission strings)"
     )
     permission_timeout_ms: int = _f(10000, "deadline for one permission request to the owner")
     owner_peer: str = _f(
@@ -242,6 +247,7 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.host", "max_prompt_tokens"): (1, 1 << 24),
            ("roles.host", "max_body_bytes"): (1024, 1 << 30),
            ("roles.host", "batch_window_ms"): (0, 1000),
+           ("roles.host", "permit_sync_ms"): (0, 60_000),
            ("roles.host", "permission_timeout_ms"): (100, 600_000),
            ("roles.owner", "max_batch"): (1, 256),
            ("roles.owner", "rate_per_s"): (1, 1_000_000),

@@ -1,9 +1,11 @@
 """Permission strings for the gateway's queries, bought in batches from the model's owner.
 
 Every request the gateway answers first gets a :class:`Permit` from
-:meth:`Permitter.permit`. Requests that arrive while a batch is being
-gathered (``window_s``) or while the previous batch is in flight are sent
-together as one ``/oml/permission/1`` request:
+:meth:`Permitter.permit`. A request that finds no batch in flight goes out
+at once (no added wait); requests that arrive while a batch is in flight
+(asked of the owner, then stored) are sent together as the next batch, so
+batches grow with the load by themselves. ``window_s`` > 0 adds a wait to
+gather more into each batch (fewer owner round trips, more latency):
 
 1. assign the next seqs (the granted voucher's count is the next seq);
 2. sign the new cumulative voucher, ``amount = price_per_query x count``
@@ -93,7 +95,7 @@ class Permitter:
     """Batches permission requests for one model; run :meth:`run` in a nursery."""
 
     def __init__(self, *, store: HostStore, source: PermissionSource, ledger: LedgerView,
-                 signer: Any, chain_id: str, model_id: bytes, window_s: float = 0.002,
+                 signer: Any, chain_id: str, model_id: bytes, window_s: float = 0.0,
                  max_batch: int = MAX_BATCH,
                  on_refused: Callable[[PermissionRefused], None] | None = None) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
@@ -193,10 +195,10 @@ class Permitter:
                 log.info("owner's voucher count is %d, ours %d: re-syncing", latest, first)
                 self._store.resync(self.model_id, self._voucher(latest, price))
                 continue
-            self._store_grant(req, grant, new, owner_pubkey, batch)
+            await self._store_grant(req, grant, new, owner_pubkey, batch)
             return
 
-    def _store_grant(self, req: PermissionRequest, grant: PermissionGrant, new: VoucherState,
+    async def _store_grant(self, req: PermissionRequest, grant: PermissionGrant, new: VoucherState,
                      owner_pubkey: bytes, batch: list[_Waiter]) -> None:
         if len(grant.signatures) != len(batch):
             self._store.resync(self.model_id, new)  # the owner holds the voucher regardless
@@ -211,7 +213,9 @@ class Permitter:
             self._store.resync(self.model_id, new)
             raise PermissionRefused(None, f"owner's permission strings do not verify "
                                           f"(seqs {bad[:4]})")
-        self._store.record_grant(self.model_id, new, permits)
+        # in a worker thread: the fsync (milliseconds on a busy disk) must not stall
+        # the gateway's other requests; the model runs only after it returns
+        await trio.to_thread.run_sync(self._store.record_grant, self.model_id, new, permits)
         for waiter, (_q, permit) in zip(batch, permits, strict=True):
             waiter.grant(permit)
 

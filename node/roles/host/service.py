@@ -109,7 +109,7 @@ class HostService:
         if ctx.txs is None:
             raise ConfigError("[roles.host] needs the node's transaction sender")
         signer = Signer(PrivateKey(ctx.account_seed))
-        store = HostStore.open(ctx.role_dir("host"))
+        store = HostStore.open(ctx.role_dir("host"), sync=cfg.permit_sync_ms == 0)
         model_id = cfg.model_id.encode("utf-8")
         funder = ChannelFunder(store=store, ledger=ctx.backend, txs=ctx.txs, model_id=model_id,
                                host=signer.address, budget=cfg.fund_budget,
@@ -146,6 +146,8 @@ class HostService:
                 nursery.start_soon(self.rebutter.run)
                 nursery.start_soon(self.funder.run)
                 nursery.start_soon(self._flush_usage)
+                if self._cfg.permit_sync_ms:
+                    nursery.start_soon(self._sync_loop, self._cfg.permit_sync_ms / 1000)
                 task_status.started()
                 await self._serve(nursery)
         finally:
@@ -178,6 +180,15 @@ class HostService:
         finally:
             with trio.CancelScope(shield=True):
                 await engine.aclose()
+
+    async def _sync_loop(self, interval_s: float) -> None:
+        """``permit_sync_ms`` > 0: fsync the role's LMDB on a timer instead of per grant."""
+        try:
+            while True:
+                await trio.sleep(interval_s)
+                await trio.to_thread.run_sync(self.store.flush)
+        finally:
+            self.store.flush()
 
     async def _flush_usage(self) -> None:
         while True:

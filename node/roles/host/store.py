@@ -110,8 +110,12 @@ class HostStore:
         self.db = db
 
     @classmethod
-    def open(cls, path: Path) -> HostStore:
-        return cls(RoleDB(path, TABLES))
+    def open(cls, path: Path, *, sync: bool = True) -> HostStore:
+        """``sync=False`` (``permit_sync_ms`` > 0): commits are fsynced by :meth:`flush`."""
+        return cls(RoleDB(path, TABLES, sync=sync))
+
+    def flush(self) -> None:
+        self.db.flush()
 
     def close(self) -> None:
         self.db.close()
