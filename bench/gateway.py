@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 API_KEY = "sk-bench"
-MODES = ("bare", "gateway", "gateway-sync100")
+MODES = tuple(os.environ.get("GW_MODES", "bare,gateway,gateway-sync100").split(","))
 NAME = "bench-model"
 
 
