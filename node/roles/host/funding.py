@@ -60,7 +60,10 @@ class ChannelFunder:
             return
         while True:
             self._wakeup = trio.Event()
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a backend failure must not end the role: try again later
+                log.exception("fee channel check failed")
             with trio.move_on_after(CHECK_INTERVAL_S):
                 await self._wakeup.wait()
 

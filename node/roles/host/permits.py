@@ -153,15 +153,23 @@ class Permitter:
     async def _process(self, batch: list[_Waiter]) -> None:
         try:
             await self._buy(batch)
+            return
         except PermissionRefused as exc:
-            if exc.code == Refusal.CLAIM_PENDING and len(batch) > 1:
-                for waiter in batch:  # find the claimed query: the others still get theirs
-                    await self._process([waiter])
-                return
-            if self._on_refused is not None:
-                self._on_refused(exc)
-            for waiter in batch:
-                waiter.refuse(exc)
+            refusal = exc
+        except Exception as exc:
+            # a bug or a failed disk write: the waiting requests must get an answer and
+            # the loop must go on (the next batch re-syncs with the owner if need be)
+            log.exception("permission batch of %d failed", len(batch))
+            refusal = PermissionRefused(None, f"the gateway could not obtain a permission "
+                                              f"({type(exc).__name__})")
+        if refusal.code == Refusal.CLAIM_PENDING and len(batch) > 1:
+            for waiter in batch:  # find the claimed query: the others still get theirs
+                await self._process([waiter])
+            return
+        if self._on_refused is not None:
+            self._on_refused(refusal)
+        for waiter in batch:
+            waiter.refuse(refusal)
 
     def _price(self) -> tuple[int, bytes]:
         model = self._ledger.model(self.model_id)

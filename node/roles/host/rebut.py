@@ -157,7 +157,10 @@ class Rebutter:
             for rec in self.rebuttals():
                 if rec.state in (TODO, SENT):
                     busy = True
-                    await self._advance(rec)
+                    try:
+                        await self._advance(rec)
+                    except Exception:  # the node's backend failed: retry on the next round
+                        log.exception("rebuttal of claim %d: will retry", rec.claim_id)
             with trio.move_on_after(RETRY_S if busy else float("inf")):
                 await self._wakeup.wait()
 

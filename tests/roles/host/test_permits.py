@@ -172,3 +172,21 @@ async def test_unknown_model_is_refused_without_asking(store):
     results = await run_permitter(make_permitter(store, owner), [qh(0)])
     assert isinstance(results[0], PermissionRefused) and results[0].code is None
     assert owner.requests == []
+
+
+async def test_a_failing_source_refuses_its_batch_and_the_loop_goes_on(store):
+    class Broken(FakeOwner):
+        fail = True
+
+        async def request(self, req):
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("bug in the source")
+            return await super().request(req)
+
+    owner = Broken()
+    permitter = make_permitter(store, owner, window_s=0)
+    results = await run_permitter(permitter, [qh(0)])
+    assert isinstance(results[0], PermissionRefused) and results[0].code is None
+    results = await run_permitter(permitter, [qh(1)])
+    assert results[0].seq == 0  # the failed batch left no gap
