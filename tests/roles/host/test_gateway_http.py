@@ -262,3 +262,43 @@ async def test_sse_wire_format(engine, store):
     assert bodies[0]["choices"][0]["delta"]["role"] == "assistant"
     assert bodies[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert len({b["id"] for b in bodies}) == 1
+
+
+async def test_stop_sequences_cut_whole_and_streamed_answers_alike(engine, store):
+    owner = FakeOwner()
+    permitter = make_permitter(store, owner)
+    gateway = make_gateway(engine, permitter, store)
+    async with serving(gateway, permitter) as base:
+        def calls():
+            c = client(base)
+            full = c.completions.create(model=MODEL_NAME, prompt="the cat sat", max_tokens=12,
+                                        temperature=0).choices[0].text
+            stop = full[len(full) // 2:len(full) // 2 + 2]
+            whole = c.completions.create(model=MODEL_NAME, prompt="the cat sat", max_tokens=12,
+                                         temperature=0, stop=[stop]).choices[0]
+            streamed = "".join(ch.choices[0].text for ch in c.completions.create(
+                model=MODEL_NAME, prompt="the cat sat", max_tokens=12, temperature=0,
+                stop=stop, stream=True))
+            return full, stop, whole, streamed
+
+        full, stop, whole, streamed = await in_thread(calls)
+    assert len(full) >= 4, full
+    assert whole.text == full[:full.index(stop)] == streamed
+    assert whole.finish_reason == "stop"
+
+
+async def test_a_client_that_leaves_a_stream_frees_the_model(engine, store):
+    owner = FakeOwner()
+    permitter = make_permitter(store, owner)
+    gateway = make_gateway(engine, permitter, store)
+    auth = {"authorization": f"Bearer {KEY}"}
+    async with serving(gateway, permitter) as base, httpx.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", base + "/completions", headers=auth,
+                               json={"model": MODEL_NAME, "prompt": "x", "max_tokens": 32,
+                                     "stream": True}) as r:
+            async for _line in r.aiter_lines():
+                break  # one event, then hang up
+        with trio.fail_after(30):
+            ok = await http.post(base + "/completions", headers=auth,
+                                 json={"model": MODEL_NAME, "prompt": "y", "max_tokens": 2})
+    assert ok.status_code == 200 and engine.runs == 2
