@@ -11,6 +11,11 @@ process plays the hosts: one libp2p transport each, connected to the owner,
 each keeping one ``/oml/permission/1`` request of ``batch`` query hashes in
 flight (the gateway's way: concurrent queries gathered into one request).
 
+``--direct`` measures the owner alone instead: the same service in this
+process (a real chain fed by a test block producer, durable LMDB), its
+handler called by four concurrent tasks with no network in between; that
+separates the owner's own cost from py-libp2p's round trip.
+
 Printed per batch size: permissions granted per second (all hosts together,
 over the measured window), p50/p99 round trip of one request (send to
 decoded grant), and the owner process's CPU in percent of one core. A sample
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import statistics
 import sys
@@ -180,8 +186,10 @@ async def measure(transports: list[Any], host_keys: list[PrivateKey], owner_peer
             nursery.start_soon(loop.run, batch, start, stop)
         await trio.sleep(max(0.0, start - time.perf_counter()))
         cpu_at_start = cpu_seconds(owner_pid)
+        hosts_at_start = cpu_seconds(os.getpid())
         await trio.sleep(max(0.0, stop - time.perf_counter()))
         cpu_at_stop = cpu_seconds(owner_pid)
+        hosts_at_stop = cpu_seconds(os.getpid())
     for i, loop in enumerate(loops):
         counts[i] = loop.count
         if loop.sample is not None:
@@ -193,7 +201,9 @@ async def measure(transports: list[Any], host_keys: list[PrivateKey], owner_peer
     granted = sum(loop.granted for loop in loops)
     return {"batch": batch, "perm_s": granted / seconds, "req_s": len(rtts) / seconds,
             "p50_ms": statistics.median(rtts) * 1000, "p99_ms": percentile(rtts, 0.99) * 1000,
-            "owner_cpu_pct": (cpu_at_stop - cpu_at_start) / seconds * 100}
+            "owner_cpu_pct": (cpu_at_stop - cpu_at_start) / seconds * 100,
+            "hosts_cpu_pct": (hosts_at_stop - hosts_at_start) / seconds * 100,
+            "load": os.getloadavg()[0]}
 
 
 async def bench(net: Testnet, host_keys: list[PrivateKey], batches: list[int],
@@ -226,13 +236,96 @@ async def _hold_transport(cfg: NetConfig, *, task_status: Any = trio.TASK_STATUS
         await trio.sleep_forever()
 
 
-HEADER = ("| batch | permissions/s | requests/s | p50 ms | p99 ms | owner CPU % |\n"
-          "|---:|---:|---:|---:|---:|---:|")
+HEADER = ("| batch | permissions/s | requests/s | p50 ms | p99 ms | owner CPU % "
+          "| hosts CPU % | load avg |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.0f}"
 
 
 def _row(r: dict[str, float]) -> str:
     return (f"| {r['batch']:.0f} | {r['perm_s']:,.0f} | {r['req_s']:,.0f} | {r['p50_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {r['owner_cpu_pct']:.0f} |")
+            f"| {r['p99_ms']:.2f} | {r['owner_cpu_pct']:.0f} | {_pct(r['hosts_cpu_pct'])} "
+            f"| {r['load']:.1f} |")
+
+
+# ------------------------------------------------------------------ --direct
+
+
+async def bench_direct(hosts: int, batches: list[int], seconds: float, warmup: float
+                       ) -> None:
+    from node.config import OwnerRole
+    from tests.roles.owner.owner_kit import HOST, HostClient, OwnerNode
+
+    class NoNetwork:
+        def set_handler(self, *_args: Any) -> None:
+            pass
+
+    with tempfile.TemporaryDirectory(prefix="bench-permission-direct-") as tmp:
+        node = OwnerNode.create(Path(tmp))
+        node.setup_model(escrow=10**8)
+        service = node.service(NoNetwork(), OwnerRole(
+            enabled=True, rate_per_s=1_000_000, rate_burst=1_000_000, redeem_threshold=10**18))
+        # One (model, host) pair per task: a pair's requests are served one at a time,
+        # so four pairs stand for four hosts (the kit has one host account).
+        clients = [HostClient(node.keys[HOST], node.chain.chain_id)]
+        clients += [_extra_pair(node, i) for i in range(1, hosts)]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for batch in batches:
+                print(_row(await _direct_round(service, clients, batch, seconds, warmup)),
+                      flush=True)
+            nursery.cancel_scope.cancel()
+        node.close()
+
+
+async def _direct_round(service: Any, clients: list[Any], batch: int, seconds: float,
+                        warmup: float) -> dict[str, float]:
+    rtts: list[float] = []
+    now = time.perf_counter()
+    start, stop = now + warmup, now + warmup + seconds
+
+    async def loop(i: int) -> None:
+        c = clients[i]
+        while True:
+            req = c.batch([hashlib.sha256(b"%d:%d" % (i, c.count + j)).digest()
+                           for j in range(batch)])
+            data = encode_request(req)
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            await service.handle(f"peer{i}", data)
+            c.accepted(req)
+            if t0 >= start:
+                rtts.append(time.perf_counter() - t0)
+
+    cpu0 = time.process_time()
+    async with trio.open_nursery() as inner:
+        for i in range(len(clients)):
+            inner.start_soon(loop, i)
+    cpu = time.process_time() - cpu0
+    return {"batch": batch, "perm_s": len(rtts) * batch / seconds, "req_s": len(rtts) / seconds,
+            "p50_ms": statistics.median(rtts) * 1000, "p99_ms": percentile(rtts, 0.99) * 1000,
+            # the whole process: the owner and the four hosts' request building
+            "owner_cpu_pct": cpu / (seconds + warmup) * 100, "hosts_cpu_pct": math.nan,
+            "load": os.getloadavg()[0]}
+
+
+def _extra_pair(node: Any, i: int) -> Any:
+    """Another model of the same owner served by the same host: an independent pair."""
+    from tests.roles.owner.owner_kit import HOST, OMLIZER, OWNER, HostClient
+
+    model_id = b"bench-model-%d" % i
+    node.ok(OWNER, RegisterModelBody(model_id=model_id, weights_hash=b"\x11" * 32,
+                                     price_per_query=PRICE,
+                                     omlizers=(node.address(OMLIZER),)))
+    node.ok(HOST, RequestAccessBody(model_id=model_id, collateral=100))
+    node.ok(OMLIZER, CommitOmlizationBody(
+        model_id=model_id, host=node.address(HOST), package_hash=b"\x22" * 32,
+        fp_root=b"\x33" * 32, fp_count=4, package_blob=b"\x44" * 32))
+    node.ok(HOST, FundChannelBody(model_id=model_id, amount=10**8))
+    return HostClient(node.keys[HOST], node.chain.chain_id, model_id=model_id, price=PRICE)
 
 
 def main() -> None:
@@ -242,8 +335,16 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=4)
     ap.add_argument("--batches", default="16,64,128,256",
                     help="comma-separated batch sizes (query hashes per request)")
+    ap.add_argument("--direct", action="store_true",
+                    help="the owner service alone, in this process, no network")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
+    if args.direct:
+        print(f"owner service in-process, {args.hosts} concurrent pairs, no network, "
+              f"{args.seconds:g} s per batch size, {os.cpu_count()} CPUs")
+        print(HEADER, flush=True)
+        trio.run(bench_direct, args.hosts, batches, args.seconds, args.warmup)
+        return
     host_keys = [key(f"host{i}") for i in range(args.hosts)]
     omlizer = key("omlizer")
     with tempfile.TemporaryDirectory(prefix="bench-permission-") as tmp:

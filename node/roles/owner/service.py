@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from consensus.crypto import PrivateKey, Signer
+from consensus.crypto import PrivateKey
 from net import HandlerError
 from node.config import OwnerRole
 from node.ledger.errors import Code
 from node.ledger.records import HostStatus
 from node.ledger.txs import Kind, RedeemBody, tx_hash
-from node.ledger.vouchers import PERMISSION_DOMAIN, permission_body
 from node.rpc.methods import Context, Method
 from node.rpc.params import HexBytes, Param
 
@@ -60,6 +59,7 @@ from .protocol import (
     stale_message,
 )
 from .ratelimit import RateLimiter
+from .signing import PermissionSigner
 from .store import (
     GrantEntry,
     Held,
@@ -87,7 +87,8 @@ class OwnerService:
     name = "owner"
 
     def __init__(self, *, store: OwnerStore, follower: ChainFollower, transport: Any,
-                 backend: Any, chain: Any, signer: Signer, chain_id: str, config: OwnerRole,
+                 backend: Any, chain: Any, account_seed: bytes, chain_id: str,
+                 config: OwnerRole,
                  txs: Any, mempool_txs: Callable[[], Iterable[bytes]],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
@@ -95,8 +96,8 @@ class OwnerService:
         self._transport = transport
         self._backend = backend
         self._chain = chain
-        self._signer = signer
-        self.address = signer.address
+        self._signer = PermissionSigner(account_seed, chain_id)
+        self.address = PrivateKey(account_seed).address
         self.chain_id = chain_id
         self._config = config
         self._txs = txs
@@ -120,7 +121,7 @@ class OwnerService:
         mempool = ctx.backend.mempool
         return cls(store=store, follower=follower, transport=ctx.transport,
                    backend=ctx.backend, chain=ctx.chain,
-                   signer=Signer(PrivateKey(ctx.account_seed)), chain_id=ctx.chain.chain_id,
+                   account_seed=ctx.account_seed, chain_id=ctx.chain.chain_id,
                    config=ctx.config.roles.owner, txs=ctx.txs,
                    mempool_txs=lambda: iter(mempool))
 
@@ -183,10 +184,12 @@ class OwnerService:
                                f"query hashes per request")
         key = pair_key(request.model_id, request.host)
         lock = self._locks.setdefault(key, trio.Lock())
-        async with lock:
-            height, held, signatures = await self._grant(request)
-        if not lock.statistics().tasks_waiting and not lock.locked():
-            self._locks.pop(key, None)
+        try:
+            async with lock:
+                height, held, signatures = await self._grant(request)
+        finally:
+            if not lock.statistics().tasks_waiting and not lock.locked():
+                self._locks.pop(key, None)  # idle pairs cost nothing
         if held is not None:
             self.stats["granted_batches"] += 1
             self.stats["permissions"] += len(signatures)
@@ -242,11 +245,8 @@ class OwnerService:
 
     def sign_batch(self, request: PermissionRequest, height: int) -> tuple[bytes, ...]:
         """One permission per query hash, seq ``first_seq + i``, dated ``height``."""
-        sign = self._signer.sign
-        chain_id, model_id, host = self.chain_id, request.model_id, request.host
-        return tuple(
-            sign(PERMISSION_DOMAIN, chain_id, permission_body(model_id, host, seq, qhash, height))
-            for seq, qhash in zip(request.seqs, request.query_hashes, strict=True))
+        return self._signer.sign_batch(request.model_id, request.host, request.first_seq,
+                                       request.query_hashes, height)
 
     def _refuse(self, code: Refusal, message: str) -> HandlerError:
         self.stats[f"refused_{code.name.lower()}"] += 1

@@ -133,7 +133,8 @@ class OwnerNode:
                        backend=side, index=self.chain, mempool_txs=lambda: iter(self.mempool))
         kw: dict[str, Any] = {} if clock is None else {"clock": clock}
         return OwnerService(store=store, follower=follower, transport=transport, backend=side,
-                            chain=self.chain, signer=signer, chain_id=self.chain.chain_id,
+                            chain=self.chain, account_seed=self.keys[OWNER].seed,
+                            chain_id=self.chain.chain_id,
                             config=config or OwnerRole(enabled=True), txs=txs,
                             mempool_txs=lambda: iter(self.mempool), **kw)
 

@@ -179,7 +179,13 @@ async def test_a_claim_pending_in_the_mempool_blocks_its_query(tmp_path: Path) -
         await s.refused(s.client.batch([qh(6), qh(7)]), Refusal.CLAIM_PENDING)
         req = s.client.batch([qh(6), qh(8)])
         await s.ask(req)
+        s.client.accepted(req)
         assert s.permitted() == 2
+        # once the claim has left the mempool (its block is committed) the query is sold
+        s.node.commit_mempool()
+        assert len(s.node.mempool) == 0
+        await s.ask(s.client.batch([qh(7)]))
+        assert s.permitted() == 3
 
 
 @bounded(60)
@@ -296,3 +302,18 @@ async def test_escrow_topped_up_serves_again(tmp_path: Path) -> None:
         s.node.ok(HOST, FundChannelBody(model_id=MODEL_ID, amount=PRICE))
         await s.ask(s.client.batch([qh(2)]))
         assert s.permitted() == 3
+
+
+@bounded(60)
+async def test_a_stopped_service_answers_not_owner(tmp_path: Path) -> None:
+    from net import HandlerError
+
+    async with owner_setup(tmp_path) as s:
+        req = s.client.batch([qh(0)])
+        await s.ask(req)
+        s.client.accepted(req)
+        service = s.service
+        s.nursery.cancel_scope.cancel()
+    with pytest.raises(HandlerError) as info:
+        await service.handle("late-peer", encode_request(s.client.batch([qh(1)])))
+    assert info.value.code == Refusal.NOT_OWNER
