@@ -20,8 +20,15 @@ Two server processes serve the same tiny model (built here unless
   the OS before the model runs, fsynced every 100 ms).
 
 This process is only the client (httpx, keep-alive). Printed: p50/p99 latency
-of sequential requests for each server, the gateway's added p50/p99, and
-queries/s with ``--concurrency`` clients for ``--seconds``. ``max_tokens`` is
+of sequential requests for each server, the gateway's added p50/p99, the
+server process's CPU per query (user + system, from /proc: on a loaded
+machine the steadier measure of what the gateway adds), and queries/s with
+``--concurrency`` clients for ``--seconds``.
+
+Both servers run torch with ``--threads`` intra-op threads (default 1): a
+tiny model gains nothing from more, and idle OpenMP workers spinning after
+each step compete with the server's event loop on a small machine, which
+made every figure (both servers alike) swing by tens of milliseconds. ``max_tokens`` is
 1 by default so the model's own time does not drown what the gateway adds.
 """
 
@@ -132,9 +139,9 @@ def serve(mode: str, model_dir: Path, db_dir: Path, window_ms: int) -> None:
 # ---------------------------------------------------------------------- client side
 
 
-def start(mode: str, model_dir: Path, db_dir: Path, window_ms: int
+def start(mode: str, model_dir: Path, db_dir: Path, window_ms: int, threads: int
           ) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--model-dir",
                              str(model_dir), "--db", str(db_dir), "--window-ms",
                              str(window_ms)], stdout=subprocess.PIPE, text=True, env=env,
@@ -195,6 +202,12 @@ async def throughput(url: str, seconds: float, concurrency: int, max_tokens: int
         return done, time.perf_counter() - start_t
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -208,6 +221,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=1)
     p.add_argument("--window-ms", type=int, default=0)
     p.add_argument("--model-dir", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per server (OMP_NUM_THREADS); see the docstring")
     p.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
@@ -227,31 +242,38 @@ def main() -> None:
             model_dir = make_tiny_model_dir(tmp / "model", pretrain_steps=0)
         results: dict[str, Any] = {}
         for mode in MODES:
-            proc, url = start(mode, model_dir, tmp / f"db-{mode}", args.window_ms)
+            proc, url = start(mode, model_dir, tmp / f"db-{mode}", args.window_ms,
+                              args.threads)
             try:
+                cpu0 = cpu_seconds(proc.pid)
                 lat = trio.run(sequential, url, args.requests, args.max_tokens)
+                cpu = (cpu_seconds(proc.pid) - cpu0) / (args.requests + 5)
                 n, secs = trio.run(throughput, url, args.seconds, args.concurrency,
                                    args.max_tokens)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             results[mode] = {"p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
-                             "mean_ms": statistics.mean(lat) * 1e3, "qps": n / secs}
+                             "mean_ms": statistics.mean(lat) * 1e3, "qps": n / secs,
+                             "cpu_ms": cpu * 1e3}
         bare = results["bare"]
         for mode in MODES[1:]:
             results[mode]["added_p50_ms"] = results[mode]["p50_ms"] - bare["p50_ms"]
             results[mode]["added_p99_ms"] = results[mode]["p99_ms"] - bare["p99_ms"]
+            results[mode]["added_cpu_ms"] = results[mode]["cpu_ms"] - bare["cpu_ms"]
         print(f"gateway bench: {args.requests} sequential requests, max_tokens "
               f"{args.max_tokens}; throughput with {args.concurrency} clients for "
-              f"{args.seconds:g}s; permission batch window {args.window_ms} ms")
+              f"{args.seconds:g}s; permission batch window {args.window_ms} ms; "
+              f"{args.threads} torch thread(s) per server")
         print(f"{'server':<17}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'added p50':>11}"
-              f"{'added p99':>11}{'queries/s':>11}")
+              f"{'added p99':>11}{'CPU ms/q':>10}{'added CPU':>11}{'queries/s':>11}")
         for mode in MODES:
             r = results[mode]
             added = (f"{r['added_p50_ms']:>11.2f}{r['added_p99_ms']:>11.2f}"
                      if mode != "bare" else f"{'-':>11}{'-':>11}")
+            added_cpu = f"{r['added_cpu_ms']:>11.2f}" if mode != "bare" else f"{'-':>11}"
             print(f"{mode:<17}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['mean_ms']:>9.2f}"
-                  f"{added}{r['qps']:>11.1f}")
+                  f"{added}{r['cpu_ms']:>10.2f}{added_cpu}{r['qps']:>11.1f}")
         if args.json:
             print(json.dumps(results))
     finally:
