@@ -141,3 +141,23 @@ def q_roles(role: str | None, rpc: str) -> None:
 def q_omlizer_jobs(state: str | None, rpc: str) -> None:
     """The node's OMLizer jobs (phase, progress, accuracy, reason of a failure) and reveals."""
     _call(rpc, "omlizer_jobs", {"state": state} if state else {})
+
+
+@query_group.command("usage")
+@RPC_OPTION
+def q_usage(rpc: str) -> None:
+    """The host gateway's usage per end-user API key: requests, tokens, refused.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "gateway_usage", {})
+
+
+@query_group.command("permissions")
+@RPC_OPTION
+def q_permissions(rpc: str) -> None:
+    """The host gateway's permission strings held, voucher, escrow, funding and rebuttals.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "host_permissions", {})

@@ -87,7 +87,11 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .omlizer.service import OmlizerService
 
         services.append(OmlizerService.from_context(ctx, storage))
-    for name in ("prover", "host"):
+    if roles.host.enabled:
+        from .host.service import HostService
+
+        services.append(HostService.from_context(ctx))
+    for name in ("prover",):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)
