@@ -158,6 +158,34 @@ class ProverRole:
     """Prover: probe deployments with assigned fingerprint keys and file claims."""
 
     enabled: bool = _f(False, "query deployments with assigned keys and file claims")
+    endpoints: list[str] = _f(
+        [], "OpenAI-compatible base URLs (e.g. http://10.0.0.5:8000/v1) to probe besides the "
+            "endpoints hosts registered on chain")
+    reference_endpoints: list[str] = _f(
+        [], "OpenAI-compatible base URLs serving the base model (or a copy of known "
+            "provenance): a key's output counts as evidence only where it differs from theirs")
+    require_reference: bool = _f(
+        True, "claim only on outputs that differ from a reference (a configured one or another "
+              "host's registered endpoint); false: claim on any consistent outputs and let the "
+              "OMLizer's reveal decide (the bond is burned on a mismatch)")
+    api_key: str = _f("", "bearer token sent to endpoints that need one (secret)")
+    api: str = _f("completions", "completions (the key is the prompt) or chat (the key is "
+                                 "the one user message)")
+    probe_interval_ms: int = _f(10000, "mean pause between two probes")
+    jitter_pct: int = _f(50, "each pause is drawn uniformly within +-this percent of the mean")
+    request_timeout_ms: int = _f(60000, "deadline of one OpenAI API request")
+    max_concurrent: int = _f(2, "most probes in flight at once")
+    max_tokens: int = _f(32, "max_tokens asked per probe (enough for a fingerprint response)")
+    samples_per_key: int = _f(
+        3, "probes of one key on one deployment before its output counts; the claimed output "
+           "is the longest prefix a strict majority of them share (survives sampling)")
+    min_output_chars: int = _f(1, "shortest majority prefix that counts as an output")
+    claim_bond: int = _f(100, "bond posted with each claim (at least the chain's min_claim_bond)")
+    claim_min_matches: int = _f(
+        4, "keys a claim names at least, when the chain does not say (its claim_min_matches "
+           "parameter wins)")
+    max_claim_keys: int = _f(16, "most keys one claim names")
+    key_refresh_ms: int = _f(60000, "how often to ask OMLizer peers for newly dealt key sets")
 
 
 @dataclass(frozen=True)
@@ -212,7 +240,8 @@ class Config:
 
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
             ("log", "format"): {"plain", "json"},
-            ("p2p", "msg_id"): {"content", "peer_seqno"}}
+            ("p2p", "msg_id"): {"content", "peer_seqno"},
+            ("roles.prover", "api"): {"completions", "chat"}}
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.storage", "range_chunks"): (1, 64),
@@ -220,7 +249,16 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.owner", "rate_per_s"): (1, 1_000_000),
            ("roles.owner", "rate_burst"): (1, 1_000_000),
            ("roles.owner", "retry_interval_ms"): (100, 3_600_000),
-           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000)}
+           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000),
+           ("roles.prover", "probe_interval_ms"): (1, 86_400_000),
+           ("roles.prover", "jitter_pct"): (0, 100),
+           ("roles.prover", "request_timeout_ms"): (100, 3_600_000),
+           ("roles.prover", "max_concurrent"): (1, 64),
+           ("roles.prover", "max_tokens"): (1, 4096),
+           ("roles.prover", "samples_per_key"): (1, 16),
+           ("roles.prover", "claim_min_matches"): (1, 256),
+           ("roles.prover", "max_claim_keys"): (1, 256),
+           ("roles.prover", "key_refresh_ms"): (1000, 86_400_000)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:

@@ -78,7 +78,11 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .owner.service import OwnerService
 
         services.append(OwnerService.from_context(ctx))
-    for name in ("omlizer", "prover", "host"):
+    if roles.prover.enabled:
+        from .prover.service import ProverService
+
+        services.append(ProverService.from_context(ctx))
+    for name in ("omlizer", "host"):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)
