@@ -10,7 +10,8 @@ a change to the format is a change to this one module::
                                                    [[fp_index, key, output], ...], salt]))
 
 The commitment is the ledger's own function when the ledger has one
-(:func:`node.ledger.claims.claim_commitment`), so the two cannot drift.
+(:func:`node.ledger.claimhash.claim_commitment`), so the two cannot drift;
+so is the least bond (:func:`node.ledger.claims.required_claim_bond`).
 """
 
 from __future__ import annotations
@@ -43,10 +44,19 @@ def claim_commitment(chain_id: str, prover: bytes, model_id: bytes, host: bytes,
                      items: Sequence[Item], salt: bytes) -> bytes:
     """The hash a ``commit_claim`` posts and ``open_claim`` must open."""
     try:
-        from node.ledger.claims import claim_commitment as ledger_commitment  # type: ignore
+        from node.ledger.claimhash import claim_commitment as ledger_commitment  # type: ignore
     except ImportError:
         return _local_commitment(chain_id, prover, model_id, host, items, salt)
     return ledger_commitment(chain_id, prover, model_id, host, list(items), salt)
+
+
+def least_bond(params: Any, host_record: Any) -> int:
+    """The smallest bond the ledger accepts for a claim against ``host_record``."""
+    try:
+        from node.ledger.claims import required_claim_bond  # type: ignore[attr-defined]
+    except ImportError:
+        return int(params.min_claim_bond)
+    return int(required_claim_bond(params, host_record))
 
 
 def commit_body(model_id: bytes, host: bytes, commitment: bytes, bond: int) -> Any:
@@ -69,7 +79,7 @@ def claim_id_from_events(events: Sequence[Any]) -> int | None:
     ``events`` as the chain's tx index stores them: ``{"type", "attributes"}``.
     """
     for event in events:
-        if isinstance(event, dict) and event.get("type") == "commit_claim":
+        if isinstance(event, dict) and event.get("type") in ("claim_committed", "commit_claim"):
             attrs = event.get("attributes") or {}
             if "claim_id" in attrs:
                 return int(attrs["claim_id"])
@@ -77,4 +87,4 @@ def claim_id_from_events(events: Sequence[Any]) -> int | None:
 
 
 __all__ = ["CLAIM_DOMAIN", "Item", "claim_commitment", "claim_id_from_events", "commit_body",
-           "new_salt", "open_body"]
+           "least_bond", "new_salt", "open_body"]

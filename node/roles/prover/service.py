@@ -350,8 +350,8 @@ class ProverService:
         salt = claimtx.new_salt()
         commitment = claimtx.claim_commitment(self._txs.chain_id, self._txs.address, model_id,
                                               host, plan.items, salt)
-        params = self._backend.params()
-        bond = max(self._cfg.claim_bond, int(params.min_claim_bond))
+        rec = self._backend.host(model_id, host)
+        bond = max(self._cfg.claim_bond, claimtx.least_bond(self._backend.params(), rec))
         claim = self.store.new_claim(ClaimRecord(
             local_id=0, model_id=ks.model_id, host=ks.host, generation=ks.generation,
             endpoint=dep.base_url, served_model=dep.served_model,
