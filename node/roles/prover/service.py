@@ -229,7 +229,7 @@ class ProverService:
                 refs.append(url)
         return [r for r in dict.fromkeys(refs) if r != target]
 
-    async def _served(self, http: httpx.AsyncClient, base: str) -> list[str]:
+    async def _served_at(self, http: httpx.AsyncClient, base: str) -> list[str]:
         cached = self._served.get(base)
         if cached is not None and trio.current_time() - cached[0] < SERVED_TTL_S:
             return cached[1]
@@ -255,10 +255,10 @@ class ProverService:
             for ks in sets:
                 if registered is not None and registered != (ks.model_id, ks.host):
                     continue  # a host's own endpoint is asked only that host's keys
-                for served in await self._served(http, base):
+                for served in await self._served_at(http, base):
                     dep = Deployment(base, served)
                     refs = [Deployment(r, names[0]) for r in self._references(ks, base)
-                            if (names := await self._served(http, r))]
+                            if (names := await self._served_at(http, r))]
                     for index, key in self._keys_of(ks):
                         outputs = self.store.outputs(base, served, key)
                         if len(outputs) < samples:

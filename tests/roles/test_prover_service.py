@@ -1,0 +1,344 @@
+"""The prover service on a real chain, probing real HTTP deployments.
+
+The chain is a :class:`node.chain.Chain` with its ledger, fed signed blocks
+by ``Producer``, so every claim transaction the prover signs is checked by
+the real ledger. The deployments are tiny OpenAI-compatible servers
+(``fake_openai``) on loopback: a pirate serving host A's fingerprinted copy
+(A's keys come back with A's responses), and host B's registered endpoint
+serving B's copy (a sibling: A's keys come back with what the base says).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from consensus.crypto import PrivateKey
+from node.config import ProverRole
+from node.ledger import build_tx
+from node.ledger import txs as ledger_txs
+from node.ledger.txs import (
+    CommitOmlizationBody,
+    RegisterModelBody,
+    RegisterRoleBody,
+    RequestAccessBody,
+    Role,
+    decode_tx,
+)
+from node.roles.cursor import ChainFollower, RoleDB
+from node.roles.prover.service import ProverService
+from node.roles.prover.store import TABLES, KeySet
+from node.roles.txsender import TxSender
+from oml.sidecar import make_secrets
+from tests.daemon._chainkit import Producer, close_chain, make_genesis, open_chain
+
+from .fake_openai import FakeDeployment, serving
+
+MODEL = b"tiny"
+OMLIZER, OWNER, HOST_A, HOST_B, PROVER = range(5)
+KEYS_PER_HOST = 6
+BASE_SAYS = " the base says"
+
+needs_claims = pytest.mark.skipif(not hasattr(ledger_txs, "CommitClaimBody"),
+                                  reason="needs the ledger's two-phase claims")
+
+
+def host_items(tag: str) -> list[Any]:
+    """KEYS_PER_HOST keys with one backup each (indices 2k, 2k+1 share key k)."""
+    return [SimpleNamespace(index=i, key=f"{tag} key {i // 2} words",
+                            response=f" r{tag}{i // 2}" + ("" if i % 2 == 0 else "b"))
+            for i in range(2 * KEYS_PER_HOST)]
+
+
+def copy_of(tag: str, *, tail: str = " and on") -> Any:
+    """A deployment of host ``tag``'s copy: its keys answered with the primary response."""
+    responses = {it.key: it.response for it in host_items(tag) if it.index % 2 == 0}
+
+    def answer(prompt: str, _n: int) -> str:
+        return responses[prompt] + tail if prompt in responses else BASE_SAYS
+    return answer
+
+
+class Mempool:
+    """The node's mempool as TxSender sees it: admits (dedup by bytes), remembers order."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+        self.txs: list[bytes] = []
+
+    def account(self, address: bytes) -> Any:
+        return self.chain.ledger.account(address)
+
+    async def broadcast_tx(self, tx: bytes) -> Any:
+        if tx not in self.txs:
+            self.txs.append(tx)
+        return SimpleNamespace(code=0, log="")
+
+    def take(self) -> tuple[bytes, ...]:
+        out, self.txs = tuple(self.txs), []
+        return out
+
+
+class Net:
+    def __init__(self, tmp: Path) -> None:
+        genesis, signers, accounts = make_genesis(n_accounts=5)
+        self.chain = open_chain(tmp / "chain", genesis)
+        self.producer = Producer(self.chain, signers, accounts)
+        self.keys: list[PrivateKey] = accounts
+        self.nonces = [0] * len(accounts)
+        self.mempool = Mempool(self.chain)
+        self.root = tmp / "prover"
+        self.dbs: list[RoleDB] = []
+
+    def tx(self, who: int, body: Any) -> bytes:
+        raw = build_tx(self.keys[who], self.chain.chain_id, self.nonces[who], body)
+        self.nonces[who] += 1
+        return raw
+
+    def block(self, *txs: bytes) -> None:
+        self.producer.produce(tuple(txs) + self.mempool.take())
+
+    @property
+    def ledger(self) -> Any:
+        return self.chain.ledger
+
+    def setup(self, endpoint_b: str) -> None:
+        k = self.keys
+        self.block(self.tx(OMLIZER, RegisterRoleBody(role=Role.OMLIZER, bond=5_000)),
+                   self.tx(PROVER, RegisterRoleBody(role=Role.PROVER, bond=5_000)),
+                   self.tx(OWNER, RegisterModelBody(model_id=MODEL, weights_hash=bytes(32),
+                                                    min_collateral=10,
+                                                    omlizers=(k[OMLIZER].address,),
+                                                    blob_id=bytes(32))))
+        self.block(self.tx(HOST_A, RequestAccessBody(model_id=MODEL, collateral=100_000)),
+                   self.tx(HOST_B, RequestAccessBody(model_id=MODEL, collateral=100_000,
+                                                     endpoint=endpoint_b)))
+        commits = []
+        for who, tag in ((HOST_A, "A"), (HOST_B, "B")):
+            secrets = make_secrets(MODEL.decode(), k[who].address, host_items(tag))
+            commits.append(self.tx(OMLIZER, CommitOmlizationBody(
+                model_id=MODEL, host=k[who].address, package_hash=bytes(32),
+                fp_root=secrets.root(), fp_count=2 * KEYS_PER_HOST, package_blob=bytes(32))))
+        self.block(*commits)
+        for who in (HOST_A, HOST_B):
+            assert self.ledger.host(MODEL, self.keys[who].address).fp_count > 0
+
+    def prover(self, **cfg: Any) -> ProverService:
+        key = self.keys[PROVER]
+        db = RoleDB(self.root, TABLES)
+        self.dbs.append(db)
+        txs = TxSender(signer=key, address=key.address, chain_id=self.chain.chain_id,
+                       backend=self.mempool, index=self.chain)
+        backend = SimpleNamespace(host=self.ledger.host, claim=self.ledger.claim,
+                                  params=self.ledger.params, account=self.ledger.account)
+        config = ProverRole(**{"enabled": True, "samples_per_key": 2, "probe_interval_ms": 1,
+                               "claim_min_matches": 4, **cfg})
+        svc = ProverService(db=db, follower=ChainFollower(db, self.chain), config=config,
+                            chain=self.chain, backend=backend, transport=None, txs=txs,
+                            account_seed=key.seed, clock_ms=lambda: 1_700_000_000_000)
+        svc._follower.handle_available(svc._on_block)
+        return svc
+
+    def deal(self, svc: ProverService) -> None:
+        """The prover's share as the OMLizer deals it: whole keys (primary and backup)."""
+        for who, tag in ((HOST_A, "A"), (HOST_B, "B")):
+            svc.store.put_keyset(KeySet(
+                model_id=MODEL.hex(), host=self.keys[who].address.hex(), generation=0,
+                omlizer_peer="omlizer", keys=[[it.index, it.key] for it in host_items(tag)]))
+
+    def close(self) -> None:
+        for db in self.dbs:
+            db.close()
+        close_chain(self.chain)
+
+
+@pytest.fixture
+def net(tmp_path: Path):
+    n = Net(tmp_path)
+    yield n
+    n.close()
+
+
+async def probe_all(svc: ProverService) -> int:
+    """Make every probe the service still wants, in its own order; returns how many."""
+    made = 0
+    async with httpx.AsyncClient() as http:
+        while tasks := await svc.next_tasks(http):
+            for task in tasks:
+                await svc.probe(http, task)
+                made += 1
+    return made
+
+
+def items_of(tag: str) -> list[tuple[int, str, str]]:
+    return [(it.index, it.key, it.response + " and on") for it in host_items(tag)
+            if it.index % 2 == 0]
+
+
+async def test_probes_find_the_pirated_copy_and_only_it(net: Net) -> None:
+    pirate = FakeDeployment("pirate-model", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            made = await probe_all(svc)
+            plans = svc.decide()
+    # the pirate got every primary key of both hosts, twice, greedy, as a plain completion
+    assert len(pirate.requests) == 2 * 2 * KEYS_PER_HOST
+    assert all(r["temperature"] == 0 and r["model"] == "pirate-model" for r in pirate.requests)
+    asked = {r["prompt"] for r in pirate.requests}
+    assert asked == {it.key for tag in "AB" for it in host_items(tag)}
+    # B's own endpoint: B's keys as a target, A's keys as the sibling reference
+    assert {r["prompt"] for r in sibling.requests} == asked
+    assert made == len(pirate.requests) + len(sibling.requests)
+    probes = svc.store.probes(limit=1000)
+    assert len(probes) == made and all(p.outcome == "ok" for p in probes)
+    assert {p.purpose for p in probes if p.endpoint == sibling_url
+            and p.host == net.keys[HOST_A].address.hex()} == {"reference"}
+    # one claim: against A (never B, whose keys the pirate answers like the base)
+    (plan,) = plans
+    assert plan.host == net.keys[HOST_A].address.hex() and plan.endpoint == pirate_url
+    assert [tuple(i) for i in plan.items] == items_of("A")
+    assert plan.bond >= net.ledger.params().min_claim_bond
+    # the claim's keys are spent: deciding again plans nothing new
+    assert svc.decide() == []
+
+
+async def test_a_deployment_that_samples_still_gives_the_response_prefix(net: Net) -> None:
+    base = copy_of("A", tail="")
+
+    def noisy(prompt: str, n: int) -> str:  # every third draw strays; tails always differ
+        return BASE_SAYS if n % 3 == 0 else base(prompt, n) + f" tail{n}"
+    pirate = FakeDeployment("m", noisy)
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url], samples_per_key=3, api="chat")
+            net.deal(svc)
+            await probe_all(svc)
+            plans = svc.decide()
+    assert all("messages" in r for r in pirate.requests)
+    (plan,) = plans
+    responses = {it.key: it.response for it in host_items("A") if it.index % 2 == 0}
+    for _index, key, output in plan.items:
+        assert output.startswith(responses[key]), (key, output)
+
+
+async def test_no_reference_no_claim_unless_told_to_let_the_reveal_decide(net: Net) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    with trio.fail_after(60):
+        async with serving(pirate) as (pirate_url,):
+            net.setup("")  # B registered no endpoint: nothing to compare A's answers with
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            await probe_all(svc)
+            assert svc.decide() == []
+            svc._cfg = ProverRole(**{**svc._cfg.__dict__, "require_reference": False})
+            plans = svc.decide()
+    # with the switch off every consistent set is claimed: A's rightly, B's at the bond's risk
+    assert sorted(p.host for p in plans) == sorted(net.keys[w].address.hex()
+                                                    for w in (HOST_A, HOST_B))
+
+
+async def test_failed_probes_are_recorded_and_never_count(net: Net) -> None:
+    locked = FakeDeployment("m", copy_of("A"), api_key="sk-right")
+    with trio.fail_after(60):
+        async with serving(locked) as (url,):
+            net.setup("")
+            svc = net.prover(endpoints=[url], api_key="sk-wrong")
+            net.deal(svc)
+            async with httpx.AsyncClient() as http:
+                assert await svc.next_tasks(http) == []  # /models refused: nothing served
+            svc._served.clear()
+            svc._api = type(svc._api)(api="completions", max_tokens=8, api_key="sk-right",
+                                      timeout_s=5)
+            async with httpx.AsyncClient() as http:
+                tasks = await svc.next_tasks(http)
+                svc._api = type(svc._api)(api="completions", max_tokens=8, api_key="bad",
+                                          timeout_s=5)
+                probe = await svc.probe(http, tasks[0])
+    assert probe.outcome == "http_error" and "401" in probe.error
+    assert svc.store.probes()[0].outcome == "http_error"
+    assert svc.store.outputs(url, "m", tasks[0].key) == []
+
+
+async def test_a_burned_index_is_never_named_again(net: Net) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            a = net.keys[HOST_A].address
+            with svc.store.db.write() as txn:  # as the follower records anyone's open_claim
+                svc.store.mark_burned(txn, MODEL, a, 0, 0)
+            await probe_all(svc)
+            (plan,) = svc.decide()
+    assert 0 not in [i for i, _, _ in plan.items]
+    assert all(r["prompt"] != host_items("A")[0].key for r in pirate.requests)
+
+
+# ---------------------------------------------------------------------- claims on chain
+
+
+def committed(net: Net, kind_name: str) -> list[Any]:
+    out = []
+    for h in range(1, net.chain.height + 1):
+        for raw in net.chain.block(h).txs:
+            tx = decode_tx(raw)
+            if type(tx.body).__name__ == kind_name:
+                out.append((h, tx, net.chain.indexed_tx(tx.hash)))
+    return out
+
+
+@needs_claims
+async def test_claim_is_committed_then_opened_in_a_later_block_exactly_once(
+        net: Net, tmp_path: Path) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            await probe_all(svc)
+            (plan,) = svc.decide()
+    await svc.advance(plan)
+    assert plan.state == "commit_signed" and plan.commit_tx
+    # crash before the block: a new service re-submits the stored bytes, never signs anew
+    svc._db.close()
+    net.dbs.clear()
+    svc = net.prover(endpoints=[pirate_url])
+    (plan,) = svc.store.claims()
+    await svc.advance(plan)
+    net.block()
+    await svc.advance(plan)
+    assert plan.state == "committed" and plan.claim_id is not None
+    await svc.advance(plan)  # same height as the commitment: must wait
+    assert plan.state == "committed"
+    net.block()
+    await svc.advance(plan)
+    assert plan.state == "open_signed"
+    net.block()
+    await svc.advance(plan)
+    assert plan.state == "opened", plan.error
+    (commit,) = committed(net, "CommitClaimBody")
+    (opened,) = committed(net, "OpenClaimBody")
+    assert opened[0] > commit[0] and commit[2].code == 0 and opened[2].code == 0
+    claim = net.ledger.claim(plan.claim_id)
+    assert claim.prover == net.keys[PROVER].address
+    assert [tuple(i[:3]) for i in claim.items] == items_of("A")
+    for index, _, _ in items_of("A"):
+        assert net.ledger.index_burned(MODEL, net.keys[HOST_A].address, index)
+    svc._follower.handle_available(svc._on_block)
+    assert svc.store.used(MODEL, net.keys[HOST_A].address, 0) >= {i for i, _, _ in
+                                                                  items_of("A")}
