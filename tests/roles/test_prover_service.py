@@ -342,3 +342,83 @@ async def test_claim_is_committed_then_opened_in_a_later_block_exactly_once(
     svc._follower.handle_available(svc._on_block)
     assert svc.store.used(MODEL, net.keys[HOST_A].address, 0) >= {i for i, _, _ in
                                                                   items_of("A")}
+
+
+class FakeTransport:
+    """The node's transport as the key loop uses it: peers, and request routed to handlers."""
+
+    def __init__(self, peer_id: str = "prover-peer") -> None:
+        self.peer_id = peer_id
+        self.handlers: dict[str, Any] = {}
+
+    def connected_peers(self) -> list[Any]:
+        return [SimpleNamespace(peer_id=p) for p in self.handlers]
+
+    async def request(self, peer: str, protocol: str, data: bytes, timeout: Any = None
+                      ) -> bytes:
+        return self.handlers[peer](self.peer_id, data)
+
+
+async def test_the_running_service_probes_at_its_pace_and_files_the_claim(net: Net) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    final = "opened" if hasattr(ledger_txs, "CommitClaimBody") else "commit_failed"
+    with trio.fail_after(120):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url], probe_interval_ms=4, jitter_pct=50,
+                             max_concurrent=3)
+            svc._transport = FakeTransport()
+            net.deal(svc)
+
+            async def produce_blocks() -> None:
+                while True:
+                    await trio.sleep(0.05)
+                    net.block()
+                    svc.notify()
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(svc.run)
+                nursery.start_soon(produce_blocks)
+                while not any(c.state == final for c in svc.store.claims()):
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+    (claim,) = svc.store.claims()
+    assert claim.host == net.keys[HOST_A].address.hex()
+    assert [tuple(i) for i in claim.items] == items_of("A")
+    if final == "opened":
+        assert net.ledger.claim(claim.claim_id).prover == net.keys[PROVER].address
+    times = [p.time_ms for p in svc.store.probes(limit=1000)]
+    assert len(times) == len(pirate.requests) + len(sibling.requests)
+
+
+async def test_keys_come_from_the_omlizers_hand_off(net: Net) -> None:
+    handoff = pytest.importorskip("node.roles.omlizer.handoff")
+    jobs = pytest.importorskip("node.roles.omlizer.jobs")
+    from oml.sidecar import seal_prover_keys
+
+    net.setup("")
+    svc = net.prover()
+    transport = FakeTransport()
+    svc._transport = transport
+    db = RoleDB(net.root.parent / "omlizer", jobs.TABLES)
+    net.dbs.append(db)
+    store = jobs.JobStore(db)
+    prover = net.keys[PROVER]
+    for who, tag in ((HOST_A, "A"), (HOST_B, "B")):
+        secrets = make_secrets(MODEL.decode(), net.keys[who].address, host_items(tag))
+        store.put_handoff(prover.address, jobs.job_key(MODEL, net.keys[who].address, 0),
+                          seal_prover_keys(secrets, [0, 1, 4, 5], prover.public_key))
+    server = handoff.KeysServer(store, chain_id=net.chain.chain_id,
+                                clock_ms=lambda: 1_700_000_000_000)
+    transport.handlers["omlizer-peer"] = server.answer
+    transport.handlers["bystander"] = lambda _peer, _data: (_ for _ in ()).throw(
+        handoff.HandoffError("speaks no such protocol"))
+    assert await svc.refresh_keys() == 2
+    assert await svc.refresh_keys() == 0  # a deal is final: stored once
+    sets = {ks.host: ks for ks in svc.store.keysets()}
+    a = sets[net.keys[HOST_A].address.hex()]
+    assert a.omlizer_peer == "omlizer-peer"
+    assert a.keys == [[0, "A key 0 words"], [1, "A key 0 words"], [4, "A key 2 words"],
+                      [5, "A key 2 words"]]
+    assert "bystander" in svc.key_failures
