@@ -422,3 +422,35 @@ async def test_keys_come_from_the_omlizers_hand_off(net: Net) -> None:
     assert a.keys == [[0, "A key 0 words"], [1, "A key 0 words"], [4, "A key 2 words"],
                       [5, "A key 2 words"]]
     assert "bystander" in svc.key_failures
+
+
+async def test_prover_probes_rpc_pages_probes_and_hides_salts(net: Net) -> None:
+    from node.rpc.errors import InvalidParams
+    from node.rpc.params import bind_params
+
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            made = await probe_all(svc)
+            svc.decide()
+    (method,) = svc.rpc_methods()
+    assert method.name == "prover_probes"
+
+    async def call(raw: Any) -> Any:
+        return await method.handler(None, **bind_params(method.params, raw))
+    first = await call({"limit": 5})
+    assert [p["seq"] for p in first["probes"]] == [0, 1, 2, 3, 4]
+    assert first["total_probes"] == made and first["next_after"] == 4
+    rest = await call({"after": first["next_after"], "limit": 1000})
+    assert len(rest["probes"]) == made - 5
+    (claim,) = rest["claims"]
+    assert claim["state"] == "planned" and "salt" not in claim and claim["commitment"]
+    assert {(t["endpoint"], t["host"]) for t in rest["targets"]} == {
+        (pirate_url, None), (sibling_url, net.keys[HOST_B].address.hex())}
+    assert sorted(k["indices_used"] for k in rest["keysets"]) == [0, KEYS_PER_HOST]
+    with pytest.raises(InvalidParams):
+        bind_params(method.params, {"limit": 0})
