@@ -103,3 +103,13 @@ def test_evidence_for_ignores_references_that_sample_wildly() -> None:
     out = evidence_for(keys, mine, [ref_stable, ref_random], samples=3, min_chars=1)
     assert out == [KeyEvidence(0, "k0", " r0", (" base",)),
                    KeyEvidence(2, "k1", None, (" base",))]
+
+
+def test_while_probes_are_out_the_claim_waits_for_max_keys() -> None:
+    evidence = [ev(i, f" r{i}", " base") for i in range(5)]
+    assert plan_claim(evidence, min_matches=4, max_keys=6, require_reference=True,
+                      complete=False) is None
+    assert plan_claim(evidence, min_matches=4, max_keys=5, require_reference=True,
+                      complete=False) is not None
+    plan = plan_claim(evidence, min_matches=4, max_keys=6, require_reference=True)
+    assert plan is not None and len(plan.items) == 5

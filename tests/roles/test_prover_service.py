@@ -382,13 +382,13 @@ async def test_the_running_service_probes_at_its_pace_and_files_the_claim(net: N
                 nursery.start_soon(produce_blocks)
                 while not any(c.state == final for c in svc.store.claims()):
                     await trio.sleep(0.05)
-                nursery.cancel_scope.cancel()
-    (claim,) = svc.store.claims()
+                (claim,) = svc.store.claims()
+                times = [p.time_ms for p in svc.store.probes(limit=1000)]
+                nursery.cancel_scope.cancel()  # the service closes its database on the way out
     assert claim.host == net.keys[HOST_A].address.hex()
     assert [tuple(i) for i in claim.items] == items_of("A")
     if final == "opened":
         assert net.ledger.claim(claim.claim_id).prover == net.keys[PROVER].address
-    times = [p.time_ms for p in svc.store.probes(limit=1000)]
     assert len(times) == len(pirate.requests) + len(sibling.requests)
 
 

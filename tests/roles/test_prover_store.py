@@ -41,6 +41,8 @@ def test_every_probe_is_recorded_in_order_and_only_successes_feed_the_decision(
     assert store.outputs("http://other/v1", "m", "k") == [" z"]
     assert [p.seq for p in store.probes(after=2, limit=1)] == [3]
     assert store.probe_count() == 5
+    assert store.failures("http://e/v1", "m", "k") == 1
+    assert store.failures("http://other/v1", "m", "k") == 0
 
 
 def test_probes_and_claims_survive_a_reopen(tmp_path: Path) -> None:

@@ -114,17 +114,21 @@ class ClaimPlan:
 
 
 def plan_claim(evidence: Sequence[KeyEvidence], *, min_matches: int, max_keys: int,
-               require_reference: bool, burned: frozenset[int] = frozenset()
-               ) -> ClaimPlan | None:
+               require_reference: bool, burned: frozenset[int] = frozenset(),
+               complete: bool = True) -> ClaimPlan | None:
     """The claim worth making from ``evidence``, or None while it is not worth the bond.
 
     Keys already burned on chain are never named again. Names at most
-    ``max_keys`` (lowest indices first), at least ``min_matches``.
+    ``max_keys`` (lowest indices first), at least ``min_matches``. While
+    probes of the set are still out (``complete`` false) it waits for
+    ``max_keys`` countable keys: a claim naming more than the minimum still
+    slashes when one of its keys turns out not to match, so the prover does
+    not claim with the first ``min_matches`` keys that count.
     """
     chosen = sorted((e for e in evidence
                      if e.fp_index not in burned and e.counts(require_reference=require_reference)),
                     key=lambda e: e.fp_index)
-    if len(chosen) < max(1, min_matches):
+    if len(chosen) < max(1, min_matches) or (not complete and len(chosen) < max_keys):
         return None
     items = tuple((e.fp_index, e.key, e.output or "") for e in chosen[:max(max_keys, min_matches)])
     return ClaimPlan(items)

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("node.roles.prover")
 
 CLAIM_TICK_S = 1.0
+GIVE_UP = 2
+"""A key is given up at a deployment after ``GIVE_UP * samples_per_key`` failed probes."""
 SERVED_TTL_S = 300.0
 """How long a deployment's ``/models`` list is trusted before it is asked again."""
 
@@ -246,29 +248,49 @@ class ProverService:
         return [(i, k) for i, k in primary_indices([(int(i), str(k)) for i, k in ks.keys])
                 if i not in used]
 
-    async def next_tasks(self, http: httpx.AsyncClient) -> list[Task]:
-        """Every probe still needed now (the loop draws one at random)."""
-        samples = self._cfg.samples_per_key
-        tasks: list[Task] = []
+    def _cases(self) -> list[tuple[Deployment, KeySet, list[Deployment]]]:
+        """(deployment under test, key set it is asked, its references), from cached lists."""
+        out = []
         sets = self._live_sets()
         for base, registered in self._targets():
             for ks in sets:
                 if registered is not None and registered != (ks.model_id, ks.host):
                     continue  # a host's own endpoint is asked only that host's keys
-                for served in await self._served_at(http, base):
-                    dep = Deployment(base, served)
-                    refs = [Deployment(r, names[0]) for r in self._references(ks, base)
-                            if (names := await self._served_at(http, r))]
-                    for index, key in self._keys_of(ks):
-                        outputs = self.store.outputs(base, served, key)
-                        if len(outputs) < samples:
-                            tasks.append(Task(dep, ks, index, key, "target"))
-                            continue
-                        for ref in refs:
-                            if len(self.store.outputs(ref.base_url, ref.served_model,
-                                                      key)) < samples:
-                                tasks.append(Task(ref, ks, index, key, "reference"))
-        return [t for t in tasks if (t.deployment, t.key) not in self._in_flight]
+                refs = [Deployment(r, names[0]) for r in self._references(ks, base)
+                        if (names := self._served.get(r, (0.0, []))[1])]
+                for served in self._served.get(base, (0.0, []))[1]:
+                    out.append((Deployment(base, served), ks, refs))
+        return out
+
+    def _settled(self, dep: Deployment, key: str) -> bool:
+        """Enough outputs of ``key`` at ``dep``, or so many failures that it is given up."""
+        samples = self._cfg.samples_per_key
+        return len(self.store.outputs(dep.base_url, dep.served_model, key)) >= samples or \
+            self.store.failures(dep.base_url, dep.served_model, key) >= GIVE_UP * samples
+
+    def _needed(self, dep: Deployment, ks: KeySet, refs: Sequence[Deployment]) -> list[Task]:
+        """Probes still wanted for one case: the target's first, then its references'."""
+        tasks = []
+        for index, key in self._keys_of(ks):
+            if not self._settled(dep, key):
+                tasks.append(Task(dep, ks, index, key, "target"))
+                continue
+            if not self.store.outputs(dep.base_url, dep.served_model, key):
+                continue  # given up on the target: its references would tell nothing
+            tasks += [Task(ref, ks, index, key, "reference") for ref in refs
+                      if not self._settled(ref, key)]
+        return tasks
+
+    async def next_tasks(self, http: httpx.AsyncClient) -> list[Task]:
+        """Every probe still needed now (the loop draws one at random)."""
+        for base in dict.fromkeys([b for b, _ in self._targets()]
+                                  + list(self._cfg.reference_endpoints)):
+            await self._served_at(http, base)
+        tasks: dict[tuple[Deployment, str], Task] = {}
+        for case in self._cases():
+            for t in self._needed(*case):
+                tasks.setdefault((t.deployment, t.key), t)  # one reference serves many cases
+        return [t for k, t in tasks.items() if k not in self._in_flight]
 
     def _gap_s(self) -> float:
         mean = self._cfg.probe_interval_ms / 1000
@@ -321,28 +343,25 @@ class ProverService:
 
     def decide(self) -> list[ClaimRecord]:
         """Plan every claim the recorded probes now justify (see :mod:`.decide`)."""
-        planned = []
+        planned: list[ClaimRecord] = []
         samples, min_chars = self._cfg.samples_per_key, self._cfg.min_output_chars
-        for base, registered in self._targets():
-            for ks in self._live_sets():
-                if registered is not None and registered != (ks.model_id, ks.host):
-                    continue
-                for served in self._served.get(base, (0.0, []))[1]:
-                    keys = self._keys_of(ks)
-                    mine = {k: self.store.outputs(base, served, k) for _, k in keys}
-                    refs = []
-                    for r in self._references(ks, base):
-                        names = self._served.get(r, (0.0, []))[1]
-                        if names:
-                            refs.append({k: self.store.outputs(r, names[0], k) for _, k in keys})
-                    plan = plan_claim(evidence_for(keys, mine, refs, samples=samples,
-                                                   min_chars=min_chars),
-                                      min_matches=self._min_matches(),
-                                      max_keys=self._cfg.max_claim_keys,
-                                      require_reference=self._cfg.require_reference)
-                    if plan is not None:
-                        planned.append(self._plan(ks, Deployment(base, served), plan))
-                        break
+        claimed: set[tuple[str, str]] = set()
+        for dep, ks, refs in self._cases():
+            if (ks.model_id, ks.host) in claimed:
+                continue
+            keys = self._keys_of(ks)
+            mine = {k: self.store.outputs(dep.base_url, dep.served_model, k) for _, k in keys}
+            theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, k in keys}
+                      for r in refs]
+            plan = plan_claim(evidence_for(keys, mine, theirs, samples=samples,
+                                           min_chars=min_chars),
+                              min_matches=self._min_matches(),
+                              max_keys=self._cfg.max_claim_keys,
+                              require_reference=self._cfg.require_reference,
+                              complete=not self._needed(dep, ks, refs))
+            if plan is not None:
+                planned.append(self._plan(ks, dep, plan))
+                claimed.add((ks.model_id, ks.host))
         return planned
 
     def _plan(self, ks: KeySet, dep: Deployment, plan: ClaimPlan) -> ClaimRecord:

@@ -26,7 +26,7 @@ ENDPOINTS = b"endpoints"
 PROBES = b"probes"
 """u64 sequence -> Probe JSON (every probe, in the order made)."""
 OUTPUTS = b"outputs"
-"""sha256(endpoint, served model, key) -> JSON list of successful outputs (the decision's input)."""
+"""sha256(endpoint, served model, key) -> {"ok": [outputs], "failed": n} (the decision's input)."""
 CLAIMS = b"claims"
 """u64 local id -> ClaimRecord JSON."""
 USED = b"used"
@@ -179,19 +179,28 @@ class ProverStore:
         with self.db.write() as txn:
             probe.seq = self._next(txn, b"probe_seq")
             txn.put(_U64.pack(probe.seq), _dump(probe.to_json()), db=self.db.table(PROBES))
-            if probe.outcome == "ok":
-                ok = outputs_key(probe.endpoint, probe.served_model, probe.key)
-                raw = txn.get(ok, db=self.db.table(OUTPUTS))
-                seen = json.loads(raw) if raw is not None else []
-                if len(seen) < samples_cap:
-                    seen.append(probe.output)
-                    txn.put(ok, json.dumps(seen).encode(), db=self.db.table(OUTPUTS))
+            ok = outputs_key(probe.endpoint, probe.served_model, probe.key)
+            raw = txn.get(ok, db=self.db.table(OUTPUTS))
+            seen = json.loads(raw) if raw is not None else {"ok": [], "failed": 0}
+            if probe.outcome != "ok":
+                seen["failed"] += 1
+            elif len(seen["ok"]) < samples_cap:
+                seen["ok"].append(probe.output)
+            txn.put(ok, json.dumps(seen).encode(), db=self.db.table(OUTPUTS))
         return probe
 
-    def outputs(self, endpoint: str, served: str, key: str) -> list[str]:
+    def _tally(self, endpoint: str, served: str, key: str) -> dict[str, Any]:
         with self.db.read() as txn:
             raw = txn.get(outputs_key(endpoint, served, key), db=self.db.table(OUTPUTS))
-        return json.loads(raw) if raw is not None else []
+        return json.loads(raw) if raw is not None else {"ok": [], "failed": 0}
+
+    def outputs(self, endpoint: str, served: str, key: str) -> list[str]:
+        """The successful outputs of ``key`` at that deployment (at most the cap)."""
+        return list(self._tally(endpoint, served, key)["ok"])
+
+    def failures(self, endpoint: str, served: str, key: str) -> int:
+        """How many probes of ``key`` at that deployment failed."""
+        return int(self._tally(endpoint, served, key)["failed"])
 
     def probes(self, *, after: int = -1, limit: int = 100) -> list[Probe]:
         """Probes with ``seq > after``, oldest first, at most ``limit``."""
