@@ -70,11 +70,14 @@ class Mempool:
     def __init__(self, chain: Any) -> None:
         self.chain = chain
         self.txs: list[bytes] = []
+        self.refuse = 0
 
     def account(self, address: bytes) -> Any:
         return self.chain.ledger.account(address)
 
     async def broadcast_tx(self, tx: bytes) -> Any:
+        if self.refuse:
+            return SimpleNamespace(code=self.refuse, log="refused by the test", codespace="")
         if tx not in self.txs:
             self.txs.append(tx)
         return SimpleNamespace(code=0, log="")
@@ -454,3 +457,24 @@ async def test_prover_probes_rpc_pages_probes_and_hides_salts(net: Net) -> None:
     assert sorted(k["indices_used"] for k in rest["keysets"]) == [0, KEYS_PER_HOST]
     with pytest.raises(InvalidParams):
         bind_params(method.params, {"limit": 0})
+
+
+async def test_a_refused_commit_releases_its_keys_and_waits_before_planning_again(
+        net: Net) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            await probe_all(svc)
+    (plan,) = svc.decide()
+    net.mempool.refuse = 99
+    await svc.advance(plan)
+    assert plan.state == "commit_failed" and plan.error
+    assert svc.store.used(MODEL, net.keys[HOST_A].address, 0) == frozenset()
+    assert svc.decide() == []  # within RETRY_AFTER_MS of the refusal
+    svc._now = lambda: plan.created_ms + 60_001
+    (again,) = svc.decide()
+    assert again.items == plan.items and again.salt != plan.salt

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("node.roles.prover")
 
 CLAIM_TICK_S = 1.0
+RETRY_AFTER_MS = 60_000
+"""A claim the mempool or ledger refused is not planned again for this long."""
 GIVE_UP = 2
 """A key is given up at a deployment after ``GIVE_UP * samples_per_key`` failed probes."""
 SERVED_TTL_S = 300.0
@@ -206,8 +208,12 @@ class ProverService:
     # ------------------------------------------------------------------ probing
 
     def _live_sets(self) -> list[KeySet]:
-        """Sets whose host still holds that generation's committed copy, and no active claim."""
+        """Sets whose host still holds that generation's committed copy, with no active claim
+        (nor one refused in the last ``RETRY_AFTER_MS``: its keys were released)."""
+        now = self._now()
         busy = {(c.model_id, c.host) for c in self.store.iter_open()}
+        busy |= {(c.model_id, c.host) for c in self.store.claims()
+                 if c.state == "commit_failed" and now - c.created_ms < RETRY_AFTER_MS}
         out = []
         for ks in self.store.keysets():
             rec = self._backend.host(bytes.fromhex(ks.model_id), bytes.fromhex(ks.host))
