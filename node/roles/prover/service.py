@@ -192,8 +192,9 @@ class ProverService:
         found, failures = await fetch_prover_keys(
             self._transport, peers, seed=self._seed, chain_id=self._txs.chain_id,
             clock_ms=self._now, timeout=self._api.timeout_s)
+        # peers that are no OMLizer answer "protocol not supported": not worth showing
         self.key_failures = {p: why for p, why in failures.items()
-                             if "unsupported" not in why.lower()}
+                             if "not supported" not in why and "unsupported" not in why}
         new = 0
         for s in found:
             ks = KeySet(model_id=s.model_id.hex(), host=s.host.hex(), generation=s.generation,
