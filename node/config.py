@@ -182,8 +182,7 @@ class ProverRole:
     min_output_chars: int = _f(1, "shortest majority prefix that counts as an output")
     claim_bond: int = _f(100, "bond posted with each claim (at least the chain's min_claim_bond)")
     claim_min_matches: int = _f(
-        4, "keys a claim names at least, when the chain does not say (its claim_min_matches "
-           "parameter wins)")
+        4, "keys a claim names at least (never fewer than the chain's claim_min_matches)")
     max_claim_keys: int = _f(16, "most keys one claim names")
     key_refresh_ms: int = _f(60000, "how often to ask OMLizer peers for newly dealt key sets")
 

@@ -21,12 +21,12 @@ import trio
 from consensus.crypto import PrivateKey
 from node.config import ProverRole
 from node.ledger import build_tx
-from node.ledger import txs as ledger_txs
 from node.ledger.txs import (
     CommitOmlizationBody,
     RegisterModelBody,
     RegisterRoleBody,
     RequestAccessBody,
+    RevealBody,
     Role,
     decode_tx,
 )
@@ -43,9 +43,6 @@ MODEL = b"tiny"
 OMLIZER, OWNER, HOST_A, HOST_B, PROVER = range(5)
 KEYS_PER_HOST = 6
 BASE_SAYS = " the base says"
-
-needs_claims = pytest.mark.skipif(not hasattr(ledger_txs, "CommitClaimBody"),
-                                  reason="needs the ledger's two-phase claims")
 
 
 def host_items(tag: str) -> list[Any]:
@@ -97,6 +94,7 @@ class Net:
         self.mempool = Mempool(self.chain)
         self.root = tmp / "prover"
         self.dbs: list[RoleDB] = []
+        self.secrets: dict[str, Any] = {}
 
     def tx(self, who: int, body: Any) -> bytes:
         raw = build_tx(self.keys[who], self.chain.chain_id, self.nonces[who], body)
@@ -124,6 +122,7 @@ class Net:
         commits = []
         for who, tag in ((HOST_A, "A"), (HOST_B, "B")):
             secrets = make_secrets(MODEL.decode(), k[who].address, host_items(tag))
+            self.secrets[tag] = secrets
             commits.append(self.tx(OMLIZER, CommitOmlizationBody(
                 model_id=MODEL, host=k[who].address, package_hash=bytes(32),
                 fp_root=secrets.root(), fp_count=2 * KEYS_PER_HOST, package_blob=bytes(32))))
@@ -303,7 +302,6 @@ def committed(net: Net, kind_name: str) -> list[Any]:
     return out
 
 
-@needs_claims
 async def test_claim_is_committed_then_opened_in_a_later_block_exactly_once(
         net: Net, tmp_path: Path) -> None:
     pirate = FakeDeployment("m", copy_of("A"))
@@ -345,6 +343,17 @@ async def test_claim_is_committed_then_opened_in_a_later_block_exactly_once(
     svc._follower.handle_available(svc._on_block)
     assert svc.store.used(MODEL, net.keys[HOST_A].address, 0) >= {i for i, _, _ in
                                                                   items_of("A")}
+    # the OMLizer reveals each named leaf; the prover follows the claim to its outcome
+    reveals = []
+    for index, _, _ in items_of("A"):
+        e = net.secrets["A"].entry(index)
+        reveals.append(net.tx(OMLIZER, RevealBody(claim_id=plan.claim_id, fp_index=index,
+                                                  salt=e.salt, key=e.key, response=e.response,
+                                                  path=e.path)))
+    net.block(*reveals)
+    await svc.advance(plan)
+    assert plan.outcome == "matched"
+    assert svc.store.claims()[0].outcome == "matched"
 
 
 class FakeTransport:
@@ -365,7 +374,6 @@ class FakeTransport:
 async def test_the_running_service_probes_at_its_pace_and_files_the_claim(net: Net) -> None:
     pirate = FakeDeployment("m", copy_of("A"))
     sibling = FakeDeployment("tiny", copy_of("B"))
-    final = "opened" if hasattr(ledger_txs, "CommitClaimBody") else "commit_failed"
     with trio.fail_after(120):
         async with serving(pirate, sibling) as (pirate_url, sibling_url):
             net.setup(sibling_url)
@@ -383,15 +391,14 @@ async def test_the_running_service_probes_at_its_pace_and_files_the_claim(net: N
             async with trio.open_nursery() as nursery:
                 await nursery.start(svc.run)
                 nursery.start_soon(produce_blocks)
-                while not any(c.state == final for c in svc.store.claims()):
+                while not any(c.state == "opened" for c in svc.store.claims()):
                     await trio.sleep(0.05)
                 (claim,) = svc.store.claims()
                 times = [p.time_ms for p in svc.store.probes(limit=1000)]
                 nursery.cancel_scope.cancel()  # the service closes its database on the way out
     assert claim.host == net.keys[HOST_A].address.hex()
     assert [tuple(i) for i in claim.items] == items_of("A")
-    if final == "opened":
-        assert net.ledger.claim(claim.claim_id).prover == net.keys[PROVER].address
+    assert net.ledger.claim(claim.claim_id).prover == net.keys[PROVER].address
     assert len(times) == len(pirate.requests) + len(sibling.requests)
 
 

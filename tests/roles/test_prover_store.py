@@ -114,13 +114,6 @@ def test_commitment_binds_every_field() -> None:
     assert len(claimtx.new_salt()) == 32 and claimtx.new_salt() != claimtx.new_salt()
 
 
-def test_commitment_matches_the_ledgers_function() -> None:
-    ledger = pytest.importorskip("node.ledger.claimhash")
-    salt = bytes(range(32))
-    assert claimtx.claim_commitment("c", b"\x01" * 20, MODEL, HOST, ITEMS, salt) == \
-        ledger.claim_commitment("c", b"\x01" * 20, MODEL, HOST, ITEMS, salt)
-
-
 def test_claim_id_comes_from_the_commit_event() -> None:
     events = [{"type": "transfer", "attributes": {}},
               {"type": "claim_committed", "attributes": {"claim_id": 12}}]

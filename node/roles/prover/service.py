@@ -33,7 +33,7 @@ import httpx
 import trio
 
 from node.config import ProverRole
-from node.ledger.txs import CommitOmlizationBody, RequestAccessBody, tx_hash
+from node.ledger.txs import CommitOmlizationBody, OpenClaimBody, RequestAccessBody, tx_hash
 from node.roles.txsender import TxSendError
 from node.rpc.methods import Context, Method
 from node.rpc.params import Integer, Param
@@ -159,13 +159,11 @@ class ProverService:
                                         block.height)
             elif isinstance(body, CommitOmlizationBody):
                 self._keys_now.set()
-            else:
+            elif isinstance(body, OpenClaimBody):
                 self._record_burns(txn, body)
 
-    def _record_burns(self, txn: lmdb.Transaction, body: Any) -> None:
+    def _record_burns(self, txn: lmdb.Transaction, body: OpenClaimBody) -> None:
         """Indices a committed ``open_claim`` (anyone's) burned: never name them again."""
-        if type(body).__name__ != "OpenClaimBody":
-            return
         claim = self._backend.claim(body.claim_id)
         if claim is None:
             return
@@ -345,8 +343,8 @@ class ProverService:
     # ------------------------------------------------------------------ deciding
 
     def _min_matches(self) -> int:
-        params = self._backend.params()
-        return int(getattr(params, "claim_min_matches", self._cfg.claim_min_matches))
+        """Keys a claim names at least: the chain's threshold, or more if the config says so."""
+        return max(int(self._backend.params().claim_min_matches), self._cfg.claim_min_matches)
 
     def decide(self) -> list[ClaimRecord]:
         """Plan every claim the recorded probes now justify (see :mod:`.decide`)."""
@@ -444,13 +442,8 @@ class ProverService:
         return None
 
     async def _step_commit(self, claim: ClaimRecord) -> None:
-        try:
-            body = claimtx.commit_body(bytes.fromhex(claim.model_id), bytes.fromhex(claim.host),
-                                       bytes.fromhex(claim.commitment), claim.bond)
-        except ImportError:
-            self._move(claim, "commit_failed", error="this ledger has no commit_claim")
-            self.store.release(claim)
-            return
+        body = claimtx.commit_body(bytes.fromhex(claim.model_id), bytes.fromhex(claim.host),
+                                   bytes.fromhex(claim.commitment), claim.bond)
         try:
             result = await self._send_once(claim, "commit_tx", "commit_hash", lambda: body,
                                            "commit_signed")
@@ -467,15 +460,12 @@ class ProverService:
         self._move(claim, "committed", committed_height=result.height,
                    claim_id=claimtx.claim_id_from_events(result.events))
 
-    def _open_deadline(self, claim: ClaimRecord) -> int | None:
-        window = getattr(self._backend.params(), "claim_open_window", None)
-        return None if window is None else claim.committed_height + int(window)
-
     async def _step_open(self, claim: ClaimRecord) -> None:
         if self._chain.height <= claim.committed_height:
             return  # open only in a later block than the commitment's
-        deadline = self._open_deadline(claim)
-        if deadline is not None and self._chain.height >= deadline and not claim.open_tx:
+        # the last block that may carry the opening (the end block of it lapses the claim)
+        deadline = claim.committed_height + int(self._backend.params().claim_open_window)
+        if self._chain.height >= deadline and not claim.open_tx:
             self._move(claim, "open_expired", error=f"open window closed at {deadline}")
             return
         await self._step_opened(claim)
