@@ -364,12 +364,18 @@ class ConsensusDriver:
     async def _flush(self, wal: FileWAL) -> None:
         """Make every pending WAL record durable (one fsync, off the event loop).
 
-        The thread call cannot be abandoned on cancellation, so a shutdown
-        never leaves a half-written batch behind.
+        Shielded: once the records leave ``_wal_pending`` they are written,
+        even if a shutdown arrives first (``to_thread`` would otherwise raise
+        ``Cancelled`` at entry and drop them). Dropping them lost our own
+        precommit after the ledger had executed the block, and a single
+        validator restarted after SIGTERM proposed a different block at that
+        height and halted. The thread call itself cannot be abandoned, so no
+        half-written batch is left behind either.
         """
         if self._wal_pending:
             records, self._wal_pending = self._wal_pending, []
-            await trio.to_thread.run_sync(wal.append_many, records)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(wal.append_many, records)
 
     async def _execute(self, nursery: trio.Nursery, wal: FileWAL, actions: list[Any]) -> None:
         """Run one batch of core actions in order.
@@ -381,11 +387,15 @@ class ConsensusDriver:
         messages too): nothing we signed is seen by a peer before the WAL
         holds it. Records of peers' messages that are lost in a crash are as
         if never received; the core's re-sends and block sync recover them.
+
+        All of the batch's records are queued before any action runs: the
+        core may already have executed a decided block (``apply_block``)
+        while handling the event, so if a shutdown cancels us at an early
+        ``Broadcast``, :meth:`run`'s ``finally`` must still write the votes
+        that decided it, or the restarted node cannot decide the same block.
         """
+        self._wal_pending.extend(a.record for a in actions if isinstance(a, Persist))
         for action in actions:
-            if isinstance(action, Persist):
-                self._wal_pending.append(action.record)
-                continue
             if isinstance(action, (Broadcast, CommitBlock)):
                 await self._flush(wal)
             if isinstance(action, Broadcast):
