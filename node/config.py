@@ -168,6 +168,13 @@ class ProverRole:
         True, "claim only on outputs that differ from a reference (a configured one or another "
               "host's registered endpoint); false: claim on any consistent outputs and let the "
               "OMLizer's reveal decide (the bond is burned on a mismatch)")
+    audit_registered: bool = _f(
+        True, "at a host's own registered endpoint, claim on its keys' consistent outputs even "
+              "without a reference (the reveal matches its copy; its rebuttal shows whether it "
+              "paid); each audit burns claim_min_matches of its keys")
+    reclaim_after_ms: int = _f(
+        86_400_000, "after a claim against a host, wait this long before claiming against it "
+                    "again (limits how fast audits burn an honest host's keys)")
     api_key: str = _f("", "bearer token sent to endpoints that need one (secret)")
     api: str = _f("completions", "completions (the key is the prompt) or chat (the key is "
                                  "the one user message)")

@@ -139,7 +139,7 @@ class Net:
         backend = SimpleNamespace(host=self.ledger.host, claim=self.ledger.claim,
                                   params=self.ledger.params, account=self.ledger.account)
         config = ProverRole(**{"enabled": True, "samples_per_key": 2, "probe_interval_ms": 1,
-                               "claim_min_matches": 4, **cfg})
+                               "claim_min_matches": 4, "audit_registered": False, **cfg})
         svc = ProverService(db=db, follower=ChainFollower(db, self.chain), config=config,
                             chain=self.chain, backend=backend, transport=None, txs=txs,
                             account_seed=key.seed, clock_ms=lambda: 1_700_000_000_000)
@@ -182,13 +182,13 @@ def items_of(tag: str) -> list[tuple[int, str, str]]:
             if it.index % 2 == 0]
 
 
-async def test_probes_find_the_pirated_copy_and_only_it(net: Net) -> None:
+async def test_probes_find_the_pirated_copy_and_audit_the_registered_host(net: Net) -> None:
     pirate = FakeDeployment("pirate-model", copy_of("A"))
     sibling = FakeDeployment("tiny", copy_of("B"))
     with trio.fail_after(60):
         async with serving(pirate, sibling) as (pirate_url, sibling_url):
             net.setup(sibling_url)
-            svc = net.prover(endpoints=[pirate_url])
+            svc = net.prover(endpoints=[pirate_url], audit_registered=True)
             net.deal(svc)
             made = await probe_all(svc)
             plans = svc.decide()
@@ -204,13 +204,33 @@ async def test_probes_find_the_pirated_copy_and_only_it(net: Net) -> None:
     assert len(probes) == made and all(p.outcome == "ok" for p in probes)
     assert {p.purpose for p in probes if p.endpoint == sibling_url
             and p.host == net.keys[HOST_A].address.hex()} == {"reference"}
-    # one claim: against A (never B, whose keys the pirate answers like the base)
-    (plan,) = plans
-    assert plan.host == net.keys[HOST_A].address.hex() and plan.endpoint == pirate_url
-    assert [tuple(i) for i in plan.items] == items_of("A")
-    assert plan.bond >= net.ledger.params().min_claim_bond
-    # the claim's keys are spent: deciding again plans nothing new
+    by_host = {p.host: p for p in plans}
+    assert set(by_host) == {net.keys[w].address.hex() for w in (HOST_A, HOST_B)}
+    # against A: at the pirate, every key whose answer differs from the sibling's
+    a = by_host[net.keys[HOST_A].address.hex()]
+    assert a.endpoint == pirate_url
+    assert [tuple(i) for i in a.items] == items_of("A")
+    assert a.bond >= net.ledger.params().min_claim_bond
+    # against B: never from the pirate (it answers B's keys like the base), only the audit
+    # of B's own endpoint, naming no more keys than the chain needs (each one is burned)
+    b = by_host[net.keys[HOST_B].address.hex()]
+    assert b.endpoint == sibling_url
+    assert [tuple(i) for i in b.items] == items_of("B")[:4]
+    # the claims' keys are spent and the hosts recently claimed against: nothing new
     assert svc.decide() == []
+
+
+async def test_without_audits_only_the_pirated_copy_is_claimed(net: Net) -> None:
+    pirate = FakeDeployment("m", copy_of("A"))
+    sibling = FakeDeployment("tiny", copy_of("B"))
+    with trio.fail_after(60):
+        async with serving(pirate, sibling) as (pirate_url, sibling_url):
+            net.setup(sibling_url)
+            svc = net.prover(endpoints=[pirate_url])
+            net.deal(svc)
+            await probe_all(svc)
+            (plan,) = svc.decide()
+    assert plan.host == net.keys[HOST_A].address.hex() and plan.endpoint == pirate_url
 
 
 async def test_a_deployment_that_samples_still_gives_the_response_prefix(net: Net) -> None:

@@ -207,12 +207,15 @@ class ProverService:
     # ------------------------------------------------------------------ probing
 
     def _live_sets(self) -> list[KeySet]:
-        """Sets whose host still holds that generation's committed copy, with no active claim
-        (nor one refused in the last ``RETRY_AFTER_MS``: its keys were released)."""
+        """Sets whose host still holds that generation's committed copy, with no active claim,
+        none filed in the last ``reclaim_after_ms`` and none refused in the last
+        ``RETRY_AFTER_MS`` (its keys were released)."""
         now = self._now()
         busy = {(c.model_id, c.host) for c in self.store.iter_open()}
-        busy |= {(c.model_id, c.host) for c in self.store.claims()
-                 if c.state == "commit_failed" and now - c.created_ms < RETRY_AFTER_MS}
+        for c in self.store.claims():
+            wait = RETRY_AFTER_MS if c.state == "commit_failed" else self._cfg.reclaim_after_ms
+            if now - c.created_ms < wait:
+                busy.add((c.model_id, c.host))
         out = []
         for ks in self.store.keysets():
             rec = self._backend.host(bytes.fromhex(ks.model_id), bytes.fromhex(ks.host))
@@ -253,8 +256,9 @@ class ProverService:
         return [(i, k) for i, k in primary_indices([(int(i), str(k)) for i, k in ks.keys])
                 if i not in used]
 
-    def _cases(self) -> list[tuple[Deployment, KeySet, list[Deployment]]]:
-        """(deployment under test, key set it is asked, its references), from cached lists."""
+    def _cases(self) -> list[tuple[Deployment, KeySet, list[Deployment], bool]]:
+        """(deployment under test, key set it is asked, its references, whether it is the
+        set's host's own registered endpoint), from the cached model lists."""
         out = []
         sets = self._live_sets()
         for base, registered in self._targets():
@@ -264,7 +268,7 @@ class ProverService:
                 refs = [Deployment(r, names[0]) for r in self._references(ks, base)
                         if (names := self._served.get(r, (0.0, []))[1])]
                 for served in self._served.get(base, (0.0, []))[1]:
-                    out.append((Deployment(base, served), ks, refs))
+                    out.append((Deployment(base, served), ks, refs, registered is not None))
         return out
 
     def _settled(self, dep: Deployment, key: str) -> bool:
@@ -292,8 +296,8 @@ class ProverService:
                                   + list(self._cfg.reference_endpoints)):
             await self._served_at(http, base)
         tasks: dict[tuple[Deployment, str], Task] = {}
-        for case in self._cases():
-            for t in self._needed(*case):
+        for dep, ks, refs, _own in self._cases():
+            for t in self._needed(dep, ks, refs):
                 tasks.setdefault((t.deployment, t.key), t)  # one reference serves many cases
         return [t for k, t in tasks.items() if k not in self._in_flight]
 
@@ -351,18 +355,24 @@ class ProverService:
         planned: list[ClaimRecord] = []
         samples, min_chars = self._cfg.samples_per_key, self._cfg.min_output_chars
         claimed: set[tuple[str, str]] = set()
-        for dep, ks, refs in self._cases():
+        for dep, ks, refs, own in self._cases():
             if (ks.model_id, ks.host) in claimed:
                 continue
+            # a host's own endpoint answers its keys with its copy's responses: the reveal
+            # will match, and whether it paid is for its rebuttal to show (an audit)
+            require_reference = self._cfg.require_reference and not \
+                (own and self._cfg.audit_registered)
             keys = self._keys_of(ks)
             mine = {k: self.store.outputs(dep.base_url, dep.served_model, k) for _, k in keys}
             theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, k in keys}
                       for r in refs]
+            m = self._min_matches()
             plan = plan_claim(evidence_for(keys, mine, theirs, samples=samples,
                                            min_chars=min_chars),
-                              min_matches=self._min_matches(),
-                              max_keys=self._cfg.max_claim_keys,
-                              require_reference=self._cfg.require_reference,
+                              min_matches=m,
+                              # an audit names no more keys than it needs: each one is burned
+                              max_keys=m if own else self._cfg.max_claim_keys,
+                              require_reference=require_reference,
                               complete=not self._needed(dep, ks, refs))
             if plan is not None:
                 planned.append(self._plan(ks, dep, plan))
