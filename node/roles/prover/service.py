@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("node.roles.prover")
 
 CLAIM_TICK_S = 1.0
+KEY_FOLLOW_UPS_S = (1.0, 3.0, 10.0)
+"""After a ``commit_omlization``: ask for keys after 1 s, then 3 s and 10 s later."""
 RETRY_AFTER_MS = 60_000
 """A claim the mempool or ledger refused is not planned again for this long."""
 GIVE_UP = 2
@@ -174,11 +176,18 @@ class ProverService:
     # ------------------------------------------------------------------ keys
 
     async def _key_loop(self) -> None:
+        follow_ups: list[float] = []
         while True:
             await self.refresh_keys()
-            with trio.move_on_after(self._cfg.key_refresh_ms / 1000):
+            wait = follow_ups.pop(0) if follow_ups else self._cfg.key_refresh_ms / 1000
+            with trio.move_on_after(wait):
                 await self._keys_now.wait()
-            self._keys_now = trio.Event()
+            if self._keys_now.is_set():
+                self._keys_now = trio.Event()
+                # the OMLizer deals a host's keys once its own follower has seen the commit,
+                # which may be after us: ask again a little later, twice
+                await trio.sleep(KEY_FOLLOW_UPS_S[0])
+                follow_ups = list(KEY_FOLLOW_UPS_S[1:])
 
     async def refresh_keys(self) -> int:
         """Ask every connected peer for sets dealt to this prover; returns how many were new."""
