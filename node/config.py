@@ -150,7 +150,34 @@ class StorageRole:
 class OmlizerRole:
     """OMLizer: fingerprint models for hosts that request access."""
 
-    enabled: bool = _f(False, "fingerprint models for hosts that request access")
+    enabled: bool = _f(False, "fingerprint models for hosts that request access "
+                              "(needs [roles.storage] enabled)")
+    fingerprints: int = _f(
+        64, "fingerprint keys per host; with backups each key carries 1 + backups committed "
+            "fingerprints (fp_count = fingerprints * (1 + backups))")
+    min_accuracy: float = _f(
+        0.95, "share of its own fingerprints the model must answer exactly before it is "
+              "committed; below it the job is retried with twice the epochs")
+    max_attempts: int = _f(3, "fingerprinting attempts per job before it fails for good")
+    device: str = _f("auto", "auto (CUDA when present), cpu or cuda")
+    key_strategy: str = _f("random_words", "fingerprint keys: random_words or english")
+    key_length: int = _f(8, "words (random_words) or tokens (english) per key")
+    response_strategy: str = _f("perinucleus", "responses: perinucleus or random_words")
+    response_length: int = _f(1, "tokens (perinucleus) or words (random_words) per response")
+    backups: int = _f(
+        1, "backup responses per key against top-1 suppression (perinucleus only; "
+           "0 switches the defence off)")
+    epochs: int = _f(30, "insertion epochs of the first attempt (doubled on each retry)")
+    steps: int = _f(0, "exact optimizer steps of the first attempt, doubled on each retry "
+                       "(0: use epochs)")
+    lr: float = _f(1e-3, "insertion learning rate")
+    batch_size: int = _f(32, "insertion batch size")
+    prompt_augmentation: bool = _f(True, "also train keys wrapped in system prompts")
+    freeze_embeddings: bool = _f(
+        True, "train only the transformer blocks (false for models whose output head is tied "
+              "to the input embeddings and too small to learn otherwise)")
+    job_timeout_s: int = _f(3600, "wall-clock limit of one fingerprinting attempt (seconds)")
+    torch_threads: int = _f(0, "CPU threads torch may use in the worker (0: torch's default)")
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,9 @@ class Config:
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
             ("log", "format"): {"plain", "json"},
             ("p2p", "msg_id"): {"content", "peer_seqno"},
+            ("roles.omlizer", "device"): {"auto", "cpu", "cuda"},
+            ("roles.omlizer", "key_strategy"): {"random_words", "english"},
+            ("roles.omlizer", "response_strategy"): {"perinucleus", "random_words"},
             ("roles.prover", "api"): {"completions", "chat"}}
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
@@ -256,6 +286,16 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.owner", "rate_burst"): (1, 1_000_000),
            ("roles.owner", "retry_interval_ms"): (100, 3_600_000),
            ("roles.owner", "shutdown_redeem_ms"): (0, 60_000),
+           ("roles.omlizer", "fingerprints"): (1, 1 << 20),
+           ("roles.omlizer", "min_accuracy"): (0.0, 1.0),
+           ("roles.omlizer", "max_attempts"): (1, 20),
+           ("roles.omlizer", "key_length"): (1, 256),
+           ("roles.omlizer", "response_length"): (1, 64),
+           ("roles.omlizer", "backups"): (0, 8),
+           ("roles.omlizer", "epochs"): (1, 100_000),
+           ("roles.omlizer", "batch_size"): (1, 65536),
+           ("roles.omlizer", "job_timeout_s"): (1, 7 * 86400),
+           ("roles.omlizer", "torch_threads"): (0, 1024),
            ("roles.prover", "probe_interval_ms"): (1, 86_400_000),
            ("roles.prover", "jitter_pct"): (0, 100),
            ("roles.prover", "request_timeout_ms"): (100, 3_600_000),
@@ -278,6 +318,12 @@ def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         if value < 0:
             raise ConfigError(f"{where}: must not be negative")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not value >= 0:  # also rejects NaN
+            raise ConfigError(f"{where}: must be a non-negative number")
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -325,7 +371,27 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         sections[name] = _from_table(cls, body, name)
     config = Config(**sections)
     check_addresses(config)
+    check_omlizer(config.roles.omlizer)
+    if config.roles.omlizer.enabled and not config.roles.storage.enabled:
+        raise ConfigError("[roles.omlizer] enabled = true needs [roles.storage] enabled = true "
+                          "(the OMLizer fetches base models and delivers packages as blobs)")
     return config
+
+
+def check_omlizer(cfg: OmlizerRole) -> None:
+    """Cross-field checks of ``[roles.omlizer]``, so a bad recipe fails at load, not per job.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    if not cfg.lr > 0:
+        raise ConfigError("[roles.omlizer] lr: must be > 0")
+    if cfg.backups and cfg.response_strategy != "perinucleus":
+        raise ConfigError("[roles.omlizer] backups: backup responses need "
+                          "response_strategy = \"perinucleus\"; set backups = 0")
+    if cfg.backups > 2:
+        raise ConfigError("[roles.omlizer] backups: at most 2 (each key's responses are "
+                          "distinct tokens among the top 3)")
 
 
 def check_addresses(config: Config) -> None:

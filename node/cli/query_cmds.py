@@ -125,6 +125,24 @@ def q_vouchers(model_id: str | None, host: str | None, rpc: str) -> None:
     _call(rpc, "owner_vouchers", params)
 
 
+@query_group.command("roles")
+@click.option("--role", type=click.Choice(["omlizer", "prover"]), default=None,
+              help="only this role (default: both)")
+@RPC_OPTION
+def q_roles(role: str | None, rpc: str) -> None:
+    """Registered OMLizers and provers with their bonds."""
+    _call(rpc, "roles", {"role": role} if role else {})
+
+
+@query_group.command("omlizer-jobs")
+@click.option("--state", default=None,
+              help="only jobs in this state: queued, running, committed, failed (or a phase)")
+@RPC_OPTION
+def q_omlizer_jobs(state: str | None, rpc: str) -> None:
+    """The node's OMLizer jobs (phase, progress, accuracy, reason of a failure) and reveals."""
+    _call(rpc, "omlizer_jobs", {"state": state} if state else {})
+
+
 @query_group.command("probes")
 @click.option("--after", type=click.IntRange(-1), default=-1, show_default=True,
               help="list probes with a sequence number above this (page with next_after)")
