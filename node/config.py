@@ -223,9 +223,50 @@ class ProverRole:
 
 @dataclass(frozen=True)
 class HostRole:
-    """Host gateway: serve a fetched model behind permission strings."""
+    """Host gateway: serve a fetched model behind permission strings (docs/gateway.md)."""
 
     enabled: bool = _f(False, "serve a model behind permission strings")
+    model_id: str = _f("", "the served model's on-chain id (text, 1-64 bytes)")
+    model_dir: str = _f(
+        "", "the fetched package folder (oml-node model fetch) run in-process with "
+            "transformers; absolute or relative to the data directory"
+    )
+    upstream_url: str = _f(
+        "", "proxy mode instead of model_dir: base URL of an OpenAI-compatible server "
+            "(vLLM, TGI, llama.cpp, oml-node host engine), e.g. http://127.0.0.1:8000/v1"
+    )
+    upstream_model: str = _f("", "model name sent upstream (default: the name clients use)")
+    upstream_api_key: str = _f("", "bearer key for the upstream server, if it wants one")
+    served_model_name: str = _f("", "name in /v1/models and requests (default: model_id)")
+    device: str = _f("auto", "torch device for model_dir: auto (CUDA when present), cpu, cuda")
+    laddr: str = _f("127.0.0.1:26670", "host:port of the gateway's HTTP server (port 0: any)")
+    api_keys: list[str] = _f([], "end users' API keys (named config-1, config-2, ...)")
+    api_keys_file: str = _f(
+        "", "JSON file of named keys with their own limits (relative to the data directory)"
+    )
+    require_api_key: bool = _f(True, "refuse requests without a known API key (401)")
+    rate_limit_rpm: int = _f(60, "default requests per minute per key (0: unlimited)")
+    budget_tokens: int = _f(0, "default lifetime prompt+completion tokens per key (0: unlimited)")
+    max_body_bytes: int = _f(1_000_000, "largest request body accepted")
+    max_prompt_tokens: int = _f(2048, "longest prompt accepted, in tokens")
+    max_new_tokens: int = _f(256, "cap on max_tokens (and the default for chat)")
+    batch_window_ms: int = _f(
+        0, "extra wait to gather queries into one permission request (queries that arrive "
+           "while one is in flight are batched anyway)"
+    )
+    permit_sync_ms: int = _f(
+        0, "0: fsync each granted batch before its queries run; N: fsync every N ms "
+           "(lower latency; a power loss may lose the last N ms of permission strings)"
+    )
+    permission_timeout_ms: int = _f(10000, "deadline for one permission request to the owner")
+    owner_peer: str = _f(
+        "", "the owner's peer id or /ip4/.../p2p/ID multiaddr; empty: ask connected peers"
+    )
+    fund_budget: int = _f(0, "most this gateway puts into fee escrow in total (0: never)")
+    fund_threshold: int = _f(
+        0, "top up (fund_channel) when escrow minus unredeemed vouchers falls below this"
+    )
+    fund_amount: int = _f(0, "amount of one top-up")
 
 
 @dataclass(frozen=True)
@@ -281,6 +322,12 @@ _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.storage", "range_chunks"): (1, 64),
+           ("roles.host", "max_new_tokens"): (1, 1 << 20),
+           ("roles.host", "max_prompt_tokens"): (1, 1 << 24),
+           ("roles.host", "max_body_bytes"): (1024, 1 << 30),
+           ("roles.host", "batch_window_ms"): (0, 1000),
+           ("roles.host", "permit_sync_ms"): (0, 60_000),
+           ("roles.host", "permission_timeout_ms"): (100, 600_000),
            ("roles.owner", "max_batch"): (1, 256),
            ("roles.owner", "rate_per_s"): (1, 1_000_000),
            ("roles.owner", "rate_burst"): (1, 1_000_000),
@@ -410,10 +457,33 @@ def check_addresses(config: Config) -> None:
         problem = _tcp_multiaddr_problem(addr, need_peer=True)
         if problem:
             raise ConfigError(f"[p2p] persistent_peers[{i}]: {problem}")
-    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr)):
+    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr),
+                           ("roles.host", config.roles.host.laddr)):
         problem = _host_port_problem(laddr)
         if problem:
             raise ConfigError(f"[{section}] laddr: {problem}")
+    check_host_role(config.roles.host)
+
+
+def check_host_role(host: HostRole) -> None:
+    """An enabled gateway names its model and exactly one engine.
+
+    Raises:
+        ConfigError: ``[roles.host] key: what is wrong``.
+    """
+    if not host.enabled:
+        return
+    if not 1 <= len(host.model_id.encode("utf-8")) <= 64:
+        raise ConfigError("[roles.host] model_id: the served model's id is required "
+                          "(1-64 bytes of text)")
+    if bool(host.model_dir) == bool(host.upstream_url):
+        raise ConfigError("[roles.host] set exactly one of model_dir (in-process model) and "
+                          "upstream_url (proxy mode)")
+    if host.upstream_url and not host.upstream_url.startswith(("http://", "https://")):
+        raise ConfigError(f"[roles.host] upstream_url: expected http(s)://HOST:PORT[/v1], "
+                          f"got {host.upstream_url!r}")
+    if host.fund_budget and not host.fund_amount:
+        raise ConfigError("[roles.host] fund_amount: must be positive when fund_budget is set")
 
 
 def _tcp_multiaddr_problem(addr: str, *, need_peer: bool) -> str | None:

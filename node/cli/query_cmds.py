@@ -143,6 +143,26 @@ def q_omlizer_jobs(state: str | None, rpc: str) -> None:
     _call(rpc, "omlizer_jobs", {"state": state} if state else {})
 
 
+@query_group.command("usage")
+@RPC_OPTION
+def q_usage(rpc: str) -> None:
+    """The host gateway's usage per end-user API key: requests, tokens, refused.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "gateway_usage", {})
+
+
+@query_group.command("permissions")
+@RPC_OPTION
+def q_permissions(rpc: str) -> None:
+    """The host gateway's permission strings held, voucher, escrow, funding and rebuttals.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "host_permissions", {})
+
+
 @query_group.command("probes")
 @click.option("--after", type=click.IntRange(-1), default=-1, show_default=True,
               help="list probes with a sequence number above this (page with next_after)")

@@ -91,10 +91,10 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .prover.service import ProverService
 
         services.append(ProverService.from_context(ctx))
-    for name in ("host",):
-        if getattr(roles, name).enabled:
-            log.warning("[roles.%s] enabled = true, but this version does not run that role",
-                        name)
+    if roles.host.enabled:
+        from .host.service import HostService
+
+        services.append(HostService.from_context(ctx))
     return services
 
 
