@@ -216,8 +216,11 @@ class ProverRole:
     min_output_chars: int = _f(1, "shortest majority prefix that counts as an output")
     claim_bond: int = _f(100, "bond posted with each claim (at least the chain's min_claim_bond)")
     claim_min_matches: int = _f(
-        4, "keys a claim names at least (never fewer than the chain's claim_min_matches)")
-    max_claim_keys: int = _f(16, "most keys one claim names")
+        0, "distinct keys a claim names at least (0: the chain's claim_min_matches; never "
+           "fewer than it)")
+    max_claim_keys: int = _f(
+        16, "most distinct keys one claim names (each with its backup indices; at most 64 "
+            "indices in all)")
     key_refresh_ms: int = _f(60000, "how often to ask OMLizer peers for newly dealt key sets")
 
 
@@ -349,7 +352,7 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.prover", "max_concurrent"): (1, 64),
            ("roles.prover", "max_tokens"): (1, 4096),
            ("roles.prover", "samples_per_key"): (1, 16),
-           ("roles.prover", "claim_min_matches"): (1, 256),
+           ("roles.prover", "claim_min_matches"): (0, 256),
            ("roles.prover", "max_claim_keys"): (1, 256),
            ("roles.prover", "key_refresh_ms"): (1000, 86_400_000)}
 

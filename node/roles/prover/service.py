@@ -33,7 +33,13 @@ import httpx
 import trio
 
 from node.config import ProverRole
-from node.ledger.txs import CommitOmlizationBody, OpenClaimBody, RequestAccessBody, tx_hash
+from node.ledger.txs import (
+    MAX_CLAIM_ITEMS,
+    CommitOmlizationBody,
+    OpenClaimBody,
+    RequestAccessBody,
+    tx_hash,
+)
 from node.roles.txsender import TxSendError
 from node.rpc.methods import Context, Method
 from node.rpc.params import Integer, Param
@@ -41,7 +47,7 @@ from node.rpc.params import Integer, Param
 from ..cursor import ChainFollower, CommittedBlock, RoleDB
 from . import claimtx
 from .client import ApiSettings, ProbeError, ask, served_models
-from .decide import ClaimPlan, evidence_for, plan_claim, primary_indices
+from .decide import ClaimPlan, evidence_for, key_groups, plan_claim
 from .store import TABLES, ClaimRecord, KeySet, Probe, ProverStore
 
 if TYPE_CHECKING:
@@ -260,10 +266,11 @@ class ProverService:
         self._served[base] = (trio.current_time(), names)
         return names
 
-    def _keys_of(self, ks: KeySet) -> list[tuple[int, str]]:
+    def _keys_of(self, ks: KeySet) -> list[tuple[int, tuple[int, ...], str]]:
+        """``(primary, backups, key)`` of the set's keys with no index used or burned."""
         used = self.store.used(bytes.fromhex(ks.model_id), bytes.fromhex(ks.host), ks.generation)
-        return [(i, k) for i, k in primary_indices([(int(i), str(k)) for i, k in ks.keys])
-                if i not in used]
+        return [(p, b, k) for p, b, k in key_groups([(int(i), str(k)) for i, k in ks.keys])
+                if not used.intersection((p, *b))]
 
     def _cases(self) -> list[tuple[Deployment, KeySet, list[Deployment], bool]]:
         """(deployment under test, key set it is asked, its references, whether it is the
@@ -289,7 +296,7 @@ class ProverService:
     def _needed(self, dep: Deployment, ks: KeySet, refs: Sequence[Deployment]) -> list[Task]:
         """Probes still wanted for one case: the target's first, then its references'."""
         tasks = []
-        for index, key in self._keys_of(ks):
+        for index, _backups, key in self._keys_of(ks):
             if not self._settled(dep, key):
                 tasks.append(Task(dep, ks, index, key, "target"))
                 continue
@@ -356,7 +363,8 @@ class ProverService:
     # ------------------------------------------------------------------ deciding
 
     def _min_matches(self) -> int:
-        """Keys a claim names at least: the chain's threshold, or more if the config says so."""
+        """Distinct keys a claim names at least: the chain's threshold, or more if the
+        config says so."""
         return max(int(self._backend.params().claim_min_matches), self._cfg.claim_min_matches)
 
     def decide(self) -> list[ClaimRecord]:
@@ -372,8 +380,9 @@ class ProverService:
             require_reference = self._cfg.require_reference and not \
                 (own and self._cfg.audit_registered)
             keys = self._keys_of(ks)
-            mine = {k: self.store.outputs(dep.base_url, dep.served_model, k) for _, k in keys}
-            theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, k in keys}
+            mine = {k: self.store.outputs(dep.base_url, dep.served_model, k)
+                    for _, _, k in keys}
+            theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, _, k in keys}
                       for r in refs]
             m = self._min_matches()
             plan = plan_claim(evidence_for(keys, mine, theirs, samples=samples,
@@ -382,7 +391,8 @@ class ProverService:
                               # an audit names no more keys than it needs: each one is burned
                               max_keys=m if own else self._cfg.max_claim_keys,
                               require_reference=require_reference,
-                              complete=not self._needed(dep, ks, refs))
+                              complete=not self._needed(dep, ks, refs),
+                              max_items=MAX_CLAIM_ITEMS)
             if plan is not None:
                 planned.append(self._plan(ks, dep, plan))
                 claimed.add((ks.model_id, ks.host))
