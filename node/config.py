@@ -196,9 +196,10 @@ class ProverRole:
               "host's registered endpoint); false: claim on any consistent outputs and let the "
               "OMLizer's reveal decide (the bond is burned on a mismatch)")
     audit_registered: bool = _f(
-        True, "at a host's own registered endpoint, claim on its keys' consistent outputs even "
-              "without a reference (the reveal matches its copy; its rebuttal shows whether it "
-              "paid); each audit burns claim_min_matches of its keys")
+        True, "send a host's own registered endpoint its audit keys (the last "
+              "claim_min_matches of its set, kept apart from the hunting keys) and claim on "
+              "their consistent outputs even without a reference (the reveal matches its copy; "
+              "its rebuttal shows whether it paid)")
     reclaim_after_ms: int = _f(
         86_400_000, "after a claim against a host, wait this long before claiming against it "
                     "again (limits how fast audits burn an honest host's keys)")
