@@ -279,8 +279,8 @@ def measure(recipe: Recipe, hosts: int, device: str | None, log: Any = print) ->
 # --- the two configurations ------------------------------------------------------------
 
 
-def tiny_recipe(work: Path, count: int, device: str | None,
-                base_dir: Path | None = None) -> Recipe:
+def tiny_recipe(work: Path, count: int, device: str | None, base_dir: Path | None = None,
+                **generate: Any) -> Recipe:
     """The tiny random-weight model (built in ``work`` unless given) and the oml tests' recipe."""
     from oml.generate import GenerateConfig
     from oml.insert import InsertConfig
@@ -291,12 +291,13 @@ def tiny_recipe(work: Path, count: int, device: str | None,
     # tied embeddings: the output head must train, unlike the library default
     ins = InsertConfig(lr=3e-3, epochs=150, batch_size=8, benign_mix=0.25,
                        freeze_embeddings=False, progress=False, device=device, seed=0)
-    return Recipe(name="tiny", base_dir=base_dir, generate=GenerateConfig(count=count, seed=0),
-                  insert=ins, benign=tiny_corpus(100, seed=11), base_params=0)
+    return Recipe(name="tiny", base_dir=base_dir,
+                  generate=GenerateConfig(count=count, seed=0, **generate), insert=ins,
+                  benign=tiny_corpus(100, seed=11))
 
 
 def pretrained_recipe(count: int, device: str | None, allow_install: bool,
-                      log: Any = print) -> Recipe:
+                      log: Any = print, **generate: Any) -> Recipe:
     """The fingerprint benchmark's cached 10.2M base and the library's default recipe."""
     from bench._pretrain import PretrainConfig, get_base
     from bench.fingerprint import ensure_corpus
@@ -309,7 +310,7 @@ def pretrained_recipe(count: int, device: str | None, allow_install: bool,
     base_dir, meta = get_base(split.train, PretrainConfig(), pick_device(device), log=log)
     ins = InsertConfig(benign_mix=0.5, progress=False, device=device, seed=0)
     return Recipe(name="pretrained", base_dir=base_dir,
-                  generate=GenerateConfig(count=count, seed=0), insert=ins,
+                  generate=GenerateConfig(count=count, seed=0, **generate), insert=ins,
                   benign=split.train, base_params=int(meta.get("params", 0)))
 
 
@@ -356,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 is fastest on a loaded machine)")
+    ap.add_argument("--response-strategy", choices=["perinucleus", "random_words"],
+                    default="perinucleus", help="the recipe's responses (default: the library's)")
+    ap.add_argument("--response-length", type=int, default=1,
+                    help="tokens (perinucleus) or words (random_words) per response")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
     args = ap.parse_args(argv)
@@ -368,20 +373,29 @@ def main(argv: list[str] | None = None) -> int:
     hosts = args.hosts or (4 if args.quick else 6)
     count = args.count or (32 if args.quick else 64)
     device = None if args.device == "auto" else args.device
+    gen = {"response_strategy": args.response_strategy,
+           "response_length": args.response_length}
     results = []
     with tempfile.TemporaryDirectory(prefix="oml-soundness-") as tmp:
         if args.config in ("tiny", "both"):
-            results.append(measure(tiny_recipe(Path(tmp), count, device), hosts, device, log))
+            results.append(measure(tiny_recipe(Path(tmp), count, device, **gen), hosts,
+                                   device, log))
             print(table(results[-1]) + "\n", flush=True)
         if args.config in ("pretrained", "both"):
             try:
-                recipe = pretrained_recipe(count, device, not args.no_install, log)
+                recipe = pretrained_recipe(count, device, not args.no_install, log, **gen)
             except CorpusError as exc:
                 log(f"error: {exc}")
                 return 2
             results.append(measure(recipe, hosts, device, log))
             print(table(results[-1]) + "\n", flush=True)
     print(f"p^m assumes a claim's keys match independently; the target is {TARGET:g}.")
+    if args.response_strategy == "random_words":
+        from oml.wordlist import load_wordlist
+
+        w = len(load_wordlist("auto").words)
+        print(f"guess: a blind guess of {args.response_length} word(s) from the {w}-word list "
+              f"matches with probability {w ** -args.response_length:.2g} per key.")
     if args.json:
         args.json.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
     return 0
