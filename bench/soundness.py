@@ -3,7 +3,8 @@
 Usage:
     python bench/soundness.py [--config tiny|pretrained|both] [--quick] [--hosts H]
                               [--count N] [--device auto|cpu|cuda] [--threads T]
-                              [--json FILE] [--no-install]
+                              [--response-strategy perinucleus|random_words]
+                              [--response-length L] [--base DIR] [--json FILE] [--no-install]
 
 A claim against host A names keys of A and the outputs a deployment gave.
 If the deployment is host B's honest copy of the same base (or the base
@@ -297,8 +298,9 @@ def tiny_recipe(work: Path, count: int, device: str | None, base_dir: Path | Non
 
 
 def pretrained_recipe(count: int, device: str | None, allow_install: bool,
-                      log: Any = print, **generate: Any) -> Recipe:
-    """The fingerprint benchmark's cached 10.2M base and the library's default recipe."""
+                      log: Any = print, base_dir: Path | None = None,
+                      **generate: Any) -> Recipe:
+    """The fingerprint benchmark's cached 10.2M base (or ``base_dir``), the default recipe."""
     from bench._pretrain import PretrainConfig, get_base
     from bench.fingerprint import ensure_corpus
     from oml.corpus import split_corpus
@@ -307,7 +309,9 @@ def pretrained_recipe(count: int, device: str | None, allow_install: bool,
     from oml.modelio import pick_device
 
     split = split_corpus(ensure_corpus(allow_install))
-    base_dir, meta = get_base(split.train, PretrainConfig(), pick_device(device), log=log)
+    meta: dict[str, Any] = {}
+    if base_dir is None:
+        base_dir, meta = get_base(split.train, PretrainConfig(), pick_device(device), log=log)
     ins = InsertConfig(benign_mix=0.5, progress=False, device=device, seed=0)
     return Recipe(name="pretrained", base_dir=base_dir,
                   generate=GenerateConfig(count=count, seed=0, **generate), insert=ins,
@@ -363,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tokens (perinucleus) or words (random_words) per response")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
+    ap.add_argument("--base", type=Path,
+                    help="pretrained config: this local model dir instead of the cached base")
     args = ap.parse_args(argv)
 
     import torch
@@ -383,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             print(table(results[-1]) + "\n", flush=True)
         if args.config in ("pretrained", "both"):
             try:
-                recipe = pretrained_recipe(count, device, not args.no_install, log, **gen)
+                recipe = pretrained_recipe(count, device, not args.no_install, log,
+                                           base_dir=args.base, **gen)
             except CorpusError as exc:
                 log(f"error: {exc}")
                 return 2
