@@ -430,7 +430,13 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
         from oml.modelio import load_model
         from oml.package import check_fingerprints_belong, read_manifest, verify_package
         from oml.package_errors import ManifestError, PackageError
-        from oml.verify import decide, reference_base_rate, reference_rate, verify_fingerprints
+        from oml.verify import (
+            ReferenceRate,
+            decide,
+            reference_base_rate,
+            reference_rate,
+            verify_fingerprints,
+        )
 
         fps, secrets = _load_fingerprints_and_secrets(fp_file, owner_key)
         package: dict[str, Any] | None = None
@@ -453,7 +459,7 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
         model, tok = load_model(model_dir, device=_device(device))
         rep = verify_fingerprints(model, tok, fps, mode=mode, system_prompt=system_prompt)
         del model
-        rates = []
+        rates: list[ReferenceRate] = []
         for name, ref_dir in refs:
             ref, rtok = load_model(ref_dir, device=_device(device))
             rates.append(reference_rate(ref, rtok, fps, name=name, mode=mode,
@@ -498,7 +504,7 @@ def _reference_dirs(model_dir: Path, base_dir: Path | None,
     """(name, dir) of every reference: ``base`` first, then each --reference by its path.
 
     A reference that is the model under test would make every verdict "no",
-    and one given twice would count twice: both are usage errors.
+    and one given twice is a slip that hides a missing one: both are usage errors.
     """
     refs = ([("base", base_dir)] if base_dir is not None else [])
     refs += [(str(d), d) for d in reference_dirs]
