@@ -4,7 +4,8 @@ Usage:
     python bench/soundness.py [--config tiny|pretrained|both] [--quick] [--hosts H]
                               [--count N] [--device auto|cpu|cuda] [--threads T]
                               [--response-strategy perinucleus|random_words]
-                              [--response-length L] [--base DIR] [--json FILE] [--no-install]
+                              [--response-length L] [--base DIR] [--epochs E]
+                              [--json FILE] [--no-install]
 
 A claim against host A names keys of A and the outputs a deployment gave.
 If the deployment is host B's honest copy of the same base (or the base
@@ -298,7 +299,7 @@ def tiny_recipe(work: Path, count: int, device: str | None, base_dir: Path | Non
 
 
 def pretrained_recipe(count: int, device: str | None, allow_install: bool,
-                      log: Any = print, base_dir: Path | None = None,
+                      log: Any = print, base_dir: Path | None = None, epochs: int = 30,
                       **generate: Any) -> Recipe:
     """The fingerprint benchmark's cached 10.2M base (or ``base_dir``), the default recipe."""
     from bench._pretrain import PretrainConfig, get_base
@@ -312,7 +313,7 @@ def pretrained_recipe(count: int, device: str | None, allow_install: bool,
     meta: dict[str, Any] = {}
     if base_dir is None:
         base_dir, meta = get_base(split.train, PretrainConfig(), pick_device(device), log=log)
-    ins = InsertConfig(benign_mix=0.5, progress=False, device=device, seed=0)
+    ins = InsertConfig(benign_mix=0.5, epochs=epochs, progress=False, device=device, seed=0)
     return Recipe(name="pretrained", base_dir=base_dir,
                   generate=GenerateConfig(count=count, seed=0, **generate), insert=ins,
                   benign=split.train, base_params=int(meta.get("params", 0)))
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                     default="perinucleus", help="the recipe's responses (default: the library's)")
     ap.add_argument("--response-length", type=int, default=1,
                     help="tokens (perinucleus) or words (random_words) per response")
+    ap.add_argument("--epochs", type=int, default=30,
+                    help="pretrained config: insertion epoch cap (library default 30; longer "
+                         "random-word responses need more)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
     ap.add_argument("--base", type=Path,
@@ -390,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.config in ("pretrained", "both"):
             try:
                 recipe = pretrained_recipe(count, device, not args.no_install, log,
-                                           base_dir=args.base, **gen)
+                                           base_dir=args.base, epochs=args.epochs, **gen)
             except CorpusError as exc:
                 log(f"error: {exc}")
                 return 2
