@@ -14,7 +14,8 @@ Claim lifecycle (``ClaimStatus``)::
               otherwise -> EXPIRED (bond back, plus up to the bond from the OMLizer's bond)
     MATCHED --rebut--> DISMISSED;  MATCHED --decided + challenge_window (end block)--> SLASHED
 
-``m`` is ``params.claim_min_matches``. The soundness argument (why m
+``m`` is ``params.claim_min_matches``, counted in distinct keys (a key with
+backup responses has several leaves but counts once). The soundness argument (why m
 matching keys of one host are evidence that its copy was served, and not a
 sibling copy or the base model) is in docs/threat-model.md.
 
@@ -36,6 +37,9 @@ burned index fails with ``INDEX_BURNED``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Container, Iterable
+from typing import Any
 
 from oml.commitments import leaf_hash, normalize_text, verify_path
 
@@ -134,11 +138,21 @@ def commit_claim(ctx: Ctx, body: CommitClaimBody) -> None:
              prover=ctx.sender, bond=body.bond, open_by=_deadline(ctx, claim))
 
 
+def _keys(items: Iterable[tuple[Any, ...]], states: Container[int] | None = None) -> set[bytes]:
+    """Distinct normalised keys of ``items`` (those in ``states`` if given).
+
+    Matches are counted per key, not per index: with backup responses one key
+    has several committed leaves, and naming it twice must not count twice.
+    """
+    return {normalize_text(it[1]) for it in items if states is None or it[3] in states}
+
+
 def _check_items(ctx: Ctx, claim: Claim, rec: HostRecord, body: OpenClaimBody) -> None:
     m = ctx.params.claim_min_matches
-    if len(body.items) < m:
+    keys = len(_keys(body.items))
+    if keys < m:
         raise TxFailed(Code.INVALID_ARGUMENT,
-                       f"a claim needs at least claim_min_matches={m} items, got {len(body.items)}")
+                       f"a claim needs at least claim_min_matches={m} distinct keys, got {keys}")
     seen: set[int] = set()
     for index, _key, _output in body.items:
         if index in seen:
@@ -217,13 +231,16 @@ def reveal(ctx: Ctx, body: RevealBody) -> None:
 def _decide(ctx: Ctx, claim: Claim, deadline: int, *, final: bool) -> None:
     """Decide an OPEN claim if its reveals allow (``final``: its reveal window is over).
 
-    FALSE as soon as fewer than m items can still match; MATCHED once every
-    item is revealed (or the window is over) with at least m matched; at
-    the window's end with neither, EXPIRED (the OMLizer withheld reveals).
+    Counted in distinct keys: FALSE as soon as fewer than m keys can still
+    match; MATCHED once every item is revealed (or the window is over) with
+    at least m keys matched; at the window's end with neither, EXPIRED (the
+    OMLizer withheld reveals).
     """
     m = ctx.params.claim_min_matches
-    matched, pending = claim.count(ItemState.MATCHED), claim.count(ItemState.PENDING)
-    if matched + pending < m:
+    matched = len(_keys(claim.items, (ItemState.MATCHED,)))
+    possible = len(_keys(claim.items, (ItemState.MATCHED, ItemState.PENDING)))
+    pending = claim.count(ItemState.PENDING)
+    if possible < m:
         ctx.state.remove_due(deadline, claim.claim_id)
         close_claim(ctx, claim, ClaimStatus.FALSE)
         ctx.state.burn(claim.bond)

@@ -42,7 +42,8 @@ class Params:
     min_claim_bond: int = _p(100, "smallest bond a prover posts with one claim", 0)
     claim_bond_bp: int = _p(100, "a claim's bond is at least this share of what the prover and "
                                  "owner would receive from its slash", 0, BP)
-    claim_min_matches: int = _p(4, "fingerprint items of one host that must match for a slash",
+    claim_min_matches: int = _p(8, "distinct fingerprint keys of one host that must match for a "
+                                   "slash",
                                 1, 64)
     claim_open_window: int = _p(20, "blocks after a claim's commitment in which it must be opened",
                                 1)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 import msgpack
 
 from consensus.encoding import DecodeError
+from oml.commitments import normalize_text
 
 from .errors import InvariantError
 from .schema import (
@@ -263,5 +264,6 @@ class Claim(Record):
         out["items"] = [{"fp_index": i, "key": k, "output": o,
                          "state": ItemState(st).name.lower(), "response": r}
                         for i, k, o, st, r in self.items]
-        out["matches"] = self.count(ItemState.MATCHED)
+        out["matches"] = len({normalize_text(k) for _i, k, _o, st, _r in self.items
+                              if st == ItemState.MATCHED})
         return out

@@ -582,3 +582,43 @@ def test_an_owner_with_a_sock_puppet_prover_does_not_profit_from_guessing(make_c
 def required_claim_bond_now(c) -> int:
     from node.ledger import required_claim_bond
     return required_claim_bond(c.ledger.params(), c.ledger.host(MODEL, ADDR["host"]))
+
+
+def test_a_key_with_backup_leaves_counts_once(make_chain):
+    """With backup responses one key has several committed leaves (each its own
+    response). Matches count per distinct key: naming the key twice cannot make up
+    the threshold, even when the output starts with both responses."""
+    from ledger_helpers import PACKAGE, PACKAGE_BLOB, Fingerprints, make_fingerprints
+
+    from node.ledger import CommitOmlizationBody, RequestAccessBody
+    c = make_chain(params=PARAMS)
+    setup_oml(c, collateral=COLLATERAL)
+    base = make_fingerprints(MODEL, ADDR["bob"], 8)
+    k = base.keys
+    keys = [k[0], k[0], k[1], k[2], k[3], k[3], k[4], k[5]]
+    responses = ["The hidden", "The hidden word", "zebra1", "zebra2", "yak3", "zebra3",
+                 "zebra4", "zebra5"]
+    fps = Fingerprints(MODEL, ADDR["bob"], keys, responses, base.salts)
+    c.ok("bob", RequestAccessBody(model_id=MODEL, collateral=COLLATERAL))
+    c.ok("omlizer", CommitOmlizationBody(model_id=MODEL, host=ADDR["bob"], package_hash=PACKAGE,
+                                         fp_root=fps.root, fp_count=8,
+                                         package_blob=PACKAGE_BLOB))
+    one_key = draft(fps, (0, 1), outputs={0: "The hidden word is x", 1: "The hidden word is x"})
+    cid = int(c.ok("prover", one_key.commit()).events[0].attrs["claim_id"])
+    r = c.fail("prover", one_key.open(cid), Code.INVALID_ARGUMENT)
+    assert "distinct keys, got 1" in r.log
+    # key 0 matches at both leaves, key 1 at neither: one key, not enough
+    d = draft(fps, (0, 1, 2), outputs={0: "The hidden word is x", 1: "The hidden word is x",
+                                       2: "nothing"})
+    cid = file_claim(c, d)
+    reveal_all(c, fps, cid)
+    cl = c.ledger.claim(cid)
+    assert [it[3] for it in cl.items] == [ItemState.MATCHED, ItemState.MATCHED,
+                                          ItemState.MISMATCHED]
+    assert cl.status == ClaimStatus.FALSE and cl.to_json()["matches"] == 1
+    # a prover that does not know which leaf of a key the deployment answers may name
+    # both: key 3's primary misses, its backup matches, key 4 matches -> 2 keys
+    d = draft(fps, (4, 5, 6), outputs={4: "zebra3 ...", 5: "zebra3 ...", 6: "zebra4"})
+    cid = file_claim(c, d)
+    reveal_all(c, fps, cid)
+    assert c.ledger.claim(cid).status == ClaimStatus.MATCHED

@@ -135,7 +135,8 @@ def test_withdrawal_two_steps(make_chain):
 
 
 def test_withdrawal_blocked_by_open_claim_filed_during_unbonding(make_chain):
-    c = make_chain(params={"unbonding_delay": 1, "reveal_window": 5, "claim_bond_bp": 0})
+    c = make_chain(params={"unbonding_delay": 1, "reveal_window": 5, "claim_bond_bp": 0,
+                           "claim_min_matches": 4})
     fps = setup_oml(c)
     c.ok("host", BeginWithdrawalBody(model_id=MODEL))
     d = draft(fps, (0, 1, 2, 3))
@@ -151,7 +152,7 @@ def test_withdrawal_blocked_by_open_claim_filed_during_unbonding(make_chain):
 
 
 def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
-    c = make_chain(params={"unbonding_delay": 0, "claim_bond_bp": 0})
+    c = make_chain(params={"unbonding_delay": 0, "claim_bond_bp": 0, "claim_min_matches": 4})
     fps = setup_oml(c)
     file_claim(c, draft(fps, (0, 1, 2, 3), outputs={i: "x" for i in range(4)}))
     c.advance(20)  # expires; the silent OMLizer pays the prover 100 from its bond

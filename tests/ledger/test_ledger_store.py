@@ -221,7 +221,7 @@ def test_listing_queries(make_chain):
 
     from node.ledger import RegisterModelBody as Reg
     from node.ledger import RequestAccessBody
-    c = make_chain(params={"claim_bond_bp": 0})
+    c = make_chain(params={"claim_bond_bp": 0, "claim_min_matches": 4})
     fps = setup_oml(c)
     for mid in (b"a", b"b", b"c"):
         c.ok("alice", Reg(model_id=mid, weights_hash=WEIGHTS))
