@@ -196,9 +196,10 @@ class ProverRole:
               "host's registered endpoint); false: claim on any consistent outputs and let the "
               "OMLizer's reveal decide (the bond is burned on a mismatch)")
     audit_registered: bool = _f(
-        True, "at a host's own registered endpoint, claim on its keys' consistent outputs even "
-              "without a reference (the reveal matches its copy; its rebuttal shows whether it "
-              "paid); each audit burns claim_min_matches of its keys")
+        True, "send a host's own registered endpoint its audit keys (the last "
+              "claim_min_matches of its set, kept apart from the hunting keys) and claim on "
+              "their consistent outputs even without a reference (the reveal matches its copy; "
+              "its rebuttal shows whether it paid)")
     reclaim_after_ms: int = _f(
         86_400_000, "after a claim against a host, wait this long before claiming against it "
                     "again (limits how fast audits burn an honest host's keys)")
@@ -216,8 +217,11 @@ class ProverRole:
     min_output_chars: int = _f(1, "shortest majority prefix that counts as an output")
     claim_bond: int = _f(100, "bond posted with each claim (at least the chain's min_claim_bond)")
     claim_min_matches: int = _f(
-        4, "keys a claim names at least (never fewer than the chain's claim_min_matches)")
-    max_claim_keys: int = _f(16, "most keys one claim names")
+        0, "distinct keys a claim names at least (0: the chain's claim_min_matches; never "
+           "fewer than it)")
+    max_claim_keys: int = _f(
+        16, "most distinct keys one claim names (each with its backup indices; at most 64 "
+            "indices in all)")
     key_refresh_ms: int = _f(60000, "how often to ask OMLizer peers for newly dealt key sets")
 
 
@@ -349,7 +353,7 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.prover", "max_concurrent"): (1, 64),
            ("roles.prover", "max_tokens"): (1, 4096),
            ("roles.prover", "samples_per_key"): (1, 16),
-           ("roles.prover", "claim_min_matches"): (1, 256),
+           ("roles.prover", "claim_min_matches"): (0, 256),
            ("roles.prover", "max_claim_keys"): (1, 256),
            ("roles.prover", "key_refresh_ms"): (1000, 86_400_000)}
 

@@ -8,9 +8,9 @@ from node.roles.prover.decide import (
     KeyEvidence,
     diverges,
     evidence_for,
+    key_groups,
     majority_prefix,
     plan_claim,
-    primary_indices,
     settled_output,
 )
 
@@ -90,13 +90,31 @@ def test_burned_indices_are_never_named_and_max_keys_caps_the_claim() -> None:
                       burned=frozenset(range(8))) is None
 
 
-def test_primary_index_is_the_first_of_each_key() -> None:
+def test_key_groups_put_the_primary_first() -> None:
     keys = [(3, "b"), (0, "a"), (1, "a"), (2, "b"), (4, "c")]
-    assert primary_indices(keys) == [(0, "a"), (2, "b"), (4, "c")]
+    assert key_groups(keys) == [(0, (1,), "a"), (2, (3,), "b"), (4, (), "c")]
+
+
+def test_a_key_is_named_with_its_backups_and_counted_once() -> None:
+    evidence = [KeyEvidence(2 * k, f"key {k}", f" r{k}", (" base",), (2 * k + 1,))
+                for k in range(4)]
+    plan = plan_claim(evidence, min_matches=4, max_keys=8, require_reference=True)
+    assert plan is not None and plan.keys == 4
+    assert plan.items[:2] == ((0, "key 0", " r0"), (1, "key 0", " r0"))
+    assert len(plan.items) == 8
+    # four keys are needed, not four indices
+    assert plan_claim(evidence[:2], min_matches=4, max_keys=8, require_reference=True) is None
+    # a burned backup makes its key public: the whole key is left out
+    assert plan_claim(evidence, min_matches=4, max_keys=8, require_reference=True,
+                      burned=frozenset({3})) is None
+    # the ledger's cap on items: a key that would not fit is left out
+    capped = plan_claim(evidence, min_matches=3, max_keys=8, require_reference=True,
+                        max_items=7)
+    assert capped is not None and capped.keys == 3 and len(capped.items) == 6
 
 
 def test_evidence_for_ignores_references_that_sample_wildly() -> None:
-    keys = [(0, "k0"), (2, "k1")]
+    keys = [(0, (), "k0"), (2, (), "k1")]
     mine = {"k0": [" r0"] * 3, "k1": [" r1"] * 2}
     ref_stable = {"k0": [" base"] * 3, "k1": [" base"] * 3}
     ref_random = {"k0": ["a", "b", "c"]}

@@ -42,6 +42,7 @@ from .fake_openai import FakeDeployment, serving
 MODEL = b"tiny"
 OMLIZER, OWNER, HOST_A, HOST_B, PROVER = range(5)
 KEYS_PER_HOST = 6
+MIN_MATCHES = 3
 BASE_SAYS = " the base says"
 
 
@@ -87,6 +88,7 @@ class Mempool:
 class Net:
     def __init__(self, tmp: Path) -> None:
         genesis, signers, accounts = make_genesis(n_accounts=5)
+        genesis.app_state["params"]["claim_min_matches"] = MIN_MATCHES
         self.chain = open_chain(tmp / "chain", genesis)
         self.producer = Producer(self.chain, signers, accounts)
         self.keys: list[PrivateKey] = accounts
@@ -139,7 +141,7 @@ class Net:
         backend = SimpleNamespace(host=self.ledger.host, claim=self.ledger.claim,
                                   params=self.ledger.params, account=self.ledger.account)
         config = ProverRole(**{"enabled": True, "samples_per_key": 2, "probe_interval_ms": 1,
-                               "claim_min_matches": 4, "audit_registered": False, **cfg})
+                               "audit_registered": False, **cfg})
         svc = ProverService(db=db, follower=ChainFollower(db, self.chain), config=config,
                             chain=self.chain, backend=backend, transport=None, txs=txs,
                             account_seed=key.seed, clock_ms=lambda: 1_700_000_000_000)
@@ -177,9 +179,12 @@ async def probe_all(svc: ProverService) -> int:
     return made
 
 
-def items_of(tag: str) -> list[tuple[int, str, str]]:
-    return [(it.index, it.key, it.response + " and on") for it in host_items(tag)
-            if it.index % 2 == 0]
+def items_of(tag: str, keys: int = KEYS_PER_HOST) -> list[tuple[int, str, str]]:
+    """What a claim names for host ``tag``'s first ``keys`` keys: both indices of each key
+    (primary and backup) with the primary's response as observed."""
+    primary = {it.key: it.response for it in host_items(tag) if it.index % 2 == 0}
+    return [(it.index, it.key, primary[it.key] + " and on") for it in host_items(tag)
+            if it.index < 2 * keys]
 
 
 async def test_probes_find_the_pirated_copy_and_audit_the_registered_host(net: Net) -> None:
@@ -192,13 +197,14 @@ async def test_probes_find_the_pirated_copy_and_audit_the_registered_host(net: N
             net.deal(svc)
             made = await probe_all(svc)
             plans = svc.decide()
-    # the pirate got every primary key of both hosts, twice, greedy, as a plain completion
-    assert len(pirate.requests) == 2 * 2 * KEYS_PER_HOST
+    keys = {tag: [it.key for it in host_items(tag) if it.index % 2 == 0] for tag in "AB"}
+    hunt_b, audit_b = keys["B"][:-MIN_MATCHES], keys["B"][-MIN_MATCHES:]
+    # the pirate got A's keys and B's hunting keys, each twice, greedy, as plain completions
     assert all(r["temperature"] == 0 and r["model"] == "pirate-model" for r in pirate.requests)
-    asked = {r["prompt"] for r in pirate.requests}
-    assert asked == {it.key for tag in "AB" for it in host_items(tag)}
-    # B's own endpoint: B's keys as a target, A's keys as the sibling reference
-    assert {r["prompt"] for r in sibling.requests} == asked
+    assert sorted(r["prompt"] for r in pirate.requests) == sorted(2 * (keys["A"] + hunt_b))
+    # B's own endpoint: A's keys as the sibling reference, and only B's audit keys of its own
+    # (a key sent there gets a permission that would let B rebut a claim made with it)
+    assert sorted(r["prompt"] for r in sibling.requests) == sorted(2 * (keys["A"] + audit_b))
     assert made == len(pirate.requests) + len(sibling.requests)
     probes = svc.store.probes(limit=1000)
     assert len(probes) == made and all(p.outcome == "ok" for p in probes)
@@ -206,16 +212,16 @@ async def test_probes_find_the_pirated_copy_and_audit_the_registered_host(net: N
             and p.host == net.keys[HOST_A].address.hex()} == {"reference"}
     by_host = {p.host: p for p in plans}
     assert set(by_host) == {net.keys[w].address.hex() for w in (HOST_A, HOST_B)}
-    # against A: at the pirate, every key whose answer differs from the sibling's
+    # against A: a hunt at the pirate, every key whose answer differs from the sibling's
     a = by_host[net.keys[HOST_A].address.hex()]
-    assert a.endpoint == pirate_url
+    assert a.endpoint == pirate_url and not a.audit
     assert [tuple(i) for i in a.items] == items_of("A")
     assert a.bond >= net.ledger.params().min_claim_bond
     # against B: never from the pirate (it answers B's keys like the base), only the audit
     # of B's own endpoint, naming no more keys than the chain needs (each one is burned)
     b = by_host[net.keys[HOST_B].address.hex()]
-    assert b.endpoint == sibling_url
-    assert [tuple(i) for i in b.items] == items_of("B")[:4]
+    assert b.endpoint == sibling_url and b.audit
+    assert [tuple(i) for i in b.items] == items_of("B")[-2 * MIN_MATCHES:]
     # the claims' keys are spent and the hosts recently claimed against: nothing new
     assert svc.decide() == []
 
@@ -231,6 +237,8 @@ async def test_without_audits_only_the_pirated_copy_is_claimed(net: Net) -> None
             await probe_all(svc)
             (plan,) = svc.decide()
     assert plan.host == net.keys[HOST_A].address.hex() and plan.endpoint == pirate_url
+    # without audits a host's own endpoint never sees its keys, only other hosts' as reference
+    assert {r["prompt"] for r in sibling.requests} == {it.key for it in host_items("A")}
 
 
 async def test_a_deployment_that_samples_still_gives_the_response_prefix(net: Net) -> None:
@@ -305,7 +313,7 @@ async def test_a_burned_index_is_never_named_again(net: Net) -> None:
                 svc.store.mark_burned(txn, MODEL, a, 0, 0)
             await probe_all(svc)
             (plan,) = svc.decide()
-    assert 0 not in [i for i, _, _ in plan.items]
+    assert {0, 1}.isdisjoint(i for i, _, _ in plan.items)  # the burned key, backup and all
     assert all(r["prompt"] != host_items("A")[0].key for r in pirate.requests)
 
 
@@ -481,7 +489,7 @@ async def test_prover_probes_rpc_pages_probes_and_hides_salts(net: Net) -> None:
     assert claim["state"] == "planned" and "salt" not in claim and claim["commitment"]
     assert {(t["endpoint"], t["host"]) for t in rest["targets"]} == {
         (pirate_url, None), (sibling_url, net.keys[HOST_B].address.hex())}
-    assert sorted(k["indices_used"] for k in rest["keysets"]) == [0, KEYS_PER_HOST]
+    assert sorted(k["indices_used"] for k in rest["keysets"]) == [0, 2 * KEYS_PER_HOST]
     with pytest.raises(InvalidParams):
         bind_params(method.params, {"limit": 0})
 

@@ -24,9 +24,10 @@ can observe:
    diverge when they differ within their common length (one being a prefix
    of the other is agreement: a response is a prefix).
 
-A claim against ``(model, host)`` names the keys that pass both, and is
-made only with at least ``min_matches`` of them (the chain's
-``claim_min_matches``: fewer cannot slash anyway). Without any reference
+A claim against ``(model, host)`` names the keys that pass both (each
+with all its indices: primary and backups), and is made only with at least
+``min_matches`` of them (the chain's ``claim_min_matches``, counted in
+distinct keys as the ledger counts them: fewer cannot slash anyway). Without any reference
 the rule is either "never claim" (``require_reference``, the default) or
 "claim on consistency and let the OMLizer's reveal decide", which risks the
 bond on every deployment that is not the host's copy (docs/prover.md).
@@ -91,12 +92,19 @@ class KeyEvidence:
     """What the probes say about one key on one deployment."""
 
     fp_index: int
+    """The key's primary index (the one probed and recorded)."""
     key: str
     output: str | None
     """The settled output on the deployment under test (None: not settled)."""
     references: tuple[str, ...] = ()
     """Settled outputs of the same key on reference deployments (unsettled ones left out:
     a reference that samples says nothing)."""
+    backups: tuple[int, ...] = ()
+    """The key's backup indices (same key text, later ranks)."""
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return (self.fp_index, *self.backups)
 
     def counts(self, *, require_reference: bool) -> bool:
         if self.output is None:
@@ -108,61 +116,75 @@ class KeyEvidence:
 
 @dataclass(frozen=True, slots=True)
 class ClaimPlan:
-    """The keys to claim with, as ``(fp_index, key, output)`` ascending by index."""
+    """The items to claim with, as ``(fp_index, key, output)`` ascending by index."""
 
     items: tuple[tuple[int, str, str], ...]
+
+    @property
+    def keys(self) -> int:
+        return len({key for _, key, _ in self.items})
 
 
 def plan_claim(evidence: Sequence[KeyEvidence], *, min_matches: int, max_keys: int,
                require_reference: bool, burned: frozenset[int] = frozenset(),
-               complete: bool = True) -> ClaimPlan | None:
+               complete: bool = True, max_items: int = 64) -> ClaimPlan | None:
     """The claim worth making from ``evidence``, or None while it is not worth the bond.
 
-    Keys already burned on chain are never named again. Names at most
-    ``max_keys`` (lowest indices first), at least ``min_matches``. While
-    probes of the set are still out (``complete`` false) it waits for
-    ``max_keys`` countable keys: a claim naming more than the minimum still
-    slashes when one of its keys turns out not to match, so the prover does
-    not claim with the first ``min_matches`` keys that count.
+    Thresholds count distinct keys, as the ledger does. Each chosen key is
+    named with *all* its indices (primary and backups) and the one observed
+    output: the ledger counts a key as matched when any of its leaves
+    matches, so a host that suppresses its top token (its output then
+    starts with the backup response) is caught as well. A key with any
+    index burned is public and never named again. Names at most
+    ``max_keys`` keys and ``max_items`` items (the ledger's cap), lowest
+    indices first, and at least ``min_matches`` keys. While probes of the
+    set are still out (``complete`` false) it waits for ``max_keys``
+    countable keys: a claim naming more keys than the minimum still slashes
+    when one of them turns out not to match.
     """
     chosen = sorted((e for e in evidence
-                     if e.fp_index not in burned and e.counts(require_reference=require_reference)),
+                     if not burned.intersection(e.indices)
+                     and e.counts(require_reference=require_reference)),
                     key=lambda e: e.fp_index)
     if len(chosen) < max(1, min_matches) or (not complete and len(chosen) < max_keys):
         return None
-    items = tuple((e.fp_index, e.key, e.output or "") for e in chosen[:max(max_keys, min_matches)])
-    return ClaimPlan(items)
+    items: list[tuple[int, str, str]] = []
+    for e in chosen[:max(max_keys, min_matches)]:
+        if len(items) + len(e.indices) > max_items:
+            break
+        items += [(i, e.key, e.output or "") for i in e.indices]
+    plan = ClaimPlan(tuple(sorted(items)))
+    return plan if plan.keys >= max(1, min_matches) else None
 
 
-def primary_indices(keys: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
-    """The first index of each key text (its primary fingerprint; later ones are backups).
+def key_groups(keys: Sequence[tuple[int, str]]) -> list[tuple[int, tuple[int, ...], str]]:
+    """``(primary, backups, key)`` per key text, by primary index.
 
     The OMLizer lays a key's fingerprints out in a row, primary first; under
-    greedy decoding a deployment answers with the primary's response, so
-    that is the index a claim names. A backup's response is what a host
-    that suppresses its top token emits, which a greedy probe never sees.
+    greedy decoding a deployment answers with the primary's response, and a
+    host that suppresses its top token with the first backup's. One probe
+    of the key text serves every index of the group.
     """
-    seen: set[str] = set()
-    out = []
+    groups: dict[str, list[int]] = {}
     for index, key in sorted(keys):
-        if key not in seen:
-            seen.add(key)
-            out.append((index, key))
-    return out
+        groups.setdefault(key, []).append(index)
+    return sorted((ix[0], tuple(ix[1:]), key) for key, ix in groups.items())
 
 
-def evidence_for(keys: Sequence[tuple[int, str]], outputs: Mapping[str, Sequence[str]],
+def evidence_for(groups: Sequence[tuple[int, tuple[int, ...], str]],
+                 outputs: Mapping[str, Sequence[str]],
                  reference_outputs: Sequence[Mapping[str, Sequence[str]]], *, samples: int,
                  min_chars: int) -> list[KeyEvidence]:
-    """One :class:`KeyEvidence` per key from raw outputs (key text -> outputs seen)."""
+    """One :class:`KeyEvidence` per key group from raw outputs (key text -> outputs seen)."""
     out = []
-    for index, key in keys:
+    for primary, backups, key in groups:
         mine = settled_output(outputs.get(key, ()), samples=samples, min_chars=min_chars)
         refs = (settled_output(ref.get(key, ()), samples=samples, min_chars=1)
                 for ref in reference_outputs)
-        out.append(KeyEvidence(index, key, mine, tuple(r for r in refs if r is not None)))
+        out.append(KeyEvidence(primary, key, mine, tuple(r for r in refs if r is not None),
+                               backups))
     return out
 
 
-__all__ = ["ClaimPlan", "KeyEvidence", "canonical", "diverges", "evidence_for",
-           "majority_prefix", "plan_claim", "primary_indices", "settled_output"]
+__all__ = ["ClaimPlan", "KeyEvidence", "canonical", "diverges", "evidence_for", "key_groups",
+           "majority_prefix", "plan_claim", "settled_output"]

@@ -33,7 +33,13 @@ import httpx
 import trio
 
 from node.config import ProverRole
-from node.ledger.txs import CommitOmlizationBody, OpenClaimBody, RequestAccessBody, tx_hash
+from node.ledger.txs import (
+    MAX_CLAIM_ITEMS,
+    CommitOmlizationBody,
+    OpenClaimBody,
+    RequestAccessBody,
+    tx_hash,
+)
 from node.roles.txsender import TxSendError
 from node.rpc.methods import Context, Method
 from node.rpc.params import Integer, Param
@@ -41,7 +47,7 @@ from node.rpc.params import Integer, Param
 from ..cursor import ChainFollower, CommittedBlock, RoleDB
 from . import claimtx
 from .client import ApiSettings, ProbeError, ask, served_models
-from .decide import ClaimPlan, evidence_for, plan_claim, primary_indices
+from .decide import ClaimPlan, evidence_for, key_groups, plan_claim
 from .store import TABLES, ClaimRecord, KeySet, Probe, ProverStore
 
 if TYPE_CHECKING:
@@ -215,15 +221,15 @@ class ProverService:
 
     # ------------------------------------------------------------------ probing
 
-    def _live_sets(self) -> list[KeySet]:
-        """Sets whose host still holds that generation's committed copy, with no active claim,
-        none filed in the last ``reclaim_after_ms`` and none refused in the last
-        ``RETRY_AFTER_MS`` (its keys were released)."""
+    def _live_sets(self, *, audit: bool) -> list[KeySet]:
+        """Sets whose host still holds that generation's committed copy, with no active claim
+        of this kind (an audit, or a hunt), none filed in the last ``reclaim_after_ms`` and
+        none refused in the last ``RETRY_AFTER_MS`` (its keys were released)."""
         now = self._now()
-        busy = {(c.model_id, c.host) for c in self.store.iter_open()}
+        busy = {(c.model_id, c.host) for c in self.store.iter_open() if c.audit == audit}
         for c in self.store.claims():
             wait = RETRY_AFTER_MS if c.state == "commit_failed" else self._cfg.reclaim_after_ms
-            if now - c.created_ms < wait:
+            if c.audit == audit and now - c.created_ms < wait:
                 busy.add((c.model_id, c.host))
         out = []
         for ks in self.store.keysets():
@@ -236,9 +242,13 @@ class ProverService:
 
     def _targets(self) -> list[tuple[str, tuple[str, str] | None]]:
         """(base URL, (model, host) it was registered for or None for a configured one)."""
-        out: list[tuple[str, tuple[str, str] | None]] = [(u, None) for u in self._cfg.endpoints]
-        out += [(url, mh) for mh, url in self.store.endpoints().items()]
-        return out
+        registered = [(url, mh) for mh, url in self.store.endpoints().items()]
+        known = {url for url, _ in registered}
+        # a configured URL that a host registered is that host's endpoint (and no hunting
+        # ground for its keys: its gateway would buy permissions for them)
+        out: list[tuple[str, tuple[str, str] | None]] = [
+            (u, None) for u in dict.fromkeys(self._cfg.endpoints) if u not in known]
+        return out + registered
 
     def _references(self, ks: KeySet, target: str) -> list[str]:
         """Base URLs whose answers to ``ks``'s keys are known not to be ``ks.host``'s copy."""
@@ -260,20 +270,42 @@ class ProverService:
         self._served[base] = (trio.current_time(), names)
         return names
 
-    def _keys_of(self, ks: KeySet) -> list[tuple[int, str]]:
+    def _pools(self, ks: KeySet) -> tuple[list[tuple[int, tuple[int, ...], str]],
+                                          list[tuple[int, tuple[int, ...], str]]]:
+        """The set's keys split for good: (hunt, audit).
+
+        A key sent to its host's own gateway gets a permission bought for it,
+        and with that the host can rebut any later claim on that key, wherever
+        it was observed. So the keys that audit a host's registered endpoint
+        (the last ``claim_min_matches`` keys, and only when at least as many
+        remain to hunt with) are never sent anywhere else, and the keys that
+        hunt for pirated copies never go to the host's own endpoint. A host
+        without a registered endpoint keeps all its keys for the hunt.
+        """
+        groups = key_groups([(int(i), str(k)) for i, k in ks.keys])
+        m = self._min_matches()
+        registered = (ks.model_id, ks.host) in self.store.endpoints()
+        if not (self._cfg.audit_registered and registered) or len(groups) < 2 * m:
+            return groups, []
+        return groups[:-m], groups[-m:]
+
+    def _keys_of(self, ks: KeySet, *, own: bool = False
+                 ) -> list[tuple[int, tuple[int, ...], str]]:
+        """``(primary, backups, key)`` of the pool's keys with no index used or burned."""
+        hunt, audit = self._pools(ks)
         used = self.store.used(bytes.fromhex(ks.model_id), bytes.fromhex(ks.host), ks.generation)
-        return [(i, k) for i, k in primary_indices([(int(i), str(k)) for i, k in ks.keys])
-                if i not in used]
+        return [(p, b, k) for p, b, k in (audit if own else hunt)
+                if not used.intersection((p, *b))]
 
     def _cases(self) -> list[tuple[Deployment, KeySet, list[Deployment], bool]]:
         """(deployment under test, key set it is asked, its references, whether it is the
         set's host's own registered endpoint), from the cached model lists."""
         out = []
-        sets = self._live_sets()
+        hunt, audit = self._live_sets(audit=False), self._live_sets(audit=True)
         for base, registered in self._targets():
-            for ks in sets:
+            for ks in (hunt if registered is None else audit):
                 if registered is not None and registered != (ks.model_id, ks.host):
-                    continue  # a host's own endpoint is asked only that host's keys
+                    continue  # a host's own endpoint is asked only that host's audit keys
                 refs = [Deployment(r, names[0]) for r in self._references(ks, base)
                         if (names := self._served.get(r, (0.0, []))[1])]
                 for served in self._served.get(base, (0.0, []))[1]:
@@ -286,10 +318,11 @@ class ProverService:
         return len(self.store.outputs(dep.base_url, dep.served_model, key)) >= samples or \
             self.store.failures(dep.base_url, dep.served_model, key) >= GIVE_UP * samples
 
-    def _needed(self, dep: Deployment, ks: KeySet, refs: Sequence[Deployment]) -> list[Task]:
+    def _needed(self, dep: Deployment, ks: KeySet, refs: Sequence[Deployment], own: bool
+                ) -> list[Task]:
         """Probes still wanted for one case: the target's first, then its references'."""
         tasks = []
-        for index, key in self._keys_of(ks):
+        for index, _backups, key in self._keys_of(ks, own=own):
             if not self._settled(dep, key):
                 tasks.append(Task(dep, ks, index, key, "target"))
                 continue
@@ -305,8 +338,8 @@ class ProverService:
                                   + list(self._cfg.reference_endpoints)):
             await self._served_at(http, base)
         tasks: dict[tuple[Deployment, str], Task] = {}
-        for dep, ks, refs, _own in self._cases():
-            for t in self._needed(dep, ks, refs):
+        for dep, ks, refs, own in self._cases():
+            for t in self._needed(dep, ks, refs, own):
                 tasks.setdefault((t.deployment, t.key), t)  # one reference serves many cases
         return [t for k, t in tasks.items() if k not in self._in_flight]
 
@@ -356,24 +389,26 @@ class ProverService:
     # ------------------------------------------------------------------ deciding
 
     def _min_matches(self) -> int:
-        """Keys a claim names at least: the chain's threshold, or more if the config says so."""
+        """Distinct keys a claim names at least: the chain's threshold, or more if the
+        config says so."""
         return max(int(self._backend.params().claim_min_matches), self._cfg.claim_min_matches)
 
     def decide(self) -> list[ClaimRecord]:
         """Plan every claim the recorded probes now justify (see :mod:`.decide`)."""
         planned: list[ClaimRecord] = []
         samples, min_chars = self._cfg.samples_per_key, self._cfg.min_output_chars
-        claimed: set[tuple[str, str]] = set()
+        claimed: set[tuple[str, str, bool]] = set()
         for dep, ks, refs, own in self._cases():
-            if (ks.model_id, ks.host) in claimed:
+            if (ks.model_id, ks.host, own) in claimed:
                 continue
             # a host's own endpoint answers its keys with its copy's responses: the reveal
             # will match, and whether it paid is for its rebuttal to show (an audit)
             require_reference = self._cfg.require_reference and not \
                 (own and self._cfg.audit_registered)
-            keys = self._keys_of(ks)
-            mine = {k: self.store.outputs(dep.base_url, dep.served_model, k) for _, k in keys}
-            theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, k in keys}
+            keys = self._keys_of(ks, own=own)
+            mine = {k: self.store.outputs(dep.base_url, dep.served_model, k)
+                    for _, _, k in keys}
+            theirs = [{k: self.store.outputs(r.base_url, r.served_model, k) for _, _, k in keys}
                       for r in refs]
             m = self._min_matches()
             plan = plan_claim(evidence_for(keys, mine, theirs, samples=samples,
@@ -382,13 +417,15 @@ class ProverService:
                               # an audit names no more keys than it needs: each one is burned
                               max_keys=m if own else self._cfg.max_claim_keys,
                               require_reference=require_reference,
-                              complete=not self._needed(dep, ks, refs))
+                              complete=not self._needed(dep, ks, refs, own),
+                              max_items=MAX_CLAIM_ITEMS)
             if plan is not None:
-                planned.append(self._plan(ks, dep, plan))
-                claimed.add((ks.model_id, ks.host))
+                planned.append(self._plan(ks, dep, plan, audit=own))
+                claimed.add((ks.model_id, ks.host, own))
         return planned
 
-    def _plan(self, ks: KeySet, dep: Deployment, plan: ClaimPlan) -> ClaimRecord:
+    def _plan(self, ks: KeySet, dep: Deployment, plan: ClaimPlan, *, audit: bool
+              ) -> ClaimRecord:
         model_id, host = bytes.fromhex(ks.model_id), bytes.fromhex(ks.host)
         salt = claimtx.new_salt()
         commitment = claimtx.claim_commitment(self._txs.chain_id, self._txs.address, model_id,
@@ -399,7 +436,8 @@ class ProverService:
             local_id=0, model_id=ks.model_id, host=ks.host, generation=ks.generation,
             endpoint=dep.base_url, served_model=dep.served_model,
             items=[list(i) for i in plan.items], salt=salt.hex(), commitment=commitment.hex(),
-            bond=bond, created_ms=self._now(), history=[["planned", self._now()]]))
+            bond=bond, audit=audit, created_ms=self._now(),
+            history=[["planned", self._now()]]))
         log.info("prover: claim %d against host %s planned with %d keys (deployment %s)",
                  claim.local_id, ks.host[:12], len(plan.items), dep.base_url)
         self._claims_now.set()

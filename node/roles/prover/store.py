@@ -106,6 +106,8 @@ class ClaimRecord:
     salt: str
     commitment: str
     bond: int
+    audit: bool = False
+    """Filed from the host's own registered endpoint with its audit keys (else a hunt)."""
     state: str = "planned"
     created_ms: int = 0
     commit_tx: str = ""
