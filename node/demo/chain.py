@@ -77,6 +77,7 @@ class ChainView:
                                                         time.monotonic() + timeout)
         last: Exception | None = None
         while True:
+            self.check_alive()
             try:
                 value = predicate()
                 if value:
@@ -87,6 +88,17 @@ class ChainView:
                 raise DemoError(f"timed out waiting for {what}"
                                 + (f" (last error: {last})" if last else ""))
             time.sleep(interval)
+
+    def check_alive(self) -> None:
+        """A node that crashed fails the story at once, with its log's tail.
+
+        Raises:
+            DemoError: a node exited with a non-zero status.
+        """
+        for name, proc in self.net.procs.items():
+            code = proc.proc.poll()
+            if code not in (None, 0):
+                raise DemoError(f"{name} exited with status {code}:\n{proc.log_tail(15)}")
 
     def host(self, model: str, address: str) -> dict[str, Any] | None:
         return self.find("node0", "host", model_id=model.encode().hex(), host=address)

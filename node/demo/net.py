@@ -62,9 +62,12 @@ class Outsiders:
 def build_models(root: Path) -> tuple[Path, Path]:
     """A tiny parent model and a child derived from it (a few more training steps on
     other text), as two transformers folders. Seconds on a CPU."""
+    from transformers.utils import logging as hf_logging
+
     from oml.modelio import load_model, save_model
     from oml.testing import make_tiny_model_dir, pretrain, tiny_corpus
 
+    hf_logging.disable_progress_bar()  # the narration is the demo's output
     parent = make_tiny_model_dir(root / "parent", seed=0, pretrain_steps=20)
     model, tok = load_model(parent, device="cpu")
     pretrain(model, tok, tiny_corpus(200, seed=1), steps=10, seed=1)
