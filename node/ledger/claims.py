@@ -192,7 +192,7 @@ def open_claim(ctx: Ctx, body: OpenClaimBody) -> None:
     ctx.state.add_due(_deadline(ctx, opened), claim.claim_id)
     ctx.emit("claim_opened", claim_id=claim.claim_id, model_id=claim.model_id, host=claim.host,
              prover=claim.prover, indices=",".join(str(i) for i, _k, _o in body.items),
-             reveal_by=_deadline(ctx, opened))
+             committed_height=claim.committed_height, reveal_by=_deadline(ctx, opened))
 
 
 def _item_matches(item: tuple[int, str, str, int, str], key: bytes, response: bytes) -> bool:

@@ -91,6 +91,7 @@ def test_commit_then_open_claim(oml):
     r = c.ok("prover", d.open(0))
     ev = r.events[0]
     assert ev.type == "claim_opened" and ev.attrs["indices"] == "0,1"
+    assert ev.attrs["committed_height"] == committed  # what a rebuttal must predate
     assert ev.attrs["reveal_by"] == c.ledger.height + 6
     cl = c.ledger.claim(0)
     assert cl.status == ClaimStatus.OPEN and cl.opened_height == committed + 1
