@@ -70,7 +70,7 @@ def build_models(root: Path) -> tuple[Path, Path]:
     hf_logging.disable_progress_bar()  # the narration is the demo's output
     parent = make_tiny_model_dir(root / "parent", seed=0, pretrain_steps=20)
     model, tok = load_model(parent, device="cpu")
-    pretrain(model, tok, tiny_corpus(200, seed=1), steps=10, seed=1)
+    pretrain(model, tok, tiny_corpus(200, seed=1), steps=5, seed=1)
     child = root / "child"
     save_model(model, tok, child)
     return parent, child

@@ -282,6 +282,9 @@ class Story:
 
     def serve(self) -> None:
         assert self.net is not None and self.front is not None
+        # the pirate's engine loads while the honest node restarts (both take seconds)
+        self.pirate = Pirate(self.copy_dir("cheater"), self.s.child_id,
+                             self.root / "pirate.log")
         node = NODES["host"]
         self.net.stop(node)
         set_roles(self.node_home("host"),
@@ -294,8 +297,6 @@ class Story:
         self.front.point_at(gateway)
         self.say("serve", f"honest host restarted with [roles.host]: gateway {gateway}, "
                           f"reachable at its registered endpoint {self.front.url}")
-        self.pirate = Pirate(self.copy_dir("cheater"), self.s.child_id,
-                             self.root / "pirate.log")
         url = self.pirate.wait_url(self._left(180))
         self.say("serve", f"cheater serves its copy with `oml-node host engine` at {url}: "
                           "no gateway, no permissions, no payments")
