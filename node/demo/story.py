@@ -61,6 +61,7 @@ ROLE_LABELS = {
     "prover": "prover",
 }
 FINAL_CLAIM = ("slashed", "dismissed", "false", "expired", "lapsed")
+WHO = {"host": "honest host", "cheater": "cheater"}
 
 
 class Story:
@@ -356,6 +357,36 @@ class Story:
     def label(self, address: str) -> str:
         return next((k for k, v in self.addr.items() if v == address), address[:12])
 
+    def who(self, address: str) -> str:
+        label = self.label(address)
+        return WHO.get(label, label)
+
+    def all_probes(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while page := self.prover(out[-1]["seq"] if out else -1)["probes"]:
+            out += page
+        return out
+
+    def tell_probes(self) -> None:
+        """What the prover saw: probes per deployment and purpose, and one piece of evidence."""
+        assert self.front is not None and self.pirate is not None
+        where = {self.pirate.url: "the pirate", self.front.url: "the honest gateway"}
+        probes = self.all_probes()
+        groups: dict[tuple[str, str, str], int] = {}
+        for p in probes:
+            k = (where.get(p["endpoint"], p["endpoint"]), p["purpose"], self.who(p["host"]))
+            groups[k] = groups.get(k, 0) + 1
+        for (dep, purpose, host), n in sorted(groups.items()):
+            self.say("probe", f"{n:>2} probes at {dep}: {host}'s keys ({purpose})")
+        ours = {(p["fp_index"], p["endpoint"]): p for p in probes if p["outcome"] == "ok"
+                and p["host"] == self.addr["cheater"]}
+        for (index, url), p in sorted(ours.items()):
+            ref = ours.get((index, self.front.url))
+            if url == self.pirate.url and ref is not None:
+                self.say("probe", f"cheater's key #{index} {p['key'][:40]!r}: the pirate "
+                                  f"answers {p['output']!r}, the honest copy {ref['output']!r}")
+                break
+
     def claim(self) -> None:
         def opened() -> list[dict[str, Any]] | None:
             claims = self.c.claims()
@@ -365,18 +396,17 @@ class Story:
 
         claims = self.c.wait(opened, "claims against both hosts to be committed and opened",
                              interval=1.0)
-        probes = self.prover()["total_probes"]
+        self.tell_probes()
         for c in claims:
-            self.say("claim", f"claim #{c['claim_id']} against the {self.label(c['host'])}: "
+            self.say("claim", f"claim #{c['claim_id']} against the {self.who(c['host'])}: "
                               f"committed at {c['committed_height']} (hash only, bond "
                               f"{c['bond']:,}), opened at {c['opened_height']} with "
                               f"{len(c['items'])} keys")
-        self.say("claim", f"the prover made {probes} probes")
 
     def _fail_on_bad_outcome(self, claims: list[dict[str, Any]]) -> None:
         for c in claims:
             if c["status"] in ("false", "expired", "lapsed"):
-                raise DemoError(f"claim #{c['claim_id']} against the {self.label(c['host'])} "
+                raise DemoError(f"claim #{c['claim_id']} against the {self.who(c['host'])} "
                                 f"ended {c['status']}: {c}")
 
     def claim_of(self, role: str) -> dict[str, Any]:
@@ -453,14 +483,8 @@ class Story:
                             f"({rec['redeemed_amount']:,}); nothing left to settle")
 
     def ok_probes_at(self, endpoint: str) -> int:
-        count, after = 0, -1
-        while True:
-            page = self.prover(after)
-            count += sum(1 for p in page["probes"]
-                         if p["endpoint"] == endpoint and p["outcome"] == "ok")
-            if not page["probes"]:
-                return count
-            after = page["next_after"]
+        return sum(1 for p in self.all_probes()
+                   if p["endpoint"] == endpoint and p["outcome"] == "ok")
 
     def report(self, before: dict[str, int]) -> dict[str, Any]:
         """Balances, claims, supply on every node, the checks; and the table as text."""
