@@ -259,8 +259,9 @@ class HostRole:
            "while one is in flight are batched anyway)"
     )
     permit_sync_ms: int = _f(
-        0, "0: fsync each granted batch before its queries run; N: fsync every N ms "
-           "(lower latency; a power loss may lose the last N ms of permission strings)"
+        0, "0: an answer waits for the fsync of its permission (it runs while the model "
+           "generates); N: answers do not wait, fsync every N ms (a power loss may lose "
+           "the last N ms of permission strings)"
     )
     permission_timeout_ms: int = _f(10000, "deadline for one permission request to the owner")
     owner_peer: str = _f(

@@ -2,28 +2,32 @@
 
 Claim lifecycle (``ClaimStatus``)::
 
-    commit_claim -> COMMITTED --open_claim (later block, hash opens, k >= m items)--> OPEN
+    commit_claim -> COMMITTED --open_claim (later block, hash opens, >= m keys)--> OPEN
                         '-- not opened by committed + claim_open_window (end block) -> LAPSED
                                                                          (bond burned)
-    OPEN --reveal of every item, >= m matched---------------------------> MATCHED
-      |  \\--reveals leave fewer than m items able to match---------------> FALSE (bond burned)
+    OPEN --reveal of every item, >= m keys matched----------------------> MATCHED
+      |  \\--reveals leave fewer than m keys able to match----------------> FALSE (bond burned)
       |-- rebut: owner's permission for a claimed key, from before the commitment
       |                                                     -> DISMISSED (bond back)
       '-- reveals missing by opened + reveal_window (end block):
-              >= m revealed items matched -> MATCHED; < m possible -> FALSE;
+              >= m revealed keys matched -> MATCHED; < m possible -> FALSE;
               otherwise -> EXPIRED (bond back, plus up to the bond from the OMLizer's bond)
     MATCHED --rebut--> DISMISSED;  MATCHED --decided + challenge_window (end block)--> SLASHED
 
 ``m`` is ``params.claim_min_matches``, counted in distinct keys (a key with
-backup responses has several leaves but counts once). The soundness argument (why m
-matching keys of one host are evidence that its copy was served, and not a
-sibling copy or the base model) is in docs/threat-model.md.
+backup responses has several leaves but counts once). The soundness
+argument (why m matching keys of one host are evidence that its copy was
+served, and not a sibling copy or the base model) is in
+docs/threat-model.md.
 
 The commitment (:mod:`.claimhash`) hides the keys until it is in a block,
 so a rebuttal counts only with a permission issued *before* the commitment's
 height: a host cannot see the claim and then buy permission for exactly its
-queries. Opening in the commitment's own block is refused for the same
-reason (height must exceed the committed height).
+queries. Opening in the commitment's own block is refused (height must
+exceed the committed height): such an opening would wait in the mempool
+beside its commitment, showing the keys while an owner could still date a
+permission below the commitment's height. A prover sends the opening only
+once the commitment is committed.
 
 Each reveal carries the leaf's salt, key and response text and a Merkle
 path. A reveal that does not open the committed leaf *fails* (the OMLizer's

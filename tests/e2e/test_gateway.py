@@ -10,6 +10,9 @@ finds the owner among its peers, and rebuts the prover's claim by itself.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from ._settings import FAST_CONSENSUS
 from .conftest import set_genesis_params
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 CHAIN = "oml-e2e-gateway"
 MODEL = b"e2e-gw-model"
@@ -139,6 +143,15 @@ def test_gateway_pays_answers_and_rebuts(net: Testnet) -> None:
     assert fp.usage.total_tokens > 0 and chat.choices[0].message.role == "assistant"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == \
         chat.choices[0].message.content
+
+    # the CLI finds the same URL and reads the same usage
+    cli = [sys.executable, "-m", "node"]
+    url = subprocess.run([*cli, "host", "url", "--home", str(net.spec("node1").home)],
+                         check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert url.stdout.strip() == base
+    usage_cli = subprocess.run([*cli, "query", "usage", "--rpc", net.spec("node1").rpc_url],
+                               check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert json.loads(usage_cli.stdout)["keys"]["config-1"]["requests"] == 3
 
     perms = call(net, "node1", "host_permissions")
     assert perms["permissions"] == 3 and perms["voucher"]["cumulative_count"] == 3
