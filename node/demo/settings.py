@@ -39,10 +39,13 @@ CONSENSUS: dict[str, Any] = {
     "create_empty_blocks_interval_ms": 1_000,
 }
 
-#: A short fingerprinting recipe a tiny model learns in seconds (docs/omlizer.md).
+#: A short fingerprinting recipe a tiny model learns in seconds (docs/omlizer.md). Every
+#: key must be learned (else the job retries with twice the epochs): an audit names exactly
+#: claim_min_matches keys, and one unlearned key among them would make the honest host's
+#: audit claim false and burn the prover's bond.
 OMLIZER_RECIPE: dict[str, Any] = {
     "fingerprints": 8, "backups": 0, "epochs": 150, "batch_size": 8, "lr": 3e-3,
-    "freeze_embeddings": False, "min_accuracy": 0.85, "max_attempts": 3,
+    "freeze_embeddings": False, "min_accuracy": 1.0, "max_attempts": 3,
     "torch_threads": 1, "job_timeout_s": 600,
 }
 
