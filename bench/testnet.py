@@ -22,7 +22,7 @@ Before the load, the idle rows: with no client sending, CPU per node and
 blocks per minute over ``--idle-seconds`` (0 skips them), after the
 testnet has settled. The testnet has ``testnet init``'s consensus
 defaults (an empty block per 10 s when idle) unless ``--interval-ms`` says
-otherwise.
+otherwise; ``--timeout-commit-ms`` sets the pause after each commit.
 """
 
 from __future__ import annotations
@@ -185,14 +185,19 @@ def main() -> int:
                     help="measure the idle cost this long before the load (0: skip)")
     ap.add_argument("--interval-ms", type=int, default=None,
                     help="[consensus] create_empty_blocks_interval_ms (default: testnet's)")
+    ap.add_argument("--timeout-commit-ms", type=int, default=None,
+                    help="[consensus] timeout_commit_ms (default: the node's, 200)")
     args = ap.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="oml-bench-"))
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
-    consensus = None if args.interval_ms is None else {
-        **TESTNET_CONSENSUS, "create_empty_blocks_interval_ms": args.interval_ms}
+    consensus: dict[str, object] = dict(TESTNET_CONSENSUS)
+    if args.interval_ms is not None:
+        consensus["create_empty_blocks_interval_ms"] = args.interval_ms
+    if args.timeout_commit_ms is not None:
+        consensus["timeout_commit_ms"] = args.timeout_commit_ms
     init_testnet(out, validators=args.validators, base_port=args.base_port,
                  chain_id="oml-bench", fund=funded, force=True, consensus=consensus)
     print(f"testnet: {args.validators} validators in {out}", flush=True)
