@@ -82,9 +82,6 @@ from .txcheck import CachedCheck, order_for_block
 
 log = logging.getLogger(__name__)
 
-#: The gossip topic consensus used before it moved to direct links
-#: (``node/consensus_links.py``); nobody subscribes to it any more.
-CONSENSUS_TOPIC = "oml/consensus/1"
 #: Room left in a consensus message around the block's transactions.
 BLOCK_OVERHEAD_BYTES = 64 * 1024
 #: Most transactions per proposal. Bigger blocks amortise the per-height
@@ -413,4 +410,4 @@ class ConsensusDriver:
                  self.chain.ledger.app_hash.hex()[:16])
 
 
-__all__ = ["CONSENSUS_TOPIC", "ConsensusDriver", "LedgerApp"]
+__all__ = ["ConsensusDriver", "LedgerApp"]
