@@ -357,6 +357,26 @@ async def open_transport(config: NetConfig) -> AsyncIterator[Transport]:
         raise leaf from None
 
 
+#: Longest wait for the swarm to close its connections and listeners on the way out.
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def _close_network_first(host: IHost) -> None:
+    """Close every connection and listener while pubsub still runs, then let it stop.
+
+    Pubsub reads each peer's stream in a handler that the swarm runs, not
+    pubsub, and hands every message to pubsub's task nursery. Stopped in
+    the ``async with`` order (pubsub, then the host), there is a moment
+    when that nursery is closed but pubsub still counts as running; a
+    message arriving then raised ``RuntimeError: Nursery is closed to new
+    arrivals`` out of the host, and a node stopped by SIGTERM exited 1.
+    With the connections closed first, no such handler is left to run.
+    """
+    with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+        scope.shield = True  # we may be here because the caller was cancelled
+        await host.get_network().close()
+
+
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
@@ -428,3 +448,4 @@ async def _run_transport(config: NetConfig) -> AsyncIterator[Transport]:
             yield Transport(host, gossip, reqresp, streams, peers)
         finally:
             nursery.cancel_scope.cancel()
+            await _close_network_first(host)

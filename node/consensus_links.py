@@ -203,14 +203,19 @@ class ConsensusLinks:
                         nursery.start_soon(greet, info.peer_id, key)
                 await trio.sleep(HELLO_POLL_S)
 
-    async def run(self) -> None:
-        """Serve both protocols, greet peers and run the senders until cancelled."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve both protocols, greet peers and run the senders until cancelled.
+
+        With ``await nursery.start(links.run)``, returns once messages can be sent.
+        """
         self.transport.set_handler(HELLO_PROTOCOL, self._on_hello)
         self.transport.set_handler(CONSENSUS_PROTOCOL, self._on_direct)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
                 nursery.start_soon(self._greet_loop)
+                task_status.started()
                 await trio.sleep_forever()
             finally:
                 self._nursery = None

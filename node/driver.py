@@ -198,6 +198,8 @@ class ConsensusDriver:
         self.links = ConsensusLinks(transport=transport, chain_id=chain.chain_id, signer=signer,
                                     valset=lambda: chain.valset, on_message=self._on_direct)
         self.planner = Planner()
+        #: records of the running batch's WriteWAL effects not written yet
+        self._unwritten: list[bytes] = []
         # The height whose WaitForTxs is not answered yet, and the wake-up the
         # mempool sets whenever it admits a transaction a block could include.
         self._txs_wanted: int | None = None
@@ -331,7 +333,7 @@ class ConsensusDriver:
             log.info("consensus restored at height %d from %d WAL records",
                      self.chain.height + 1, len(records))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.links.run)
+                await nursery.start(self.links.run)
                 nursery.start_soon(self._sync_loop)
                 nursery.start_soon(self._txs_loop)
                 await self._execute(nursery, wal, actions)
@@ -351,26 +353,45 @@ class ConsensusDriver:
                             log.info("height %d moved to round %d", core.height, core.round)
         finally:
             try:
-                for effect in self.planner.flush():
-                    if isinstance(effect, WriteWAL):
-                        wal.append_many(list(effect.records))
+                # What this batch planned but did not write yet, then what the
+                # planner still holds (records of peers' messages).
+                held = [r for e in self.planner.flush() if isinstance(e, WriteWAL)
+                        for r in e.records]
+                if self._unwritten or held:
+                    wal.append_many(self._unwritten + held)
+                    self._unwritten = []
             finally:
                 wal.close()
 
     async def _execute(self, nursery: trio.Nursery, wal: FileWAL, actions: list[Any]) -> None:
-        """Plan one batch of core actions (:mod:`consensus.plan`) and perform the effects."""
-        for effect in self.planner.plan(actions):
+        """Plan one batch of core actions (:mod:`consensus.plan`) and perform the effects.
+
+        Every record of the batch's ``WriteWAL`` effects is noted as unwritten
+        before any effect runs: the core may already have executed a decided
+        block (``apply_block``) while handling the event, so if a shutdown
+        cancels us part way, :meth:`run`'s ``finally`` must still write the
+        votes that decided it, or the restarted node cannot decide the same
+        block (a single validator restarted after SIGTERM proposed a
+        different block at that height and halted).
+        """
+        effects = self.planner.plan(actions)
+        self._unwritten = [r for e in effects if isinstance(e, WriteWAL) for r in e.records]
+        for effect in effects:
             await self._perform(nursery, wal, effect)
 
     async def _perform(self, nursery: trio.Nursery, wal: FileWAL, effect: Effect) -> None:
         """Carry out one effect; the order and WAL batching were decided by the planner.
 
-        A ``WriteWAL`` runs in a worker thread (one fsync for the batch); the
-        thread call cannot be abandoned on cancellation, so a shutdown never
-        leaves a half-written batch behind.
+        A ``WriteWAL`` runs in a worker thread (one fsync for the batch),
+        shielded: ``to_thread`` would otherwise raise ``Cancelled`` at entry
+        and drop the records; the thread call itself cannot be abandoned, so
+        no half-written batch is left behind either.
         """
         if isinstance(effect, WriteWAL):
-            await self._write_wal(wal, list(effect.records))
+            records = list(effect.records)
+            with trio.CancelScope(shield=True):  # once begun, written even on shutdown
+                await self._write_wal(wal, records)
+            del self._unwritten[:len(records)]
         elif isinstance(effect, Broadcast):
             self._broadcast(effect)
         elif isinstance(effect, ScheduleTimeout):

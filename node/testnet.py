@@ -101,7 +101,7 @@ class NodeSpec:
 
     def bound(self, info: ListenInfo) -> NodeSpec:
         """This spec with the ports a running node reported in its listen file."""
-        p2p = next(a for a in info.p2p if "/ip4/127.0.0.1/tcp/" in a)
+        p2p = next((a for a in info.p2p if "/ip4/127.0.0.1/tcp/" in a), info.p2p[0])
         return dataclasses.replace(
             self, p2p_port=int(p2p.split("/tcp/")[1].split("/")[0]),
             rpc_port=_url_port(info.rpc[0]),
@@ -115,7 +115,8 @@ class NodeSpec:
         return {"name": self.name, "home": str(self.home), "validator": self.validator,
                 "p2p_port": self.p2p_port, "rpc_port": self.rpc_port,
                 "metrics_port": self.metrics_port, "peer_id": self.peer_id,
-                "address": self.address, "rpc_url": self.rpc_url}
+                "address": self.address,
+                "rpc_url": None if self.auto_ports else self.rpc_url}  # see listen.json
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSpec:

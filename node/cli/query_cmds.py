@@ -107,3 +107,71 @@ def q_block(height: int | None, rpc: str) -> None:
 def q_tx(tx_hash: str, rpc: str) -> None:
     """A committed transaction and its result by hash (hex)."""
     _call(rpc, "tx", {"hash": tx_hash})
+
+
+@query_group.command("vouchers")
+@click.option("--model", "model_id", callback=lambda c, p, v: _model_id_hex(c, p, v)
+              if v is not None else None, default=None,
+              help="only this model (text, as registered)")
+@click.option("--host", "host", callback=_hex, default=None, help="only this host (address hex)")
+@RPC_OPTION
+def q_vouchers(model_id: str | None, host: str | None, rpc: str) -> None:
+    """The owner role's vouchers per model and host: latest held, redeemed, unredeemed.
+
+    Asks the owner's own node (``[roles.owner]`` enabled); a host's escrow and
+    redeemed totals on chain are in ``query host``.
+    """
+    params = {k: v for k, v in (("model_id", model_id), ("host", host)) if v is not None}
+    _call(rpc, "owner_vouchers", params)
+
+
+@query_group.command("roles")
+@click.option("--role", type=click.Choice(["omlizer", "prover"]), default=None,
+              help="only this role (default: both)")
+@RPC_OPTION
+def q_roles(role: str | None, rpc: str) -> None:
+    """Registered OMLizers and provers with their bonds."""
+    _call(rpc, "roles", {"role": role} if role else {})
+
+
+@query_group.command("omlizer-jobs")
+@click.option("--state", default=None,
+              help="only jobs in this state: queued, running, committed, failed (or a phase)")
+@RPC_OPTION
+def q_omlizer_jobs(state: str | None, rpc: str) -> None:
+    """The node's OMLizer jobs (phase, progress, accuracy, reason of a failure) and reveals."""
+    _call(rpc, "omlizer_jobs", {"state": state} if state else {})
+
+
+@query_group.command("usage")
+@RPC_OPTION
+def q_usage(rpc: str) -> None:
+    """The host gateway's usage per end-user API key: requests, tokens, refused.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "gateway_usage", {})
+
+
+@query_group.command("permissions")
+@RPC_OPTION
+def q_permissions(rpc: str) -> None:
+    """The host gateway's permission strings held, voucher, escrow, funding and rebuttals.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "host_permissions", {})
+
+
+@query_group.command("probes")
+@click.option("--after", type=click.IntRange(-1), default=-1, show_default=True,
+              help="list probes with a sequence number above this (page with next_after)")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="most probes listed")
+@RPC_OPTION
+def q_probes(after: int, limit: int, rpc: str) -> None:
+    """The node's prover: every probe (endpoint, key, output, outcome), its claims, key sets.
+
+    Asks the prover's own node (``[roles.prover]`` enabled).
+    """
+    _call(rpc, "prover_probes", {"after": after, "limit": limit})

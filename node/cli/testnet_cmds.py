@@ -11,6 +11,7 @@ import click
 
 from ..genesis import CHAIN_ID_RE
 from ..testnet import AUTO_PORTS, DEFAULT_BASE_PORT, Testnet, TestnetError, init_testnet
+from ..testnet_supervisor import Supervisor
 
 
 def _chain_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -65,7 +66,9 @@ def testnet_init(validators: int, non_validators: int, out: Path, base_port: int
 def testnet_start(out: Path, timeout: float) -> None:
     """Run every node of the testnet in OUT as its own process until Ctrl-C/SIGTERM.
 
-    Exits non-zero if a node fails to start, or dies while the testnet runs.
+    Exits 1 if a node fails to start. Afterwards a node that stops does not
+    stop the others: one that exits 0 is left stopped, one that crashes is
+    restarted with a backoff, one that halts (exit 2) is left for you.
     """
     stopping = False
 
@@ -92,15 +95,10 @@ def testnet_start(out: Path, timeout: float) -> None:
                 click.echo(f"{s.name}: {net.spec(s.name).rpc_url}")
             click.echo("testnet running; press Ctrl-C to stop")
             sys.stdout.flush()
-        while code == 0 and not stopping:
-            dead = [n for n, p in net.procs.items() if not p.alive]
-            if dead:
-                for n in dead:
-                    click.echo(f"error: {n} exited with code {net.procs[n].proc.returncode}:\n"
-                               f"{net.procs[n].log_tail()}", err=True)
-                code = 1
-                break
-            time.sleep(0.2)
+            supervisor = Supervisor(net, say=_say)
+            while not stopping:
+                supervisor.tick()
+                time.sleep(0.2)
     finally:
         click.echo("stopping nodes ...")
         codes = net.stop_all()
@@ -108,3 +106,8 @@ def testnet_start(out: Path, timeout: float) -> None:
         signal.signal(signal.SIGINT, old_int)
         click.echo("stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
     sys.exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+    sys.stderr.flush()

@@ -84,8 +84,7 @@ async def test_a_stuck_validator_costs_the_others_nothing_and_a_dead_one_drops_i
         assert me.book.learn(hello, t.peer_id, [VALSET.address_at(i) for i in range(4)])
     del network["dead"]  # its sends fail: PeerUnreachable
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(me.run)
-        await trio.sleep(0)
+        await nursery.start(me.run)
         n = OUTBOX_SIZE + 50
         with trio.fail_after(5):  # never blocks, whatever the peers do
             for k in range(n):

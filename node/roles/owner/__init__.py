@@ -1,0 +1,1 @@
+"""The model owner's permission service: sells permission strings for fee vouchers."""
