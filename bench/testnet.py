@@ -31,6 +31,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -188,8 +189,16 @@ def main() -> int:
     ap.add_argument("--timeout-commit-ms", type=int, default=None,
                     help="[consensus] timeout_commit_ms (default: the node's, 200)")
     args = ap.parse_args()
-
     root = args.keep or Path(tempfile.mkdtemp(prefix="oml-bench-"))
+    try:
+        return run(args, root)
+    finally:
+        if not args.keep:  # each run's homes hold ~60 MB of LMDB files
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    """Write the testnet under ``root``, measure it, print the table."""
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
