@@ -20,6 +20,7 @@ import trio
 
 from node.ledger.errors import Code, TxDecodeError
 from node.ledger.txs import build_tx, decode_tx, tx_hash
+from node.mempool.pool import CODE_DUPLICATE
 
 
 class TxSendError(Exception):
@@ -101,7 +102,10 @@ class TxSender:
             return h
         result = await self._backend.broadcast_tx(tx)
         code = int(result.code)
-        if code != 0 and "already" not in str(result.log).lower():
+        # Only the mempool's DUPLICATE (these bytes are pending or just committed) is fine;
+        # the ledger's "nonce N already used" also says "already" and is not.
+        duplicate = code == CODE_DUPLICATE and getattr(result, "codespace", "") == "mempool"
+        if code != 0 and not duplicate:
             if code == Code.BAD_NONCE:
                 self._next = None  # re-read on the next sign
             raise TxSendError(code, str(result.log))
