@@ -20,6 +20,7 @@ import trio
 
 from node.ledger.errors import Code, TxDecodeError
 from node.ledger.txs import build_tx, decode_tx, tx_hash
+from node.mempool.pool import CODE_DUPLICATE
 
 
 class TxSendError(Exception):
@@ -107,7 +108,9 @@ class TxSender:
             return h
         result = await self._backend.broadcast_tx(tx)
         code, codespace = int(result.code), str(getattr(result, "codespace", "") or "")
-        if code == 0 or (codespace == "mempool" and "already" in str(result.log)):
+        # Only the mempool's DUPLICATE (these bytes are pending or just committed) is fine;
+        # the ledger's "nonce N already used" also says "already" and is not.
+        if code == 0 or (code == CODE_DUPLICATE and codespace == "mempool"):
             return h
         error = TxSendError(code, str(result.log), codespace)
         if error.stale_nonce:

@@ -181,9 +181,15 @@ class Mempool:
 
     async def broadcast_tx(self, tx: bytes) -> Any:
         self.broadcasts += 1
-        if tx not in self.txs:
-            self.txs.append(tx)
-        return SimpleNamespace(code=0, log="")
+        parsed = decode_tx(tx)
+        acct = self.chain.ledger.account(parsed.sender)
+        if tx in self.txs:  # what the real mempool answers
+            return SimpleNamespace(code=1, codespace="mempool", log="tx already in mempool")
+        if acct is not None and parsed.nonce < acct.nonce:
+            return SimpleNamespace(code=5, codespace="ledger",
+                                   log=f"nonce {parsed.nonce} already used")
+        self.txs.append(tx)
+        return SimpleNamespace(code=0, codespace="", log="")
 
     def take(self) -> tuple[bytes, ...]:
         out, self.txs = tuple(self.txs), []
@@ -558,3 +564,29 @@ async def test_catching_up_skips_requests_another_omlizer_already_served(
     svc = net.service(FakeStorage({}), FakeRunner(None, []))  # switched on only now
     net.follow(svc)
     assert [j.host for j in svc.jobs.jobs()] == [keys[HOST2].address.hex()]
+
+
+async def test_a_commit_whose_nonce_another_tx_took_is_signed_anew_once(
+        net: Net, tiny_base: Path, real_attempt: Path, keys) -> None:
+    from node.ledger.txs import TransferBody
+
+    setup_model(net, weights_hash_of(tiny_base))
+    request(net)
+    svc = net.service(FakeStorage({BLOB: tiny_base}), FakeRunner(real_attempt, ["ok"]))
+    net.follow(svc)
+    key = job_key(MODEL, keys[HOST].address, 0)
+    first = (await svc.advance(key)).commit_tx
+    net.mempool.take()  # lost with a crashed node's mempool...
+    # ...and the operator used the account by hand meanwhile: the nonce is gone
+    assert decode_tx(bytes.fromhex(first)).nonce == net.nonces[OMLIZER]
+    net.block(net.tx(OMLIZER, TransferBody(to=keys[OWNER].address, amount=1)))
+    job = await svc.advance(key)
+    assert job.commit_tx == first and not net.mempool.txs  # refused: wait for one more block
+    net.block()
+    job = await svc.advance(key)
+    assert job.commit_tx != first and net.mempool.txs == [bytes.fromhex(job.commit_tx)]
+    net.block()
+    net.follow(svc)
+    assert (await svc.advance(key)).state == Phase.COMMITTED
+    assert [t.hash.hex() for t, _ in committed_kinds(net, Kind.COMMIT_OMLIZATION)] == \
+        [job.commit_hash]

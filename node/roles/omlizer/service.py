@@ -126,6 +126,7 @@ class OmlizerService:
                                       host_of=getattr(backend, "host", None))
         self.keys_server = KeysServer(self.jobs, chain_id=chain_id, clock_ms=clock_ms)
         self._steps: dict[str, str] = {}
+        self._refused_at: dict[bytes, int] = {}
         self._wake_jobs = trio.Event()
         self._wake_reveals = trio.Event()
         self._deal_pending = True
@@ -438,11 +439,29 @@ class OmlizerService:
         except TxSendError as exc:
             if self._txs.result(tx_hash(raw)) is not None:
                 return True
-            if exc.code == Code.BAD_NONCE:  # the nonce went to another tx: ours can never land
-                log.warning("job %s: commit nonce was taken; signing anew", job.job_id)
-                await self._sign_commit(job)
-                return False
+            if exc.code == Code.BAD_NONCE:
+                if self._nonce_lost(raw):
+                    log.warning("job %s: commit nonce was taken; signing anew", job.job_id)
+                    await self._sign_commit(job)
+                    return False
+                return True  # look again after the next block
             raise JobFailed(f"commit_omlization refused by the mempool: {exc}") from None
+        return True
+
+    def _nonce_lost(self, raw: bytes) -> bool:
+        """True once the nonce of ``raw`` is provably used by another transaction.
+
+        The mempool answers BAD_NONCE only for a nonce below the ledger's, so
+        some committed transaction holds it. It is ours exactly when our hash
+        is in the tx index; to be sure the index has caught up with the
+        ledger, decide only once a later block than the first refusal is
+        committed. Until then nothing is signed anew.
+        """
+        h = tx_hash(raw)
+        first = self._refused_at.setdefault(h, self._chain.height)
+        if self._chain.height <= first or self._txs.result(h) is not None:
+            return False
+        del self._refused_at[h]
         return True
 
     async def _sign_commit(self, job: Job) -> bytes:
@@ -543,8 +562,9 @@ class OmlizerService:
             if self._txs.result(tx_hash(raw)) is not None:
                 return
             if exc.code == Code.BAD_NONCE:
-                reveal.tx = ""
-                self.jobs.save_reveal(reveal)
+                if self._nonce_lost(raw):
+                    reveal.tx = ""
+                    self.jobs.save_reveal(reveal)
                 return  # signed anew on the next pass
             self._reveal_failed(reveal, f"reveal refused by the mempool: {exc}")
 
