@@ -72,8 +72,7 @@ from node.chaos import (
     check_no_fork,
     check_rejoin,
     lost_acked,
-    percentile,
-    recovery_summary,
+    max_p50,
     table,
 )
 from node.ledger import TransferBody, build_tx
@@ -463,7 +462,11 @@ def longest_gap_s(blocks: dict[int, BlockRecord], since: int) -> float:
     return max((b - a for a, b in itertools.pairwise(ordered)), default=0) / 1000
 
 
-def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = print) -> ChaosResult:
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = _say) -> ChaosResult:
     """Start a testnet under ``opts.out``, run load and faults, stop it, check the chains."""
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
@@ -490,9 +493,10 @@ def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = print) -> ChaosRe
             try:
                 faults.run(until=t_start + opts.seconds)
             finally:
-                fault_wall = time.monotonic() - t_start
-                _heal_all(net, names, opts.start_timeout_s)
-                load.halt()
+                load.stop.set()  # on Ctrl-C too: no client outlives the run
+            fault_wall = time.monotonic() - t_start
+            _heal_all(net, names, opts.start_timeout_s)
+            load.halt()
             top = max((h or 0 for h in cluster.heights().values()), default=0)
             wait_for(lambda: all((h or 0) >= top for h in cluster.heights().values()), 120)
             chains = {n: fetch_chain(cluster.url(n), top) for n in names}
@@ -512,7 +516,6 @@ def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = print) -> ChaosRe
         check_rejoin(heals, opts.rejoin_limit_s),
     ]
     via = Counter(a.via for a in acked)
-    rejoins = [h.rejoin_s for h in heals if h.rejoin_s is not None]
     rows = [
         ("validators / seed", f"{opts.validators} / {seed}"),
         ("faults for", f"{fault_wall:.0f} s"),
@@ -522,7 +525,8 @@ def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = print) -> ChaosRe
          f"{faults.faults['kill']} / {faults.faults['stop']} / {faults.faults['restart']}"),
         ("SIGTERM exit codes (restarts)",
          ", ".join(f"{k}: {v}" for k, v in sorted(faults.exit_codes.items())) or "none"),
-        ("txs sent", f"{len(load.sent)}"),
+        ("txs sent / in the chain", f"{len(load.sent)} / "
+         f"{len(load.sent & set().union(*(b.txs for b in chains[names[0]].values())))}"),
         ("txs acknowledged (commit / tx)",
          f"{len(acked)} ({via['commit']} / {via['tx']})"),
         ("lost acknowledged txs", f"{len(lost_acked(chains, acked))}"),
@@ -530,9 +534,8 @@ def run_chaos(opts: ChaosOptions, log: Callable[[str], None] = print) -> ChaosRe
         ("longest block gap (header times)",
          f"{longest_gap_s(chains[names[0]], start_height):.1f} s"),
         ("heals", f"{len(heals)}"),
-        ("recovery after heal max / p50", recovery_summary(heals)),
-        ("rejoin after heal max / p50",
-         f"{max(rejoins):.1f} / {percentile(rejoins, 0.5):.1f} s" if rejoins else "n/a"),
+        ("recovery after heal max / p50", max_p50([h.recovery_s for h in heals])),
+        ("rejoin after heal max / p50", max_p50([h.rejoin_s for h in heals])),
     ]
     return ChaosResult(faults=faults.faults, sent=len(load.sent), acked=acked, heals=heals,
                        top=top, checks=checks, rows=rows)
