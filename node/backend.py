@@ -201,6 +201,10 @@ class Backend:
     def claim(self, claim_id: int) -> JSONRecord | None:
         return self.ledger.claim(claim_id)
 
+    def roles(self, role: int | None = None) -> list[Any]:
+        """Role registrations (``RoleRecord``), of one role or all (RPC ``roles``)."""
+        return self.ledger.roles(role)
+
     def params(self) -> JSONRecord:
         return self.ledger.params()
 

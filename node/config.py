@@ -150,7 +150,34 @@ class StorageRole:
 class OmlizerRole:
     """OMLizer: fingerprint models for hosts that request access."""
 
-    enabled: bool = _f(False, "fingerprint models for hosts that request access")
+    enabled: bool = _f(False, "fingerprint models for hosts that request access "
+                              "(needs [roles.storage] enabled)")
+    fingerprints: int = _f(
+        64, "fingerprint keys per host; with backups each key carries 1 + backups committed "
+            "fingerprints (fp_count = fingerprints * (1 + backups))")
+    min_accuracy: float = _f(
+        0.95, "share of its own fingerprints the model must answer exactly before it is "
+              "committed; below it the job is retried with twice the epochs")
+    max_attempts: int = _f(3, "fingerprinting attempts per job before it fails for good")
+    device: str = _f("auto", "auto (CUDA when present), cpu or cuda")
+    key_strategy: str = _f("random_words", "fingerprint keys: random_words or english")
+    key_length: int = _f(8, "words (random_words) or tokens (english) per key")
+    response_strategy: str = _f("perinucleus", "responses: perinucleus or random_words")
+    response_length: int = _f(1, "tokens (perinucleus) or words (random_words) per response")
+    backups: int = _f(
+        1, "backup responses per key against top-1 suppression (perinucleus only; "
+           "0 switches the defence off)")
+    epochs: int = _f(30, "insertion epochs of the first attempt (doubled on each retry)")
+    steps: int = _f(0, "exact optimizer steps of the first attempt, doubled on each retry "
+                       "(0: use epochs)")
+    lr: float = _f(1e-3, "insertion learning rate")
+    batch_size: int = _f(32, "insertion batch size")
+    prompt_augmentation: bool = _f(True, "also train keys wrapped in system prompts")
+    freeze_embeddings: bool = _f(
+        True, "train only the transformer blocks (false for models whose output head is tied "
+              "to the input embeddings and too small to learn otherwise)")
+    job_timeout_s: int = _f(3600, "wall-clock limit of one fingerprinting attempt (seconds)")
+    torch_threads: int = _f(0, "CPU threads torch may use in the worker (0: torch's default)")
 
 
 @dataclass(frozen=True)
@@ -162,9 +189,50 @@ class ProverRole:
 
 @dataclass(frozen=True)
 class HostRole:
-    """Host gateway: serve a fetched model behind permission strings."""
+    """Host gateway: serve a fetched model behind permission strings (docs/gateway.md)."""
 
     enabled: bool = _f(False, "serve a model behind permission strings")
+    model_id: str = _f("", "the served model's on-chain id (text, 1-64 bytes)")
+    model_dir: str = _f(
+        "", "the fetched package folder (oml-node model fetch) run in-process with "
+            "transformers; absolute or relative to the data directory"
+    )
+    upstream_url: str = _f(
+        "", "proxy mode instead of model_dir: base URL of an OpenAI-compatible server "
+            "(vLLM, TGI, llama.cpp, oml-node host engine), e.g. http://127.0.0.1:8000/v1"
+    )
+    upstream_model: str = _f("", "model name sent upstream (default: the name clients use)")
+    upstream_api_key: str = _f("", "bearer key for the upstream server, if it wants one")
+    served_model_name: str = _f("", "name in /v1/models and requests (default: model_id)")
+    device: str = _f("auto", "torch device for model_dir: auto (CUDA when present), cpu, cuda")
+    laddr: str = _f("127.0.0.1:26670", "host:port of the gateway's HTTP server (port 0: any)")
+    api_keys: list[str] = _f([], "end users' API keys (named config-1, config-2, ...)")
+    api_keys_file: str = _f(
+        "", "JSON file of named keys with their own limits (relative to the data directory)"
+    )
+    require_api_key: bool = _f(True, "refuse requests without a known API key (401)")
+    rate_limit_rpm: int = _f(60, "default requests per minute per key (0: unlimited)")
+    budget_tokens: int = _f(0, "default lifetime prompt+completion tokens per key (0: unlimited)")
+    max_body_bytes: int = _f(1_000_000, "largest request body accepted")
+    max_prompt_tokens: int = _f(2048, "longest prompt accepted, in tokens")
+    max_new_tokens: int = _f(256, "cap on max_tokens (and the default for chat)")
+    batch_window_ms: int = _f(
+        0, "extra wait to gather queries into one permission request (queries that arrive "
+           "while one is in flight are batched anyway)"
+    )
+    permit_sync_ms: int = _f(
+        0, "0: fsync each granted batch before its queries run; N: fsync every N ms "
+           "(lower latency; a power loss may lose the last N ms of permission strings)"
+    )
+    permission_timeout_ms: int = _f(10000, "deadline for one permission request to the owner")
+    owner_peer: str = _f(
+        "", "the owner's peer id or /ip4/.../p2p/ID multiaddr; empty: ask connected peers"
+    )
+    fund_budget: int = _f(0, "most this gateway puts into fee escrow in total (0: never)")
+    fund_threshold: int = _f(
+        0, "top up (fund_channel) when escrow minus unredeemed vouchers falls below this"
+    )
+    fund_amount: int = _f(0, "amount of one top-up")
 
 
 @dataclass(frozen=True)
@@ -212,15 +280,34 @@ class Config:
 
 _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
             ("log", "format"): {"plain", "json"},
-            ("p2p", "msg_id"): {"content", "peer_seqno"}}
+            ("p2p", "msg_id"): {"content", "peer_seqno"},
+            ("roles.omlizer", "device"): {"auto", "cpu", "cuda"},
+            ("roles.omlizer", "key_strategy"): {"random_words", "english"},
+            ("roles.omlizer", "response_strategy"): {"perinucleus", "random_words"}}
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.storage", "range_chunks"): (1, 64),
+           ("roles.host", "max_new_tokens"): (1, 1 << 20),
+           ("roles.host", "max_prompt_tokens"): (1, 1 << 24),
+           ("roles.host", "max_body_bytes"): (1024, 1 << 30),
+           ("roles.host", "batch_window_ms"): (0, 1000),
+           ("roles.host", "permit_sync_ms"): (0, 60_000),
+           ("roles.host", "permission_timeout_ms"): (100, 600_000),
            ("roles.owner", "max_batch"): (1, 256),
            ("roles.owner", "rate_per_s"): (1, 1_000_000),
            ("roles.owner", "rate_burst"): (1, 1_000_000),
            ("roles.owner", "retry_interval_ms"): (100, 3_600_000),
-           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000)}
+           ("roles.owner", "shutdown_redeem_ms"): (0, 60_000),
+           ("roles.omlizer", "fingerprints"): (1, 1 << 20),
+           ("roles.omlizer", "min_accuracy"): (0.0, 1.0),
+           ("roles.omlizer", "max_attempts"): (1, 20),
+           ("roles.omlizer", "key_length"): (1, 256),
+           ("roles.omlizer", "response_length"): (1, 64),
+           ("roles.omlizer", "backups"): (0, 8),
+           ("roles.omlizer", "epochs"): (1, 100_000),
+           ("roles.omlizer", "batch_size"): (1, 65536),
+           ("roles.omlizer", "job_timeout_s"): (1, 7 * 86400),
+           ("roles.omlizer", "torch_threads"): (0, 1024)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
@@ -234,6 +321,12 @@ def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         if value < 0:
             raise ConfigError(f"{where}: must not be negative")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not value >= 0:  # also rejects NaN
+            raise ConfigError(f"{where}: must be a non-negative number")
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -281,7 +374,27 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         sections[name] = _from_table(cls, body, name)
     config = Config(**sections)
     check_addresses(config)
+    check_omlizer(config.roles.omlizer)
+    if config.roles.omlizer.enabled and not config.roles.storage.enabled:
+        raise ConfigError("[roles.omlizer] enabled = true needs [roles.storage] enabled = true "
+                          "(the OMLizer fetches base models and delivers packages as blobs)")
     return config
+
+
+def check_omlizer(cfg: OmlizerRole) -> None:
+    """Cross-field checks of ``[roles.omlizer]``, so a bad recipe fails at load, not per job.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    if not cfg.lr > 0:
+        raise ConfigError("[roles.omlizer] lr: must be > 0")
+    if cfg.backups and cfg.response_strategy != "perinucleus":
+        raise ConfigError("[roles.omlizer] backups: backup responses need "
+                          "response_strategy = \"perinucleus\"; set backups = 0")
+    if cfg.backups > 2:
+        raise ConfigError("[roles.omlizer] backups: at most 2 (each key's responses are "
+                          "distinct tokens among the top 3)")
 
 
 def check_addresses(config: Config) -> None:
@@ -300,10 +413,33 @@ def check_addresses(config: Config) -> None:
         problem = _tcp_multiaddr_problem(addr, need_peer=True)
         if problem:
             raise ConfigError(f"[p2p] persistent_peers[{i}]: {problem}")
-    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr)):
+    for section, laddr in (("rpc", config.rpc.laddr), ("metrics", config.metrics.laddr),
+                           ("roles.host", config.roles.host.laddr)):
         problem = _host_port_problem(laddr)
         if problem:
             raise ConfigError(f"[{section}] laddr: {problem}")
+    check_host_role(config.roles.host)
+
+
+def check_host_role(host: HostRole) -> None:
+    """An enabled gateway names its model and exactly one engine.
+
+    Raises:
+        ConfigError: ``[roles.host] key: what is wrong``.
+    """
+    if not host.enabled:
+        return
+    if not 1 <= len(host.model_id.encode("utf-8")) <= 64:
+        raise ConfigError("[roles.host] model_id: the served model's id is required "
+                          "(1-64 bytes of text)")
+    if bool(host.model_dir) == bool(host.upstream_url):
+        raise ConfigError("[roles.host] set exactly one of model_dir (in-process model) and "
+                          "upstream_url (proxy mode)")
+    if host.upstream_url and not host.upstream_url.startswith(("http://", "https://")):
+        raise ConfigError(f"[roles.host] upstream_url: expected http(s)://HOST:PORT[/v1], "
+                          f"got {host.upstream_url!r}")
+    if host.fund_budget and not host.fund_amount:
+        raise ConfigError("[roles.host] fund_amount: must be positive when fund_budget is set")
 
 
 def _tcp_multiaddr_problem(addr: str, *, need_peer: bool) -> str | None:

@@ -15,6 +15,7 @@ stale even before the next start removes it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -37,10 +38,15 @@ class ListenInfo:
     """JSON-RPC base URLs (``http://127.0.0.1:PORT``)."""
     metrics: tuple[str, ...] = ()
     """Prometheus endpoint base URLs; empty when metrics are disabled."""
+    gateway: tuple[str, ...] = ()
+    """The host gateway's OpenAI API base URLs (``http://127.0.0.1:PORT/v1``), once it
+    serves; empty without ``[roles.host]``. Added by the role after the daemon wrote
+    the rest (:func:`add_listen_urls`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "peer_id": self.peer_id, "p2p": list(self.p2p),
-                "rpc": list(self.rpc), "metrics": list(self.metrics)}
+                "rpc": list(self.rpc), "metrics": list(self.metrics),
+                "gateway": list(self.gateway)}
 
     @classmethod
     def from_json(cls, data: Any) -> ListenInfo:
@@ -49,7 +55,8 @@ class ListenInfo:
             info = cls(pid=int(data["pid"]), peer_id=str(data["peer_id"]),
                        p2p=tuple(str(a) for a in data["p2p"]),
                        rpc=tuple(str(u) for u in data["rpc"]),
-                       metrics=tuple(str(u) for u in data.get("metrics", ())))
+                       metrics=tuple(str(u) for u in data.get("metrics", ())),
+                       gateway=tuple(str(u) for u in data.get("gateway", ())))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a listen file: {exc!r}") from None
         if not info.p2p or not info.rpc:
@@ -78,10 +85,23 @@ def read_listen_file(data_dir: Path, *, pid: int | None = None) -> ListenInfo | 
     return info
 
 
+def add_listen_urls(data_dir: Path, *, gateway: tuple[str, ...]) -> bool:
+    """Add a role's URLs to this process's listen file; False if there is none yet.
+
+    Roles start after the daemon wrote the file, in the same trio thread, so
+    this read-modify-write does not race the daemon's write.
+    """
+    info = read_listen_file(data_dir, pid=os.getpid())
+    if info is None:
+        return False
+    write_listen_file(data_dir, dataclasses.replace(info, gateway=gateway))
+    return True
+
+
 def remove_listen_file(data_dir: Path) -> None:
     """Remove a stale listen file (at start: the old ports are gone; at a clean stop)."""
     (data_dir / LISTEN_FILE).unlink(missing_ok=True)
 
 
-__all__ = ["LISTEN_FILE", "ListenInfo", "read_listen_file", "remove_listen_file",
+__all__ = ["LISTEN_FILE", "ListenInfo", "add_listen_urls", "read_listen_file", "remove_listen_file",
            "write_listen_file"]

@@ -48,3 +48,7 @@ main.add_command(blob_group)
 from .model_cmds import model_group  # noqa: E402
 
 main.add_command(model_group)
+
+from .host_cmds import host_group  # noqa: E402
+
+main.add_command(host_group)

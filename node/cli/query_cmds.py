@@ -123,3 +123,41 @@ def q_vouchers(model_id: str | None, host: str | None, rpc: str) -> None:
     """
     params = {k: v for k, v in (("model_id", model_id), ("host", host)) if v is not None}
     _call(rpc, "owner_vouchers", params)
+
+
+@query_group.command("roles")
+@click.option("--role", type=click.Choice(["omlizer", "prover"]), default=None,
+              help="only this role (default: both)")
+@RPC_OPTION
+def q_roles(role: str | None, rpc: str) -> None:
+    """Registered OMLizers and provers with their bonds."""
+    _call(rpc, "roles", {"role": role} if role else {})
+
+
+@query_group.command("omlizer-jobs")
+@click.option("--state", default=None,
+              help="only jobs in this state: queued, running, committed, failed (or a phase)")
+@RPC_OPTION
+def q_omlizer_jobs(state: str | None, rpc: str) -> None:
+    """The node's OMLizer jobs (phase, progress, accuracy, reason of a failure) and reveals."""
+    _call(rpc, "omlizer_jobs", {"state": state} if state else {})
+
+
+@query_group.command("usage")
+@RPC_OPTION
+def q_usage(rpc: str) -> None:
+    """The host gateway's usage per end-user API key: requests, tokens, refused.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "gateway_usage", {})
+
+
+@query_group.command("permissions")
+@RPC_OPTION
+def q_permissions(rpc: str) -> None:
+    """The host gateway's permission strings held, voucher, escrow, funding and rebuttals.
+
+    Asks the host's own node (``[roles.host]`` enabled).
+    """
+    _call(rpc, "host_permissions", {})

@@ -312,6 +312,11 @@ class Ledger:
         """Every host record of ``model_id``, in host address order."""
         return self._scan(HOSTS, HostRecord, b"", host_key(model_id, b""), limit)
 
+    def roles(self, role: Role | int | None = None, limit: int = 1000) -> list[RoleRecord]:
+        """Registered OMLizers and provers (one role, or both), in (role, address) order."""
+        prefix = bytes([int(role)]) if role is not None else b""
+        return self._scan(ROLES, RoleRecord, b"", prefix, limit)
+
     def claims(self, start_id: int = 0, limit: int = 100) -> list[Claim]:
         """Claims in id order from ``start_id``."""
         return self._scan(CLAIMS, Claim, u64(start_id), b"", limit)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from node.config import Config
+from node.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from node.rpc.methods import Method
@@ -70,15 +70,28 @@ def build_services(ctx: RoleContext) -> list[Service]:
     """The services switched on in ``[roles.*]``, in start order (storage first: others use it)."""
     roles = ctx.config.roles
     services: list[Service] = []
+    storage = None
+    if roles.omlizer.enabled and not roles.storage.enabled:
+        raise ConfigError("[roles.omlizer] enabled = true needs [roles.storage] enabled = true: "
+                          "the OMLizer fetches base models and delivers packages as blobs")
     if roles.storage.enabled:
         from .storage.service import StorageService
 
-        services.append(StorageService.from_context(ctx))
+        storage = StorageService.from_context(ctx)
+        services.append(storage)
     if roles.owner.enabled:
         from .owner.service import OwnerService
 
         services.append(OwnerService.from_context(ctx))
-    for name in ("omlizer", "prover", "host"):
+    if roles.omlizer.enabled:
+        from .omlizer.service import OmlizerService
+
+        services.append(OmlizerService.from_context(ctx, storage))
+    if roles.host.enabled:
+        from .host.service import HostService
+
+        services.append(HostService.from_context(ctx))
+    for name in ("prover",):
         if getattr(roles, name).enabled:
             log.warning("[roles.%s] enabled = true, but this version does not run that role",
                         name)

@@ -82,11 +82,13 @@ class RoleDB:
     """
 
     def __init__(self, path: Path, tables: tuple[bytes, ...] = (), *,
-                 map_size: int = DEFAULT_MAP_SIZE) -> None:
+                 map_size: int = DEFAULT_MAP_SIZE, sync: bool = True) -> None:
+        """``sync=False``: commits reach the OS (they survive a crash of this process)
+        but are fsynced only by :meth:`flush`, for a role that flushes on a timer."""
         path.mkdir(parents=True, exist_ok=True)
         names = (CURSOR_TABLE, *tables)
         self._env = lmdb.open(str(path), max_dbs=len(names), map_size=map_size,
-                              subdir=True, lock=True)
+                              subdir=True, lock=True, sync=sync)
         self._tables = {name: self._env.open_db(name) for name in names}
 
     def table(self, name: bytes) -> Any:
@@ -101,6 +103,10 @@ class RoleDB:
     def read(self) -> Iterator[lmdb.Transaction]:
         with self._env.begin() as txn:
             yield txn
+
+    def flush(self) -> None:
+        """fsync every commit so far (blocking: call from a worker thread)."""
+        self._env.sync(True)
 
     def close(self) -> None:
         self._env.close()

@@ -204,6 +204,25 @@ async def _params(ctx: Context) -> JSON:
     return R.render_record(await _call(ctx.backend.params))
 
 
+ROLE_NAMES = {"omlizer": 1, "prover": 2}
+
+
+async def _roles(ctx: Context, role: str | None = None) -> JSON:
+    fn = getattr(ctx.backend, "roles", None)
+    if fn is None:
+        raise NodeUnavailable("this node does not expose role registrations")
+    if role is not None and role not in ROLE_NAMES:
+        raise BadArgument(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
+    records = await _call(fn, ROLE_NAMES[role] if role else None)
+    names = {v: k for k, v in ROLE_NAMES.items()}
+    out: dict[str, list[JSON]] = {"omlizers": [], "provers": []}
+    for rec in records:
+        item = R.render_record(rec)
+        item["role"] = names.get(int(item["role"]), str(item["role"]))
+        out.setdefault(item["role"] + "s", []).append(item)
+    return out
+
+
 #: Hosts an RPC server may listen on and still serve ``dial_peers`` (local callers only).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_DIAL_PEERS = 64
@@ -325,6 +344,12 @@ def build_methods(extra: Sequence[Method] = ()) -> dict[str, Method]:
         Method("claim", _claim, (Param("claim_id", Integer(0, 2**64 - 1), "claim id"),),
                RECORD, "A prover's claim and its state.", (NOT_FOUND,)),
         Method("params", _params, (), RECORD, "The ledger parameters."),
+        Method("roles", _roles,
+               (Param("role", Text(16), "omlizer or prover; both if omitted", False),),
+               R.obj({"omlizers": R.array(R.ANY_OBJECT), "provers": R.array(R.ANY_OBJECT)}),
+               "Registered OMLizers and provers with their bonds (and, for OMLizers, how "
+               "many hosts they committed that are not withdrawn).",
+               (NODE_UNAVAILABLE,)),
         Method("rpc.discover", _discover, (), {"type": "object", "description":
                                               "OpenRPC 1.2 document"},
                "This API described as an OpenRPC 1.2 document."),

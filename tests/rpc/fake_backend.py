@@ -158,6 +158,11 @@ class FakeBackend:
     def params(self) -> Record:
         return Record({"slash_fraction_bp": 5000})
 
+    def roles(self, role: int | None = None) -> list[Record]:
+        regs = [Record({"role": 1, "address": "22" * 20, "bond": 1000, "committed_hosts": 2}),
+                Record({"role": 2, "address": "33" * 20, "bond": 700, "committed_hosts": 0})]
+        return [r for r in regs if role is None or r.data["role"] == role]
+
     async def dial_peers(self, addrs: list[str], persistent: bool) -> dict[str, bool]:
         """Records the call; every well-formed peer "connects" (a real transport: net tests)."""
         from net import NetUsageError, parse_peer_addr

@@ -82,7 +82,8 @@ async def test_results_match_discover_schemas(rpc: Harness) -> None:
         "broadcast_tx_commit": {"tx": b"ok-b".hex()},
         "account": {"address": VAL_ADDR.hex()}, "model": {"model_id": "aa"},
         "host": {"model_id": "aa", "host": "11" * 20}, "claim": {"claim_id": 3},
-        "params": None, "rpc.discover": None, "num_unconfirmed_txs": None, "genesis": None,
+        "params": None, "roles": None, "rpc.discover": None, "num_unconfirmed_txs": None,
+        "genesis": None,
         "unconfirmed_txs": {"limit": 5},
         "dial_peers": {"peers": [f"/ip4/127.0.0.1/tcp/5/p2p/{PEER}"], "persistent": True},
     }
@@ -98,3 +99,13 @@ async def test_results_match_discover_schemas(rpc: Harness) -> None:
     block_param = next(m for m in doc["methods"] if m["name"] == "block")["params"][0]["schema"]
     check(5, block_param)
     check("5", block_param)
+
+
+async def test_roles_lists_registrations_by_role(rpc: Harness) -> None:
+    both = await rpc.result("roles")
+    assert [r["address"] for r in both["omlizers"]] == ["22" * 20]
+    assert both["provers"][0]["bond"] == 700 and both["provers"][0]["role"] == "prover"
+    provers = await rpc.result("roles", {"role": "prover"})
+    assert provers["omlizers"] == [] and len(provers["provers"]) == 1
+    err = (await rpc.call("roles", {"role": "validator"}))["error"]
+    assert err["code"] == -32602 and "omlizer" in err["message"]
