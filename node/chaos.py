@@ -186,9 +186,11 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def max_p50(values: Sequence[float | None]) -> str:
     """``max / p50`` of the times that exist (a heal that never recovered has none)."""
     times = [v for v in values if v is not None]
+    never = len(values) - len(times)
+    tail = f" ({never} never)" if never else ""
     if not times:
-        return "n/a"
-    return f"{max(times):.1f} / {percentile(times, 0.5):.1f} s"
+        return "n/a" + tail
+    return f"{max(times):.1f} / {percentile(times, 0.5):.1f} s" + tail
 
 
 def table(rows: Sequence[tuple[str, str]]) -> str:

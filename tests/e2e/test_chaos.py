@@ -25,6 +25,7 @@ from node.chaos import (
     check_liveness,
     check_no_fork,
     check_rejoin,
+    max_p50,
 )
 
 
@@ -92,6 +93,7 @@ def test_liveness_checkers_see_a_stall_and_a_node_that_never_rejoins() -> None:
     assert not check_liveness([], 10).ok
     assert check_rejoin([_heal(1.0, 5.0)], 30).ok
     assert not check_rejoin([_heal(1.0, None)], 30).ok
+    assert max_p50([2.0, None, 4.0, 3.0]) == "4.0 / 3.0 s (1 never)"
 
 
 #: Under the load of a shared 2-core machine a heal may take longer than the
