@@ -12,12 +12,13 @@ Two server processes serve the same tiny model (built here unless
 * ``gateway``: the full gateway -- API key, rate limit and budget checks, the
   query hash, a permission bought through the real :class:`Permitter`
   (batching, host-signed cumulative voucher, grant checked against the
-  owner's key, permission strings and voucher written to LMDB and fsynced
-  before the model runs: ``permit_sync_ms = 0``, the default), usage counted.
+  owner's key, permission strings and voucher written to LMDB before the
+  model runs, the answer held until their fsync returns: ``permit_sync_ms =
+  0``, the default), usage counted.
   The owner is an in-process stand-in that signs real Ed25519 permission
   strings with no network hop (``bench/permission.py`` measures a real owner);
-* ``gateway-sync100``: the same with ``permit_sync_ms = 100`` (grants reach
-  the OS before the model runs, fsynced every 100 ms).
+* ``gateway-sync100``: the same with ``permit_sync_ms = 100`` (answers do not
+  wait for the fsync, which runs every 100 ms).
 
 This process is only the client (httpx, keep-alive). Printed: p50/p99 latency
 of sequential requests for each server, the gateway's added p50/p99, the
@@ -67,6 +68,7 @@ def serve(mode: str, model_dir: Path, db_dir: Path, window_ms: int) -> None:
     from node.ledger.vouchers import PERMISSION_DOMAIN, permission_body
     from node.roles.host.apikeys import ApiKey, KeyRing, UsageBook
     from node.roles.host.app import Gateway, Limits
+    from node.roles.host.durability import Flusher
     from node.roles.host.engine import TransformersEngine
     from node.roles.host.permits import Permitter
     from node.roles.host.store import HostStore
@@ -103,17 +105,13 @@ def serve(mode: str, model_dir: Path, db_dir: Path, window_ms: int) -> None:
         async with trio.open_nursery() as nursery:
             if mode.startswith("gateway"):
                 relaxed = mode == "gateway-sync100"
-                store = HostStore.open(db_dir, sync=not relaxed)
-                if relaxed:
-                    async def sync_loop() -> None:
-                        while True:
-                            await trio.sleep(0.1)
-                            await trio.to_thread.run_sync(store.flush)
-
-                    nursery.start_soon(sync_loop)
+                store = HostStore.open(db_dir, sync=False)
+                flusher = Flusher(store.flush, interval_s=0.1 if relaxed else 0.0)
+                nursery.start_soon(flusher.run)
                 permitter = Permitter(store=store, source=LocalOwner(), ledger=Ledger(),
                                       signer=host, chain_id="bench", model_id=NAME.encode(),
-                                      window_s=window_ms / 1000)
+                                      window_s=window_ms / 1000, flusher=flusher,
+                                      wait_durable=not relaxed)
                 nursery.start_soon(permitter.run)
                 keys = KeyRing([(API_KEY, ApiKey("bench", 0, 0))])
                 gateway = Gateway(engine=engine, model_name=NAME, permits=permitter,

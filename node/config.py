@@ -185,6 +185,44 @@ class ProverRole:
     """Prover: probe deployments with assigned fingerprint keys and file claims."""
 
     enabled: bool = _f(False, "query deployments with assigned keys and file claims")
+    endpoints: list[str] = _f(
+        [], "OpenAI-compatible base URLs (e.g. http://10.0.0.5:8000/v1) to probe besides the "
+            "endpoints hosts registered on chain")
+    reference_endpoints: list[str] = _f(
+        [], "OpenAI-compatible base URLs serving the base model (or a copy of known "
+            "provenance): a key's output counts as evidence only where it differs from theirs")
+    require_reference: bool = _f(
+        True, "claim only on outputs that differ from a reference (a configured one or another "
+              "host's registered endpoint); false: claim on any consistent outputs and let the "
+              "OMLizer's reveal decide (the bond is burned on a mismatch)")
+    audit_registered: bool = _f(
+        True, "send a host's own registered endpoint its audit keys (the last "
+              "claim_min_matches of its set, kept apart from the hunting keys) and claim on "
+              "their consistent outputs even without a reference (the reveal matches its copy; "
+              "its rebuttal shows whether it paid)")
+    reclaim_after_ms: int = _f(
+        86_400_000, "after a claim against a host, wait this long before claiming against it "
+                    "again (limits how fast audits burn an honest host's keys)")
+    api_key: str = _f("", "bearer token sent to endpoints that need one (secret)")
+    api: str = _f("completions", "completions (the key is the prompt) or chat (the key is "
+                                 "the one user message)")
+    probe_interval_ms: int = _f(10000, "mean pause between two probes")
+    jitter_pct: int = _f(50, "each pause is drawn uniformly within +-this percent of the mean")
+    request_timeout_ms: int = _f(60000, "deadline of one OpenAI API request")
+    max_concurrent: int = _f(2, "most probes in flight at once")
+    max_tokens: int = _f(32, "max_tokens asked per probe (enough for a fingerprint response)")
+    samples_per_key: int = _f(
+        3, "probes of one key on one deployment before its output counts; the claimed output "
+           "is the longest prefix a strict majority of them share (survives sampling)")
+    min_output_chars: int = _f(1, "shortest majority prefix that counts as an output")
+    claim_bond: int = _f(100, "bond posted with each claim (at least the chain's min_claim_bond)")
+    claim_min_matches: int = _f(
+        0, "distinct keys a claim names at least (0: the chain's claim_min_matches; never "
+           "fewer than it)")
+    max_claim_keys: int = _f(
+        16, "most distinct keys one claim names (each with its backup indices; at most 64 "
+            "indices in all)")
+    key_refresh_ms: int = _f(60000, "how often to ask OMLizer peers for newly dealt key sets")
 
 
 @dataclass(frozen=True)
@@ -221,8 +259,9 @@ class HostRole:
            "while one is in flight are batched anyway)"
     )
     permit_sync_ms: int = _f(
-        0, "0: fsync each granted batch before its queries run; N: fsync every N ms "
-           "(lower latency; a power loss may lose the last N ms of permission strings)"
+        0, "0: an answer waits for the fsync of its permission (it runs while the model "
+           "generates); N: answers do not wait, fsync every N ms (a power loss may lose "
+           "the last N ms of permission strings)"
     )
     permission_timeout_ms: int = _f(10000, "deadline for one permission request to the owner")
     owner_peer: str = _f(
@@ -283,7 +322,8 @@ _CHOICES = {("log", "level"): {"debug", "info", "warning", "error"},
             ("p2p", "msg_id"): {"content", "peer_seqno"},
             ("roles.omlizer", "device"): {"auto", "cpu", "cuda"},
             ("roles.omlizer", "key_strategy"): {"random_words", "english"},
-            ("roles.omlizer", "response_strategy"): {"perinucleus", "random_words"}}
+            ("roles.omlizer", "response_strategy"): {"perinucleus", "random_words"},
+            ("roles.prover", "api"): {"completions", "chat"}}
 #: Inclusive bounds for integers where 0 (or a huge value) would break the node.
 _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.storage", "range_chunks"): (1, 64),
@@ -307,7 +347,16 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.omlizer", "epochs"): (1, 100_000),
            ("roles.omlizer", "batch_size"): (1, 65536),
            ("roles.omlizer", "job_timeout_s"): (1, 7 * 86400),
-           ("roles.omlizer", "torch_threads"): (0, 1024)}
+           ("roles.omlizer", "torch_threads"): (0, 1024),
+           ("roles.prover", "probe_interval_ms"): (1, 86_400_000),
+           ("roles.prover", "jitter_pct"): (0, 100),
+           ("roles.prover", "request_timeout_ms"): (100, 3_600_000),
+           ("roles.prover", "max_concurrent"): (1, 64),
+           ("roles.prover", "max_tokens"): (1, 4096),
+           ("roles.prover", "samples_per_key"): (1, 16),
+           ("roles.prover", "claim_min_matches"): (0, 256),
+           ("roles.prover", "max_claim_keys"): (1, 256),
+           ("roles.prover", "key_refresh_ms"): (1000, 86_400_000)}
 
 
 def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:

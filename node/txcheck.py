@@ -15,12 +15,12 @@ change).
 in a block, one that moves zero coins or that the sender cannot pay for
 still *fails* there and consumes its nonce. This check refuses those at the
 door (``INVALID_ARGUMENT`` for a zero amount, ``INSUFFICIENT_FUNDS`` for a
-cost above the balance, ``BELOW_MINIMUM`` for a claim bond under the
-parameter), so they never reach a block and the nonce stays unused. The
-outcome (:class:`CheckedTx`) also reports the account's next nonce, its
-balance and the transaction's cost, which the pool uses to tell executable
-from future transactions and to stop one sender's pending transactions from
-spending more than it has.
+cost above the balance, ``BELOW_MINIMUM`` for a ``commit_claim`` bond under
+what the ledger requires for the accused host's collateral), so they never
+reach a block and the nonce stays unused. The outcome (:class:`CheckedTx`)
+also reports the account's next nonce, its balance and the transaction's
+cost, which the pool uses to tell executable from future transactions and
+to stop one sender's pending transactions from spending more than it has.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .ledger import Code, TxCheck, TxDecodeError, decode_tx
+from .ledger import Code, TxCheck, TxDecodeError, decode_tx, required_claim_bond
 from .ledger.txs import Kind, Tx
 from .mempool import tx_hash
 
@@ -40,7 +40,7 @@ DEBIT_FIELD: dict[Kind, str] = {
     Kind.FUND_CHANNEL: "amount",
     Kind.REGISTER_ROLE: "bond",
     Kind.REQUEST_ACCESS: "collateral",
-    Kind.SUBMIT_CLAIM: "bond",
+    Kind.COMMIT_CLAIM: "bond",
 }
 #: Kinds whose handler fails on a zero amount (the others may legally be 0).
 NONZERO: frozenset[Kind] = frozenset({Kind.TRANSFER, Kind.FUND_CHANNEL, Kind.REGISTER_ROLE})
@@ -139,15 +139,22 @@ class CachedCheck:
         name = DEBIT_FIELD.get(parsed.kind)
         if parsed.kind in NONZERO and cost == 0:
             return Code.INVALID_ARGUMENT, f"{name} must be positive"
-        if parsed.kind is Kind.SUBMIT_CLAIM and cost < self.ledger.params().min_claim_bond:
-            return (Code.BELOW_MINIMUM,
-                    f"claim bond {cost} < minimum {self.ledger.params().min_claim_bond}")
+        if parsed.kind is Kind.COMMIT_CLAIM:
+            need = self._claim_bond(parsed)
+            if cost < need:
+                return Code.BELOW_MINIMUM, f"claim bond {cost} < minimum {need}"
         balance = 0 if account is None else account[1]
         if cost > balance:
             return (Code.INSUFFICIENT_FUNDS,
                     f"balance {balance} is short of the {cost} this {parsed.kind.name.lower()} "
                     f"needs ({name})")
         return None
+
+    def _claim_bond(self, parsed: Tx) -> int:
+        """The least bond the ledger would accept for this ``commit_claim`` now."""
+        params = self.ledger.params()
+        rec = self.ledger.host(parsed.body.model_id, parsed.body.host)
+        return params.min_claim_bond if rec is None else required_claim_bond(params, rec)
 
     def sender_nonce(self, tx: bytes) -> tuple[bytes, int] | None:
         """(sender address, nonce) of ``tx``, from the cache or by decoding; None if junk."""

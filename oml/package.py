@@ -8,10 +8,12 @@ An OML package is a directory a host can load with ``from_pretrained``:
         manifest.json                signed by the OMLizer (see :mod:`oml.manifest`)
 
 and, kept apart from it because the host must never see it, a sealed secret
-sidecar (see :mod:`oml.sidecar`) for the model owner. :func:`build_package`
-writes the directory and returns the sidecar bytes; :func:`verify_package`
-checks a directory (and, given the owner's key, its sidecar) and names the
-part that failed.
+sidecar (see :mod:`oml.sidecar`) for the OMLizer, which reveals leaves on
+the ledger, and an audit sidecar for the model owner (keys, leaf hashes and
+paths: no responses, no salts; docs/threat-model.md). :func:`build_package`
+writes the directory and both sidecars and returns their bytes;
+:func:`verify_package` checks a directory (and, given a sidecar and the key
+it is sealed to, the sidecar) and names the part that failed.
 
 Writing is atomic: the package is assembled in a temporary sibling directory
 and renamed into place, so a crash never leaves a half-written package that
@@ -40,9 +42,20 @@ from .package_errors import (
     WeightsMismatch,
 )
 from .privatefile import PrivateFileError, write_private
-from .sidecar import Secrets, make_secrets, open_secrets, seal_secrets
+from .sidecar import (
+    KIND_AUDIT,
+    OwnerAudit,
+    Secrets,
+    make_secrets,
+    open_owner_audit,
+    open_secrets,
+    seal_owner_audit,
+    seal_secrets,
+    sidecar_kind,
+)
 
 SIDECAR_SUFFIX = ".sidecar"
+AUDIT_SUFFIX = ".audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +65,29 @@ class BuiltPackage:
     Attributes:
         manifest: the signed manifest written to ``path/manifest.json``.
         path: the package directory.
-        sealed_sidecar: the secrets sealed to ``manifest.owner_pubkey``.
-        secrets: the same secrets in the clear (the OMLizer needs them to
-            answer claims; keep them off disk or seal them to yourself).
+        sealed_sidecar: the secrets sealed to the OMLizer's own key (what
+            it reveals from).
+        secrets: the same secrets in the clear (keep them off disk).
+        sealed_audit: the owner's audit view sealed to ``manifest.owner_pubkey``.
     """
 
     manifest: Manifest
     path: Path
     sealed_sidecar: bytes
     secrets: Secrets
+    sealed_audit: bytes = b""
 
 
 def default_sidecar_path(package_dir: Path | str) -> Path:
     """``<package_dir>.sidecar``: next to the package, never inside it."""
     p = Path(package_dir)
     return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def audit_path(sidecar_path: Path | str) -> Path:
+    """Where the owner's audit sidecar goes: ``<sidecar path>.audit``."""
+    p = Path(sidecar_path)
+    return p.with_name(p.name + AUDIT_SUFFIX)
 
 
 def file_sha256(path: Path) -> bytes:
@@ -108,10 +129,12 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
             20 bytes); they go into every leaf.
         base_hash: :func:`oml.hashing.weights_hash` of the base model.
         omlizer_key_seed: the OMLizer's 32-byte Ed25519 seed; it signs.
-        owner_pubkey: the owner's Ed25519 public key; the sidecar is sealed to it.
+        owner_pubkey: the owner's Ed25519 public key; the audit sidecar is
+            sealed to it (the secrets sidecar to the OMLizer's own key).
         params: generation/insertion parameters recorded in the manifest.
-        sidecar_path: where to write the sealed sidecar (default
-            ``<out_dir>.sidecar``; ``None`` there too); it must lie outside out_dir.
+        sidecar_path: where to write the sealed secrets sidecar (default
+            ``<out_dir>.sidecar``; ``None`` there too); it must lie outside
+            out_dir. The audit goes to :func:`audit_path` of it.
         overwrite: replace an existing ``out_dir``/sidecar.
         random_bytes: salt source (a CSPRNG; injectable for tests).
 
@@ -135,11 +158,14 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
     side = Path(sidecar_path) if sidecar_path is not None else default_sidecar_path(out_dir)
     if side.resolve().is_relative_to(out_dir.resolve()):
         raise PackageInputError("the sidecar must not be written inside the package")
-    if not overwrite and (out_dir.exists() or side.exists()):
-        raise PackageInputError(f"{out_dir} or {side} exists (pass overwrite=True)")
+    audit_side = audit_path(side)
+    if not overwrite and (out_dir.exists() or side.exists() or audit_side.exists()):
+        raise PackageInputError(f"{out_dir}, {side} or {audit_side} exists "
+                                f"(pass overwrite=True)")
 
     secrets = make_secrets(model_id, host_bytes, items, random_bytes=random_bytes)
-    sealed = seal_secrets(secrets, owner_pubkey)
+    sealed = seal_secrets(secrets, _omlizer_pubkey(omlizer_key_seed))
+    sealed_audit = seal_owner_audit(secrets, owner_pubkey)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     wrote_side = False
@@ -157,9 +183,10 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
         # never appears without the sidecar that opens its commitment
         try:
             write_private(side, sealed, overwrite=overwrite)
+            wrote_side = True
+            write_private(audit_side, sealed_audit, overwrite=overwrite)
         except PrivateFileError as exc:
             raise PackageInputError(str(exc)) from exc
-        wrote_side = True
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -167,8 +194,18 @@ def build_package(model: Any, tokenizer: Any, fingerprints: Any, out_dir: Path |
         shutil.rmtree(tmp, ignore_errors=True)
         if wrote_side and not overwrite:  # a sidecar without its package helps nobody
             side.unlink(missing_ok=True)
+            audit_side.unlink(missing_ok=True)
         raise
-    return BuiltPackage(manifest=manifest, path=out_dir, sealed_sidecar=sealed, secrets=secrets)
+    return BuiltPackage(manifest=manifest, path=out_dir, sealed_sidecar=sealed, secrets=secrets,
+                        sealed_audit=sealed_audit)
+
+
+def _omlizer_pubkey(seed: bytes) -> bytes:
+    import nacl.signing
+
+    if not isinstance(seed, bytes) or len(seed) != 32:
+        raise PackageInputError("omlizer_key_seed must be 32 bytes")
+    return bytes(nacl.signing.SigningKey(seed).verify_key)
 
 
 def _package_files(directory: Path) -> dict[str, bytes]:
@@ -196,13 +233,14 @@ def read_manifest(package_dir: Path | str) -> Manifest:
 
 def verify_package(package_dir: Path | str, expected_omlizer_pubkey: bytes | None = None, *,
                    sidecar: bytes | None = None, owner_seed: bytes | None = None,
-                   secrets: Secrets | None = None) -> Manifest:
+                   secrets: Secrets | OwnerAudit | None = None) -> Manifest:
     """Check a package end to end and return its manifest.
 
     Order of checks: manifest well-formed -> OMLizer signature (and signer,
     if ``expected_omlizer_pubkey`` is given) -> the file list is exactly the
     manifest's -> canonical weights hash -> every file's SHA-256 -> (if
-    ``sidecar`` + ``owner_seed`` or ``secrets`` are given) the secrets
+    ``sidecar`` + ``owner_seed`` (the seed of the key it is sealed to) or
+    ``secrets`` are given) the secrets, or the owner's audit leaves,
     reproduce ``fp_root``. The weights are checked before the per-file
     hashes so tampered weights are reported as ``weights``.
 
@@ -234,10 +272,21 @@ def verify_package(package_dir: Path | str, expected_omlizer_pubkey: bytes | Non
     if sidecar is not None or owner_seed is not None:
         if sidecar is None or owner_seed is None:
             raise PackageInputError("pass both sidecar and owner_seed to check the sidecar")
-        secrets = open_secrets(sidecar, owner_seed)
+        secrets = open_any_sidecar(sidecar, owner_seed)
     if secrets is not None:
         secrets.check(manifest)
     return manifest
+
+
+def open_any_sidecar(data: bytes, seed: bytes) -> Secrets | OwnerAudit:
+    """Open a secrets sidecar or an owner audit sidecar, whichever ``data`` is.
+
+    Raises:
+        SidecarError: neither, sealed to another key, tampered or malformed.
+    """
+    if sidecar_kind(data) == KIND_AUDIT:
+        return open_owner_audit(data, seed)
+    return open_secrets(data, seed)
 
 
 def check_fingerprints_belong(manifest: Manifest, fingerprints: Any,
@@ -274,14 +323,31 @@ def check_fingerprints_belong(manifest: Manifest, fingerprints: Any,
     return "fp_root"
 
 
-def load_sidecar(path: Path | str, owner_seed: bytes) -> Secrets:
-    """Read and open a sealed owner sidecar file.
+def _read_sidecar(path: Path | str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SidecarError(f"{path}: cannot read: {exc}") from exc
+
+
+def load_sidecar(path: Path | str, seed: bytes) -> Secrets:
+    """Read and open a sealed secrets sidecar file (the OMLizer's).
+
+    Raises:
+        SidecarError: unreadable, an owner audit (no responses), sealed to
+            another key, tampered or malformed.
+    """
+    data = _read_sidecar(path)
+    if sidecar_kind(data) == KIND_AUDIT:
+        raise SidecarError(f"{path} is an owner audit sidecar: it holds keys and leaf "
+                           f"hashes, no responses or salts")
+    return open_secrets(data, seed)
+
+
+def load_any_sidecar(path: Path | str, seed: bytes) -> Secrets | OwnerAudit:
+    """Read and open a secrets sidecar or an owner audit sidecar.
 
     Raises:
         SidecarError: unreadable, sealed to another key, tampered or malformed.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise SidecarError(f"{path}: cannot read: {exc}") from exc
-    return open_secrets(data, owner_seed)
+    return open_any_sidecar(_read_sidecar(path), seed)

@@ -1,9 +1,16 @@
-"""The secret sidecar of an OML package, and key subsets for provers.
+"""The secret sidecar of an OML package, the owner's audit copy, and key subsets for provers.
 
 The package itself goes to the host, so it must not hold the fingerprints.
 The secrets (each fingerprint's key, response, 32-byte salt and Merkle path)
-travel separately, sealed with a PyNaCl ``SealedBox`` to the model owner's
-Ed25519 key (converted to Curve25519). A prover gets a smaller box: only the
+travel separately, sealed with a PyNaCl ``SealedBox`` to the OMLizer's own
+Ed25519 key (converted to Curve25519): the OMLizer is the one that reveals
+leaves on the ledger. Whoever holds a host's responses can frame it (a
+sock-puppet prover claims them as observed outputs), and the model owner is
+paid from every slash, so the owner gets an **audit** sidecar instead: each
+fingerprint's key, leaf hash and Merkle path, no response and no salt
+(without the salt a short response cannot be brute-forced against the
+leaf). It lets the owner check the commitment and probe its own hosts as a
+prover would (docs/threat-model.md). A prover gets a smaller box: only the
 keys of the indices assigned to it, never responses or salts.
 
 A ``SealedBox`` is anonymous: anyone who knows the owner's public key can seal
@@ -13,7 +20,8 @@ root and compares them to the manifest's ``fp_root``/``fp_count``.
 
 Sealed file layout::
 
-    "OMLSEAL" 0x01 | kind (1 byte: 1 = owner secrets, 2 = prover keys)
+    "OMLSEAL" 0x01 | kind (1 byte: 1 = fingerprint secrets, 2 = prover keys,
+                                3 = owner audit)
     | recipient Ed25519 public key (32 bytes) | SealedBox ciphertext
 
 The recipient key in clear lets a node say "sealed to someone else" instead of
@@ -46,10 +54,13 @@ from .manifest import Manifest, canonical_json
 from .package_errors import CommitmentMismatch, PackageInputError, SidecarError
 
 MAGIC = b"OMLSEAL\x01"
-KIND_OWNER = 1
+KIND_SECRETS = 1
+KIND_OWNER = KIND_SECRETS  # the name before owners stopped receiving the secrets
 KIND_PROVER = 2
+KIND_AUDIT = 3
 _HEADER = len(MAGIC) + 1 + 32
-_KINDS = {KIND_OWNER: "owner secrets", KIND_PROVER: "prover keys"}
+_KINDS = {KIND_SECRETS: "fingerprint secrets", KIND_PROVER: "prover keys",
+          KIND_AUDIT: "owner audit"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +78,7 @@ class SecretEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Secrets:
-    """All secrets of one host's fingerprint set (what the owner's sidecar holds)."""
+    """All secrets of one host's fingerprint set (what the OMLizer's sidecar holds)."""
 
     model_id: str
     host: bytes
@@ -132,6 +143,77 @@ class Secrets:
         if [e.index for e in entries] != list(range(len(entries))) or not entries:
             raise SidecarError("sidecar entries must be indices 0..n-1 in order")
         return secrets
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One fingerprint as the owner sees it: the key and the committed leaf, no secrets."""
+
+    index: int
+    key: str
+    leaf: bytes
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerAudit:
+    """The owner's view of one host's fingerprint set: keys, leaves and paths.
+
+    Enough to check that the commitment has ``fp_count`` leaves reaching
+    ``fp_root`` and to probe deployments with the keys; not enough to open
+    a leaf on the ledger or to write down a matching output.
+    """
+
+    model_id: str
+    host: bytes
+    entries: tuple[AuditEntry, ...]
+
+    def check(self, manifest: Manifest) -> None:
+        """Check every leaf reaches ``manifest``'s ``fp_root`` and the count matches.
+
+        Raises:
+            CommitmentMismatch: other model/host, wrong count, a leaf whose path
+                does not reach ``fp_root``, or a root that differs.
+        """
+        if self.model_id != manifest.model_id or self.host != manifest.host:
+            raise CommitmentMismatch("audit belongs to another model or host")
+        if len(self.entries) != manifest.fp_count:
+            raise CommitmentMismatch(
+                f"{len(self.entries)} leaves for a commitment of {manifest.fp_count}")
+        for e in self.entries:
+            if not verify_path(e.leaf, e.index, manifest.fp_count, e.path, manifest.fp_root):
+                raise CommitmentMismatch(f"fingerprint {e.index} does not open fp_root")
+        if merkle_root([e.leaf for e in self.entries]) != manifest.fp_root:
+            raise CommitmentMismatch("audit leaves do not reproduce fp_root")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "audit", "model_id": self.model_id, "host": self.host.hex(),
+                "entries": [{"index": e.index, "key": e.key, "leaf": e.leaf.hex(),
+                             "path": [p.hex() for p in e.path]} for e in self.entries]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> OwnerAudit:
+        try:
+            if data["kind"] != "audit":
+                raise ValueError("not an owner audit")
+            entries = tuple(AuditEntry(index=_int(e["index"]), key=_str(e["key"]),
+                                       leaf=bytes.fromhex(e["leaf"]),
+                                       path=tuple(bytes.fromhex(p) for p in e["path"]))
+                            for e in data["entries"])
+            audit = cls(model_id=_str(data["model_id"]), host=bytes.fromhex(data["host"]),
+                        entries=entries)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SidecarError(f"malformed owner audit: {exc}") from exc
+        if [e.index for e in entries] != list(range(len(entries))) or not entries:
+            raise SidecarError("audit entries must be indices 0..n-1 in order")
+        return audit
+
+
+def audit_of(secrets: Secrets) -> OwnerAudit:
+    """The owner's audit view of ``secrets``: keys, leaf hashes and paths only."""
+    return OwnerAudit(model_id=secrets.model_id, host=secrets.host, entries=tuple(
+        AuditEntry(index=e.index, key=e.key, leaf=leaf, path=e.path)
+        for e, leaf in zip(secrets.entries, secrets.leaves(), strict=True)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,22 +340,51 @@ def _open(data: bytes, kind: int, seed: bytes) -> Any:
         raise SidecarError(f"sidecar plaintext is not JSON: {exc}") from exc
 
 
-def seal_secrets(secrets: Secrets, owner_pubkey: bytes) -> bytes:
-    """Seal all secrets to the owner's Ed25519 public key."""
-    return _seal(KIND_OWNER, secrets.to_json(), owner_pubkey)
+def seal_secrets(secrets: Secrets, recipient_pubkey: bytes) -> bytes:
+    """Seal all secrets to ``recipient_pubkey`` (the OMLizer's own Ed25519 key)."""
+    return _seal(KIND_SECRETS, secrets.to_json(), recipient_pubkey)
 
 
-def open_secrets(data: bytes, owner_seed: bytes) -> Secrets:
-    """Open an owner sidecar with the owner's 32-byte Ed25519 seed.
+def open_secrets(data: bytes, seed: bytes) -> Secrets:
+    """Open a secrets sidecar with the recipient's 32-byte Ed25519 seed.
 
     Raises:
         SidecarError: not a sidecar, sealed to another key, tampered, or malformed.
     """
-    return Secrets.from_json(_open(data, KIND_OWNER, owner_seed))
+    return Secrets.from_json(_open(data, KIND_SECRETS, seed))
 
 
-def seal_prover_keys(secrets: Secrets, indices: Iterable[int], prover_pubkey: bytes) -> bytes:
+def seal_owner_audit(secrets: Secrets, owner_pubkey: bytes) -> bytes:
+    """Seal the owner's audit view (no responses, no salts) to the owner's key."""
+    return _seal(KIND_AUDIT, audit_of(secrets).to_json(), owner_pubkey)
+
+
+def open_owner_audit(data: bytes, owner_seed: bytes) -> OwnerAudit:
+    """Open an owner audit sidecar with the owner's 32-byte Ed25519 seed.
+
+    Raises:
+        SidecarError: not an audit sidecar, sealed to another key, tampered, or malformed.
+    """
+    return OwnerAudit.from_json(_open(data, KIND_AUDIT, owner_seed))
+
+
+def sidecar_kind(data: bytes) -> int:
+    """The kind byte of sealed sidecar bytes (``KIND_*``).
+
+    Raises:
+        SidecarError: not a sealed OML sidecar.
+    """
+    if len(data) < _HEADER or not data.startswith(MAGIC):
+        raise SidecarError("not a sealed OML sidecar (bad magic)")
+    return data[len(MAGIC)]
+
+
+def seal_prover_keys(secrets: Secrets | OwnerAudit, indices: Iterable[int],
+                     prover_pubkey: bytes) -> bytes:
     """Seal the keys (only the keys) of ``indices`` to a prover's Ed25519 public key.
+
+    ``secrets`` may be the OMLizer's secrets or the owner's audit: both hold
+    the keys, and a prover never gets more.
 
     Raises:
         PackageInputError: an index is out of range or repeated, or the set is empty.
@@ -283,8 +394,12 @@ def seal_prover_keys(secrets: Secrets, indices: Iterable[int], prover_pubkey: by
         raise PackageInputError("a prover key set needs at least one index")
     if len(set(chosen)) != len(chosen):
         raise PackageInputError("repeated fingerprint index")
+    by_index = {e.index: e.key for e in secrets.entries}
+    missing = [i for i in chosen if i not in by_index]
+    if missing:
+        raise PackageInputError(f"no fingerprint {missing[0]} (count {len(by_index)})")
     keys = ProverKeys(model_id=secrets.model_id, host=secrets.host,
-                      keys=tuple((i, secrets.entry(i).key) for i in sorted(chosen)))
+                      keys=tuple((i, by_index[i]) for i in sorted(chosen)))
     return _seal(KIND_PROVER, keys.to_json(), prover_pubkey)
 
 

@@ -175,3 +175,15 @@ def test_start_prints_one_line_and_exits_1(tmp_path, section, key, value, expect
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_prover_role_table_is_checked() -> None:
+    cfg = config_from_dict({"roles": {"prover": {
+        "enabled": True, "endpoints": ["http://10.0.0.5:8000/v1"], "api": "chat",
+        "samples_per_key": 5, "jitter_pct": 0}}})
+    assert cfg.roles.prover.endpoints == ["http://10.0.0.5:8000/v1"]
+    assert cfg.roles.prover.api == "chat" and cfg.roles.prover.require_reference is True
+    for bad in ({"api": "embeddings"}, {"jitter_pct": 101}, {"samples_per_key": 0},
+                {"max_concurrent": 0}, {"endpoints": "http://x/v1"}, {"probe_rate": 3}):
+        with pytest.raises(ConfigError):
+            config_from_dict({"roles": {"prover": bad}})

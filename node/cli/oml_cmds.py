@@ -159,7 +159,8 @@ def oml_group() -> None:
 @click.option("--host", required=True, callback=_host, help="host account address (hex)")
 @click.option("--count", required=True, type=click.IntRange(min=1), help="number of fingerprints")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="package directory to write (the secret sidecar goes to OUT.sidecar)")
+              help="package directory to write (the secret sidecar goes to OUT.sidecar, the "
+                   "owner's audit to OUT.sidecar.audit)")
 @click.option("--model-id", help="ledger model id (default: the base weights hash, hex)")
 @DEVICE
 @click.option("--seed", type=int, default=0, show_default=True, help="generation/training seed")
@@ -187,12 +188,14 @@ def oml_group() -> None:
 @click.option("--lora", is_flag=True, help="train LoRA adapters and merge them")
 @click.option("--averaging-lambda", type=float, help="average toward the base after training")
 @click.option("--owner-pubkey", callback=_pubkey,
-              help="owner's Ed25519 public key (hex); the sidecar is sealed to it "
-                   "(default: the OMLizer's own key)")
+              help="owner's Ed25519 public key (hex); the owner's audit sidecar (keys and "
+                   "leaf hashes, no responses) is sealed to it (default: the OMLizer's own "
+                   "key). The secrets sidecar is always sealed to the OMLizer")
 @click.option("--omlizer-key", type=click.Path(dir_okay=False, path_type=Path),
               help="OMLizer account key file (from `oml-node keys new`); default: a throwaway key")
 @click.option("--sidecar", "sidecar_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="where to write the sealed sidecar (default: OUT.sidecar)")
+              help="where to write the sealed secrets sidecar (default: OUT.sidecar; the "
+                   "audit goes next to it with .audit appended)")
 @click.option("--fingerprints-out", type=click.Path(dir_okay=False, path_type=Path),
               help="also write the fingerprints in the clear (SECRET; for `oml verify`)")
 @click.option("--min-accuracy", type=click.FloatRange(0.0, 1.0), default=0.95,
@@ -215,13 +218,16 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
                     quiet: bool, as_json: bool) -> None:
     """Insert COUNT fingerprints for HOST into a model and write a signed OML package.
 
-    Writes OUT/ (fingerprinted weights, tokenizer, signed manifest.json) and
-    OUT.sidecar (keys, responses, salts and Merkle paths sealed to the owner).
+    Writes OUT/ (fingerprinted weights, tokenizer, signed manifest.json),
+    OUT.sidecar (keys, responses, salts and Merkle paths sealed to the
+    OMLizer, which reveals leaves on the ledger) and OUT.sidecar.audit (keys,
+    leaf hashes and paths, no responses or salts, sealed to the owner:
+    docs/threat-model.md).
     If fewer than --min-accuracy of the fingerprints are answered exactly
     after training, nothing is written and the exit status is 1.
     """
     from oml.hashing import weights_hash
-    from oml.package import build_package, default_sidecar_path
+    from oml.package import audit_path, build_package, default_sidecar_path
 
     errors = _user_errors()
     try:
@@ -270,7 +276,8 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         raise click.UsageError(str(exc)) from None
     m = built.manifest
     summary = {
-        "package": str(out_dir), "sidecar": str(side), "model_id": m.model_id,
+        "package": str(out_dir), "sidecar": str(side), "audit": str(audit_path(side)),
+        "model_id": m.model_id,
         "host": m.host.hex(), "fp_count": m.fp_count, "fp_root": m.fp_root.hex(),
         "package_hash": m.package_hash().hex(), "weights_hash": m.weights_hash.hex(),
         "base_weights_hash": m.base_weights_hash.hex(),
@@ -281,7 +288,7 @@ def fingerprint_cmd(model_dir: Path, host: str, count: int, out_dir: Path, model
         "fingerprints_out": str(fingerprints_out) if fingerprints_out else None,
     }
     _emit(summary, as_json, [
-        f"package: {out_dir}  (sidecar: {side})",
+        f"package: {out_dir}  (sidecar: {side}, owner audit: {audit_path(side)})",
         (f"fingerprints: {check.matches}/{check.total} answered exactly "
          f"after {report.steps} steps in {report.seconds:.1f} s"),
         f"fp_root: {m.fp_root.hex()}",
@@ -299,8 +306,11 @@ def _check_outputs(out_dir: Path, side: Path, fingerprints_out: Path | None,
                                    "(the host receives the package; the file is secret)")
         if not force and fingerprints_out.exists():
             raise click.ClickException(f"{fingerprints_out} exists; pass --force to replace")
-    if not force and (out_dir.exists() or side.exists()):
-        raise click.ClickException(f"{out_dir} or {side} exists; pass --force to replace")
+    from oml.package import audit_path
+
+    if not force and (out_dir.exists() or side.exists() or audit_path(side).exists()):
+        raise click.ClickException(f"{out_dir}, {side} or {audit_path(side)} exists; pass "
+                                   f"--force to replace")
 
 
 def _omlizer_seed(path: Path | None) -> tuple[bytes, bytes]:
@@ -347,7 +357,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _load_fingerprints(path: Path, owner_key: Path | None) -> Any:
-    """A plaintext fingerprint file, or a sealed sidecar opened with the owner's key."""
+    """A plaintext fingerprint file, or a sealed secrets sidecar opened with its key."""
     return _load_fingerprints_and_secrets(path, owner_key)[0]
 
 
@@ -365,7 +375,8 @@ def _load_fingerprints_and_secrets(path: Path, owner_key: Path | None) -> tuple[
     if head != MAGIC:
         return FingerprintSet.load(path), None
     if owner_key is None:
-        raise click.ClickException(f"{path} is a sealed sidecar; pass --owner-key to open it")
+        raise click.ClickException(f"{path} is a sealed sidecar; pass --owner-key (the key it "
+                                   f"is sealed to) to open it")
     from ..keys import AccountKey
 
     secrets = load_sidecar(path, AccountKey.load(owner_key).key.seed)
@@ -381,9 +392,10 @@ def _load_fingerprints_and_secrets(path: Path, owner_key: Path | None) -> tuple[
               help="model directory to test (an OML package or any transformers model)")
 @click.option("--fingerprints", "fp_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
-              help="fingerprint file (JSON lines) or sealed sidecar (with --owner-key)")
+              help="fingerprint file (JSON lines) or sealed secrets sidecar (with --owner-key)")
 @click.option("--owner-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="owner account key file, to open a sealed sidecar")
+              help="account key file the sealed sidecar is sealed to (the OMLizer's; an "
+                   "owner's audit sidecar holds no responses and cannot be verified against)")
 @click.option("--mode", type=click.Choice(["exact", "prefix", "contains"]), default="exact",
               show_default=True, help="how a completion must contain the response")
 @click.option("--system-prompt", help="wrap every key in this system prompt")
@@ -514,14 +526,16 @@ def eval_cmd(model_dir: Path, base_dir: Path, text_file: Path, max_length: int, 
               help="OML package directory")
 @click.option("--omlizer-pubkey", callback=_pubkey, help="require this OMLizer's signature")
 @click.option("--sidecar", type=click.Path(dir_okay=False, path_type=Path),
-              help="sealed sidecar to check against fp_root (needs --owner-key)")
+              help="sealed secrets sidecar or owner audit to check against fp_root "
+                   "(needs --owner-key)")
 @click.option("--owner-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="owner account key file that opens the sidecar")
+              help="account key file the sidecar is sealed to (the owner's for an audit, "
+                   "the OMLizer's for the secrets)")
 @JSON_OPT
 def check_cmd(package_dir: Path, omlizer_pubkey: bytes | None, sidecar: Path | None,
               owner_key: Path | None, as_json: bool) -> None:
     """Check a package's signature, weights and file hashes (and its sidecar)."""
-    from oml.package import load_sidecar, verify_package
+    from oml.package import load_any_sidecar, verify_package
     from oml.package_errors import PackageError
 
     from ..keys import AccountKey, KeyFileError
@@ -531,7 +545,7 @@ def check_cmd(package_dir: Path, omlizer_pubkey: bytes | None, sidecar: Path | N
     try:
         secrets = None
         if sidecar is not None and owner_key is not None:
-            secrets = load_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
+            secrets = load_any_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
         m = verify_package(package_dir, omlizer_pubkey, secrets=secrets)
     except (PackageError, KeyFileError) as exc:
         raise _fail(exc) from None
@@ -563,9 +577,9 @@ def _indices(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 
 @oml_group.command("seal-keys", cls=JsonErrorCommand)
 @click.option("--sidecar", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="the owner's sealed sidecar")
+              help="the OMLizer's secrets sidecar or the owner's audit sidecar")
 @click.option("--owner-key", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="owner account key file that opens the sidecar")
+              help="account key file the sidecar is sealed to")
 @click.option("--indices", required=True, callback=_indices,
               help="fingerprint indices for the prover, e.g. 0-9,15")
 @click.option("--prover-pubkey", required=True, callback=_pubkey,
@@ -576,8 +590,9 @@ def _indices(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @JSON_OPT
 def seal_keys_cmd(sidecar: Path, owner_key: Path, indices: list[int], prover_pubkey: bytes,
                   out_file: Path, force: bool, as_json: bool) -> None:
-    """Seal the KEYS (never responses or salts) of some fingerprints to a prover."""
-    from oml.package import load_sidecar
+    """Seal the KEYS (never responses or salts) of some fingerprints to a prover
+    (from the OMLizer's secrets sidecar or the owner's audit)."""
+    from oml.package import load_any_sidecar
     from oml.package_errors import PackageError
     from oml.privatefile import PrivateFileError, write_private
     from oml.sidecar import seal_prover_keys
@@ -587,7 +602,7 @@ def seal_keys_cmd(sidecar: Path, owner_key: Path, indices: list[int], prover_pub
     try:
         if not force and out_file.exists():
             raise click.ClickException(f"{out_file} exists; pass --force to replace")
-        secrets = load_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
+        secrets = load_any_sidecar(sidecar, AccountKey.load(owner_key).key.seed)
         blob = seal_prover_keys(secrets, indices, prover_pubkey)
         write_private(out_file, blob, overwrite=force)
     except (PackageError, KeyFileError, PrivateFileError) as exc:

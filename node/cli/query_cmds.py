@@ -161,3 +161,17 @@ def q_permissions(rpc: str) -> None:
     Asks the host's own node (``[roles.host]`` enabled).
     """
     _call(rpc, "host_permissions", {})
+
+
+@query_group.command("probes")
+@click.option("--after", type=click.IntRange(-1), default=-1, show_default=True,
+              help="list probes with a sequence number above this (page with next_after)")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="most probes listed")
+@RPC_OPTION
+def q_probes(after: int, limit: int, rpc: str) -> None:
+    """The node's prover: every probe (endpoint, key, output, outcome), its claims, key sets.
+
+    Asks the prover's own node (``[roles.prover]`` enabled).
+    """
+    _call(rpc, "prover_probes", {"after": after, "limit": limit})

@@ -288,20 +288,6 @@ def fund_channel(model_id: bytes, amount: int) -> Any:
 
 
 @click.option("--model-id", required=True, callback=_model_id)
-@click.option("--host", required=True, callback=_hex_bytes(20), help="host address (hex)")
-@click.option("--fp-index", required=True, type=click.IntRange(0, 2**32 - 1))
-@click.option("--key", "key_text", required=True, help="fingerprint key text that was sent")
-@click.option("--output", required=True, help="the deployment's answer")
-@click.option("--bond", required=True, type=click.IntRange(0, 2**64 - 1))
-@_command("submit-claim", "As a prover, claim that HOST served a fingerprinted model.")
-def submit_claim(model_id: bytes, host: bytes, fp_index: int, key_text: str, output: str,
-                 bond: int) -> Any:
-    from ..ledger import SubmitClaimBody
-    return SubmitClaimBody(model_id=model_id, host=host, fp_index=fp_index, key=key_text,
-                           output=output, bond=bond)
-
-
-@click.option("--model-id", required=True, callback=_model_id)
 @_command("begin-withdrawal", "As a host, start unbonding your collateral for a model.")
 def begin_withdrawal(model_id: bytes) -> Any:
     from ..ledger import BeginWithdrawalBody
@@ -315,7 +301,8 @@ def complete_withdrawal(model_id: bytes) -> Any:
     return CompleteWithdrawalBody(model_id=model_id)
 
 
-from . import tx_oml_cmds  # noqa: E402,F401  (attaches the OML tx commands to tx_group)
+# attach the OML tx commands and the prover's two-phase claim to tx_group
+from . import tx_claim_cmds, tx_oml_cmds  # noqa: E402,F401,I001
 
 __all__ = ["NodeRef", "account_nonce", "home_signer", "model_id_bytes", "parse_address",
            "parse_split", "result_failed", "send_body", "tx_group"]

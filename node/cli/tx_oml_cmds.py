@@ -201,8 +201,8 @@ def commit_omlization(package_dir: Path | None, model_id: bytes | None, host: by
 
 
 def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Path | None,
-                   fp_index: int | None) -> tuple[bytes, str, str, tuple[bytes, ...]]:
-    """(salt, key, response, path) of the claimed leaf from a sealed sidecar."""
+                   fp_index: int) -> tuple[bytes, str, str, tuple[bytes, ...]]:
+    """(salt, key, response, path) of claimed leaf ``fp_index`` from a sealed sidecar."""
     from oml.package import load_sidecar
     from oml.package_errors import PackageError
 
@@ -216,13 +216,15 @@ def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Pat
         secrets = load_sidecar(sidecar, seed)
     except PackageError as exc:
         raise click.ClickException(f"{sidecar}: {exc}") from None
-    if fp_index is None:
-        claim = node.call("claim", {"claim_id": claim_id})
-        fp_index = int(claim["fp_index"])
-        if bytes.fromhex(claim["model_id_hex"]) != secrets.model_id.encode("utf-8") \
-                or bytes.fromhex(claim["host"]) != secrets.host:
-            raise click.ClickException(
-                f"claim {claim_id} is about another model or host than {sidecar}")
+    claim = node.call("claim", {"claim_id": claim_id})
+    if bytes.fromhex(claim["model_id_hex"]) != secrets.model_id.encode("utf-8") \
+            or bytes.fromhex(claim["host"]) != secrets.host:
+        raise click.ClickException(
+            f"claim {claim_id} is about another model or host than {sidecar}")
+    claimed = [int(item["fp_index"]) for item in claim.get("items") or ()]
+    if fp_index not in claimed:
+        raise click.ClickException(f"claim {claim_id} names fp indices {claimed}, not {fp_index}"
+                                   if claimed else f"claim {claim_id} is not opened yet")
     try:
         e = secrets.entry(fp_index)
     except PackageError as exc:
@@ -231,13 +233,13 @@ def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Pat
 
 
 @click.option("--claim-id", required=True, type=U64)
+@click.option("--fp-index", required=True, type=click.IntRange(0, 2**32 - 1),
+              help="the claimed leaf to open (one reveal per claimed index)")
 @click.option("--sidecar", type=_FILE, default=None,
-              help="sealed secrets sidecar (oml-node oml fingerprint); opened with the home's "
-                   "account key unless --sidecar-key; the claim's fp index is read over RPC")
+              help="sealed secrets sidecar (the OMLizer's own copy); opened with the home's "
+                   "account key unless --sidecar-key; checked against the claim over RPC")
 @click.option("--sidecar-key", type=_FILE, default=None,
               help="account key file that opens --sidecar (default: the home's)")
-@click.option("--fp-index", type=click.IntRange(0, 2**32 - 1), default=None,
-              help="with --sidecar: leaf to open (default: the claim's)")
 @click.option("--salt", callback=_hex_bytes(max_size=64), default=None,
               help="leaf salt (hex); without --sidecar")
 @click.option("--key", "key_text", default=None, help="committed key text; without --sidecar")
@@ -245,9 +247,9 @@ def _sidecar_entry(node: NodeRef, claim_id: int, sidecar: Path, sidecar_key: Pat
 @click.option("--path", "path_hex", multiple=True,
               help="Merkle path hash (hex, 32 bytes; repeat, leaf side first); without "
                    "--sidecar")
-@_command("reveal", "As the OMLizer that committed the host, open the claimed fingerprint "
+@_command("reveal", "As the OMLizer that committed the host, open one claimed fingerprint "
           "leaf (from the sealed sidecar, or given field by field).", needs_node=True)
-def reveal(claim_id: int, sidecar: Path | None, sidecar_key: Path | None, fp_index: int | None,
+def reveal(claim_id: int, fp_index: int, sidecar: Path | None, sidecar_key: Path | None,
            salt: bytes | None, key_text: str | None, response: str | None,
            path_hex: tuple[str, ...], node: NodeRef) -> Any:
     from ..ledger import RevealBody
@@ -258,10 +260,10 @@ def reveal(claim_id: int, sidecar: Path | None, sidecar_key: Path | None, fp_ind
             raise click.UsageError(f"--sidecar excludes {', '.join(given)}")
         salt, key_text, response, path = _sidecar_entry(node, claim_id, sidecar, sidecar_key,
                                                         fp_index)
-        return RevealBody(claim_id=claim_id, salt=salt, key=key_text, response=response,
-                          path=path)
-    if sidecar_key is not None or fp_index is not None:
-        raise click.UsageError("--sidecar-key and --fp-index go with --sidecar")
+        return RevealBody(claim_id=claim_id, fp_index=fp_index, salt=salt, key=key_text,
+                          response=response, path=path)
+    if sidecar_key is not None:
+        raise click.UsageError("--sidecar-key goes with --sidecar")
     missing = [k for k, v in manual.items() if v is None]
     if missing:
         raise click.UsageError(f"give --sidecar FILE, or all of: {', '.join(missing)} "
@@ -271,7 +273,8 @@ def reveal(claim_id: int, sidecar: Path | None, sidecar_key: Path | None, fp_ind
     if len(path) > 64:
         raise click.BadParameter("at most 64 --path hashes")
     assert salt is not None and key_text is not None and response is not None
-    return RevealBody(claim_id=claim_id, salt=salt, key=key_text, response=response, path=path)
+    return RevealBody(claim_id=claim_id, fp_index=fp_index, salt=salt, key=key_text,
+                      response=response, path=path)
 
 
 # ---------------------------------------------------------------- fees and rebuttals
@@ -319,16 +322,18 @@ def redeem(voucher: Path | None, model_id: bytes | None, host: bytes | None,
 
 
 @click.option("--claim-id", required=True, type=U64)
+@click.option("--fp-index", required=True, type=click.IntRange(0, 2**32 - 1),
+              help="the claimed index whose key the permission covers")
 @click.option("--permission", type=_FILE, default=None,
               help="permission JSON from `oml-node tx sign-permission` (instead of the flags)")
 @click.option("--seq", type=U64, default=None, help="permission sequence number")
 @click.option("--issued-height", type=U64, default=None, help="height the owner signed at")
 @click.option("--signature", default=None, callback=_hex_bytes(64),
               help="owner's permission signature (hex, 64 bytes)")
-@_command("rebut", "As the accused host, show the owner's permission string for the claimed "
-          "query (it must predate the claim).", needs_node=True)
-def rebut(claim_id: int, permission: Path | None, seq: int | None, issued_height: int | None,
-          signature: bytes | None, node: NodeRef) -> Any:
+@_command("rebut", "As the accused host, show the owner's permission string for one claimed "
+          "query (issued before the claim's commitment).", needs_node=True)
+def rebut(claim_id: int, fp_index: int, permission: Path | None, seq: int | None,
+          issued_height: int | None, signature: bytes | None, node: NodeRef) -> Any:
     from ..ledger import RebutBody
     flags = {"--seq": seq, "--issued-height": issued_height, "--signature": signature}
     if permission is not None:
@@ -338,15 +343,15 @@ def rebut(claim_id: int, permission: Path | None, seq: int | None, issued_height
         what = f"permission {permission}"
         data = _read_json(permission, "permission")
         _check_chain(data, node, what)
-        return RebutBody(claim_id=claim_id, seq=_u64(data, "seq", what),
+        return RebutBody(claim_id=claim_id, fp_index=fp_index, seq=_u64(data, "seq", what),
                          issued_height=_u64(data, "issued_height", what),
                          signature=_hex_field(data, "signature", 64, what))
     missing = [k for k, v in flags.items() if v is None]
     if missing:
         raise click.UsageError(f"give --permission FILE, or all of: {', '.join(missing)}")
     assert seq is not None and issued_height is not None and signature is not None
-    return RebutBody(claim_id=claim_id, seq=seq, issued_height=issued_height,
-                     signature=signature)
+    return RebutBody(claim_id=claim_id, fp_index=fp_index, seq=seq,
+                     issued_height=issued_height, signature=signature)
 
 
 # ---------------------------------------------------------------- offline signing

@@ -8,6 +8,10 @@ from :mod:`.vouchers`. See ``docs/ledger.md``.
 
 from .apphash import next_app_hash as next_app_hash
 from .apphash import write_set_hash as write_set_hash
+from .claimhash import CLAIM_DOMAIN as CLAIM_DOMAIN
+from .claimhash import claim_commitment as claim_commitment
+from .claims import required_claim_bond as required_claim_bond
+from .claims import slash_split as slash_split
 from .errors import Code as Code
 from .errors import GenesisStateError as GenesisStateError
 from .errors import InvariantError as InvariantError
@@ -25,6 +29,7 @@ from .records import Claim as Claim
 from .records import ClaimStatus as ClaimStatus
 from .records import HostRecord as HostRecord
 from .records import HostStatus as HostStatus
+from .records import ItemState as ItemState
 from .records import Model as Model
 from .records import RoleRecord as RoleRecord
 from .refs import referenced_blobs as referenced_blobs
@@ -35,10 +40,12 @@ from .state import Event as Event
 from .txs import MAX_TX_BYTES as MAX_TX_BYTES
 from .txs import TX_DOMAIN as TX_DOMAIN
 from .txs import BeginWithdrawalBody as BeginWithdrawalBody
+from .txs import CommitClaimBody as CommitClaimBody
 from .txs import CommitOmlizationBody as CommitOmlizationBody
 from .txs import CompleteWithdrawalBody as CompleteWithdrawalBody
 from .txs import FundChannelBody as FundChannelBody
 from .txs import Kind as Kind
+from .txs import OpenClaimBody as OpenClaimBody
 from .txs import RebutBody as RebutBody
 from .txs import RedeemBody as RedeemBody
 from .txs import RegisterModelBody as RegisterModelBody
@@ -46,7 +53,6 @@ from .txs import RegisterRoleBody as RegisterRoleBody
 from .txs import RequestAccessBody as RequestAccessBody
 from .txs import RevealBody as RevealBody
 from .txs import Role as Role
-from .txs import SubmitClaimBody as SubmitClaimBody
 from .txs import TransferBody as TransferBody
 from .txs import Tx as Tx
 from .txs import UnregisterRoleBody as UnregisterRoleBody

@@ -48,9 +48,10 @@ class Code(IntEnum):
     BAD_VOUCHER = 21         # voucher signature invalid or not monotonic
     NOTHING_TO_REDEEM = 22   # voucher adds nothing over what was redeemed, or escrow is empty
     OPEN_CLAIMS = 23         # withdrawal blocked by an unresolved claim
-    TOO_EARLY = 24           # unbonding delay not over yet
+    TOO_EARLY = 24           # unbonding delay not over yet; claim opened in its commit block
     WINDOW_CLOSED = 25       # reveal/rebut after its window
-    LATE_PERMISSION = 26     # rebuttal permission issued at or after the claim's block
+    LATE_PERMISSION = 26     # rebuttal permission issued at or after the claim's commitment
+    BAD_OPENING = 27         # open_claim's items and salt do not hash to the commitment
 
     @property
     def rejected(self) -> bool:

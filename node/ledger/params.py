@@ -18,6 +18,7 @@ from consensus.encoding import U64_MAX, DecodeError, decode, encode, expect_int,
 from .errors import GenesisStateError, InvariantError
 
 BP = 10_000  # basis points in one whole
+MIN_SLASH_BURN_BP = 1_000  # at least this share of every slash is burned (docs/threat-model.md)
 
 
 def _p(default: int, doc: str, lo: int = 0, hi: int = U64_MAX) -> Any:
@@ -39,6 +40,13 @@ class Params:
     min_omlizer_bond: int = _p(1_000, "smallest bond of a registered OMLizer", 0)
     min_prover_bond: int = _p(1_000, "smallest bond of a registered prover", 0)
     min_claim_bond: int = _p(100, "smallest bond a prover posts with one claim", 0)
+    claim_bond_bp: int = _p(100, "a claim's bond is at least this share of what the prover and "
+                                 "owner would receive from its slash", 0, BP)
+    claim_min_matches: int = _p(8, "distinct fingerprint keys of one host that must match for a "
+                                   "slash",
+                                1, 64)
+    claim_open_window: int = _p(20, "blocks after a claim's commitment in which it must be opened",
+                                1)
     max_splits: int = _p(16, "most contributor splits one model may list", 0, 256)
     max_omlizers: int = _p(16, "most authorised OMLizers one model may list", 1, 256)
     max_fp_count: int = _p(65_536, "most fingerprints one host commitment may hold", 1, 2**32)
@@ -53,8 +61,11 @@ class Params:
             if not f.metadata["lo"] <= value <= f.metadata["hi"]:
                 raise GenesisStateError(
                     f"params.{f.name}={value} outside [{f.metadata['lo']}, {f.metadata['hi']}]")
-        if self.prover_reward_bp + self.owner_slash_share_bp > BP:
-            raise GenesisStateError("params: prover_reward_bp + owner_slash_share_bp exceed 10000")
+        paid = self.prover_reward_bp + self.owner_slash_share_bp
+        if paid > BP - MIN_SLASH_BURN_BP:
+            raise GenesisStateError(
+                f"params: prover_reward_bp + owner_slash_share_bp = {paid} exceed "
+                f"{BP - MIN_SLASH_BURN_BP} (at least {MIN_SLASH_BURN_BP} bp of a slash is burned)")
 
     @classmethod
     def from_json(cls, data: Any) -> Params:

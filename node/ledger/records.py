@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 import msgpack
 
 from consensus.encoding import DecodeError
+from oml.commitments import normalize_text
 
 from .errors import InvariantError
 from .schema import (
@@ -31,10 +32,13 @@ from .schema import (
     Schema,
     Spec,
     Text,
+    Tuple,
     UInt,
     layout,
 )
 from .txs import (
+    FP_INDEX,
+    MAX_CLAIM_ITEMS,
     MAX_ENDPOINT,
     MAX_KEY_TEXT,
     MAX_LIST,
@@ -52,16 +56,25 @@ class HostStatus(IntEnum):
 
 
 class ClaimStatus(IntEnum):
-    OPEN = 1         # filed, waiting for the OMLizer's reveal
-    MATCHED = 2      # reveal matched the output; slashed at the window's end unless rebutted
-    SLASHED = 3      # final: host slashed, prover paid
-    FALSE = 4        # final: reveal did not match the output; prover's bond burned
-    DISMISSED = 5    # final: host showed a permission string; bond refunded
-    EXPIRED = 6      # final: no reveal within the reveal window; bond refunded
+    COMMITTED = 1    # hiding commitment in a block; waiting for the prover to open it
+    OPEN = 2         # opened: items public, waiting for the OMLizer's reveals
+    MATCHED = 3      # enough items matched; slashed at the window's end unless rebutted
+    SLASHED = 4      # final: host slashed, prover paid
+    FALSE = 5        # final: too few items matched; prover's bond burned
+    DISMISSED = 6    # final: host showed a permission string; bond refunded
+    EXPIRED = 7      # final: reveals missing at the deadline; bond refunded (+ OMLizer penalty)
+    LAPSED = 8       # final: never opened within claim_open_window; bond burned
 
     @property
     def open(self) -> bool:
-        return self in (ClaimStatus.OPEN, ClaimStatus.MATCHED)
+        """Not decided yet: the claim holds its bond and blocks the host's withdrawal."""
+        return self in (ClaimStatus.COMMITTED, ClaimStatus.OPEN, ClaimStatus.MATCHED)
+
+
+class ItemState(IntEnum):
+    PENDING = 0      # not revealed yet
+    MATCHED = 1      # revealed key is the claimed key, output starts with the response
+    MISMATCHED = 2   # the leaf opened to another key or a response the output lacks
 
 
 class Record(Schema):
@@ -200,31 +213,57 @@ class RoleRecord(Record):
     committed_hosts: int = 0
 
 
+#: A claim item as stored: ``[fp_index, key, output, state, response]``.
+CLAIM_ITEM_RECORD = Tuple(FP_INDEX, Text(MAX_KEY_TEXT), Text(MAX_OUTPUT_TEXT), UInt(0, 2),
+                          Text(MAX_RESPONSE_TEXT))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Claim(Record):
-    """A prover's claim and its progress; ``response`` is set by the reveal."""
+    """A prover's two-phase claim and its progress.
+
+    ``items`` are empty until the claim is opened; each item's state and
+    revealed response are filled in by the reveals. ``decided_height`` is
+    the height the claim became MATCHED (its challenge window runs from
+    there) or reached a final status.
+    """
 
     SPECS: ClassVar[dict[str, Spec]] = {
         "claim_id": U64, "model_id": MODEL_ID, "host": ADDRESS, "generation": U64,
-        "fp_index": U64, "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT),
-        "prover": ADDRESS, "bond": U64, "status": UInt(1, 6), "filed_height": U64,
-        "revealed_height": U64, "response": Text(MAX_RESPONSE_TEXT)
+        "prover": ADDRESS, "bond": U64, "status": UInt(1, 8), "commitment": HASH,
+        "committed_height": U64, "opened_height": U64, "decided_height": U64,
+        "items": ListOf(CLAIM_ITEM_RECORD, MAX_CLAIM_ITEMS)
     }
     claim_id: int
     model_id: bytes
     host: bytes
     generation: int
-    fp_index: int
-    key: str
-    output: str
     prover: bytes
     bond: int
     status: int
-    filed_height: int
-    revealed_height: int = 0
-    response: str = ""
+    commitment: bytes
+    committed_height: int
+    opened_height: int = 0
+    decided_height: int = 0
+    items: tuple[tuple[int, str, str, int, str], ...] = ()
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(item[0] for item in self.items)
+
+    def item(self, fp_index: int) -> tuple[int, str, str, int, str] | None:
+        """The claimed item at ``fp_index``, or None if the claim does not name it."""
+        return next((it for it in self.items if it[0] == fp_index), None)
+
+    def count(self, state: ItemState) -> int:
+        return sum(1 for it in self.items if it[3] == state)
 
     def to_json(self) -> dict[str, Any]:
         out = Schema.to_json(self)
         out["status"] = ClaimStatus(self.status).name.lower()
+        out["items"] = [{"fp_index": i, "key": k, "output": o,
+                         "state": ItemState(st).name.lower(), "response": r}
+                        for i, k, o, st, r in self.items]
+        out["matches"] = len({normalize_text(k) for _i, k, _o, st, _r in self.items
+                              if st == ItemState.MATCHED})
         return out

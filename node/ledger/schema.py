@@ -105,6 +105,23 @@ class Pair(Spec):
         return [self.a.enc(x[0]), self.b.enc(x[1])]
 
 
+class Tuple(Spec):
+    """A fixed-length array of differently typed items, e.g. a claim item
+    ``[fp_index, key, output]``."""
+
+    def __init__(self, *items: Spec) -> None:
+        self.items = items
+
+    def dec(self, v: Value, what: str) -> tuple[Any, ...]:
+        if not isinstance(v, (list, tuple)) or len(v) != len(self.items):
+            raise TxDecodeError(f"{what}: expected a {len(self.items)}-item array")
+        return tuple(spec.dec(x, f"{what}.{i}") for i, (spec, x)
+                     in enumerate(zip(self.items, v, strict=True)))
+
+    def enc(self, x: tuple[Any, ...]) -> Value:
+        return [spec.enc(i) for spec, i in zip(self.items, x, strict=True)]
+
+
 class EmptyOr(Spec):
     """Empty bytes (the field is absent) or a value ``inner`` accepts.
 

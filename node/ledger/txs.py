@@ -39,6 +39,7 @@ from .schema import (
     Schema,
     Spec,
     Text,
+    Tuple,
     UInt,
     to_json_value,
 )
@@ -54,6 +55,11 @@ MAX_RESPONSE_TEXT = 4096
 MAX_SALT = 64
 MAX_PATH = 64
 MAX_LIST = 256
+MAX_CLAIM_ITEMS = 64  # most fingerprint indices one claim may name
+CLAIM_SALT = 32
+FP_INDEX = UInt(0, 2**32 - 1)
+#: One claimed observation: ``[fp_index, key, output]``.
+CLAIM_ITEM = Tuple(FP_INDEX, Text(MAX_KEY_TEXT), Text(MAX_OUTPUT_TEXT))
 
 
 class Kind(IntEnum):
@@ -67,12 +73,14 @@ class Kind(IntEnum):
     COMMIT_OMLIZATION = 6
     FUND_CHANNEL = 7
     REDEEM = 8
-    SUBMIT_CLAIM = 9
+    # 9 was the single-key ``submit_claim``, replaced by the two phases below.
     REVEAL = 10
     REBUT = 11
     BEGIN_WITHDRAWAL = 12
     COMPLETE_WITHDRAWAL = 13
     UNREGISTER_ROLE = 14
+    COMMIT_CLAIM = 15
+    OPEN_CLAIM = 16
 
 
 class Role(IntEnum):
@@ -225,37 +233,57 @@ class RedeemBody(Schema):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubmitClaimBody(Schema):
-    """A prover's claim: ``host`` answered fingerprint ``key`` with ``output``."""
+class CommitClaimBody(Schema):
+    """Phase one of a claim: a hash that hides which keys ``host`` answered, and how.
 
-    KIND: ClassVar[Kind] = Kind.SUBMIT_CLAIM
+    ``commitment`` is :func:`node.ledger.claimhash.claim_commitment` of the
+    items and a 32-byte salt the prover keeps until it opens the claim. The
+    keys stay secret until the commitment is in a block, so a host cannot buy
+    permissions for exactly the claimed queries in between (rebuttals count
+    only with permissions issued before the commitment's height).
+    """
+
+    KIND: ClassVar[Kind] = Kind.COMMIT_CLAIM
     SPECS: ClassVar[dict[str, Spec]] = {
-        "model_id": MODEL_ID, "host": ADDRESS, "fp_index": UInt(0, 2**32 - 1),
-        "key": Text(MAX_KEY_TEXT), "output": Text(MAX_OUTPUT_TEXT), "bond": U64
+        "model_id": MODEL_ID, "host": ADDRESS, "commitment": HASH, "bond": U64
     }
     model_id: bytes
     host: bytes
-    fp_index: int
-    key: str
-    output: str
+    commitment: bytes
     bond: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpenClaimBody(Schema):
+    """Phase two: the prover shows the committed items ``(fp_index, key, output)`` and salt."""
+
+    KIND: ClassVar[Kind] = Kind.OPEN_CLAIM
+    SPECS: ClassVar[dict[str, Spec]] = {
+        "claim_id": U64, "items": ListOf(CLAIM_ITEM, MAX_CLAIM_ITEMS),
+        "salt": Bytes(CLAIM_SALT, CLAIM_SALT)
+    }
+    claim_id: int
+    items: tuple[tuple[int, str, str], ...]
+    salt: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RevealBody(Schema):
-    """The OMLizer opens leaf ``fp_index`` of the host's commitment.
+    """The OMLizer opens leaf ``fp_index`` (one of the claim's items) of the host's commitment.
 
     ``key`` is the committed key of that leaf: if it differs from the key the
-    prover claimed, the leaf still opens and the claim is shown to be false
+    prover claimed, the leaf still opens and the item is shown not to match
     (so a prover cannot burn indices for free with made-up keys).
     """
 
     KIND: ClassVar[Kind] = Kind.REVEAL
     SPECS: ClassVar[dict[str, Spec]] = {
-        "claim_id": U64, "salt": Bytes(0, MAX_SALT), "key": Text(MAX_KEY_TEXT),
-        "response": Text(MAX_RESPONSE_TEXT), "path": ListOf(HASH, MAX_PATH)
+        "claim_id": U64, "fp_index": FP_INDEX, "salt": Bytes(0, MAX_SALT),
+        "key": Text(MAX_KEY_TEXT), "response": Text(MAX_RESPONSE_TEXT),
+        "path": ListOf(HASH, MAX_PATH)
     }
     claim_id: int
+    fp_index: int
     salt: bytes
     key: str
     response: str
@@ -265,12 +293,14 @@ class RevealBody(Schema):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RebutBody(Schema):
     """The host shows the owner's permission string ``(seq, issued_height, signature)``
-    for the claim's key; ``issued_height`` must be below the claim's filed height."""
+    for the key the claim names at ``fp_index``; ``issued_height`` must be below the
+    height at which the claim was committed."""
 
     KIND: ClassVar[Kind] = Kind.REBUT
-    SPECS: ClassVar[dict[str, Spec]] = {"claim_id": U64, "seq": U64, "issued_height": U64,
-                                        "signature": Bytes(64, 64)}
+    SPECS: ClassVar[dict[str, Spec]] = {"claim_id": U64, "fp_index": FP_INDEX, "seq": U64,
+                                        "issued_height": U64, "signature": Bytes(64, 64)}
     claim_id: int
+    fp_index: int
     seq: int
     issued_height: int
     signature: bytes
@@ -292,13 +322,13 @@ class CompleteWithdrawalBody(Schema):
 
 Body = (TransferBody | RegisterModelBody | UpdateModelBody | RegisterRoleBody
         | RequestAccessBody | CommitOmlizationBody | FundChannelBody | RedeemBody
-        | SubmitClaimBody | RevealBody | RebutBody | BeginWithdrawalBody
+        | CommitClaimBody | OpenClaimBody | RevealBody | RebutBody | BeginWithdrawalBody
         | CompleteWithdrawalBody | UnregisterRoleBody)
 
 BODY_TYPES: dict[Kind, type] = {cls.KIND: cls for cls in (
     TransferBody, RegisterModelBody, UpdateModelBody, RegisterRoleBody, RequestAccessBody,
-    CommitOmlizationBody, FundChannelBody, RedeemBody, SubmitClaimBody, RevealBody, RebutBody,
-    BeginWithdrawalBody, CompleteWithdrawalBody, UnregisterRoleBody)}
+    CommitOmlizationBody, FundChannelBody, RedeemBody, CommitClaimBody, OpenClaimBody,
+    RevealBody, RebutBody, BeginWithdrawalBody, CompleteWithdrawalBody, UnregisterRoleBody)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@
 
 ``issued_height`` is the height of the latest block committed when the owner
 signed. It dates the permission so that one bought *after* a claim was
-filed cannot rebut that claim: the ledger accepts a rebuttal only with
-``issued_height < claim.filed_height`` (the owner had not yet seen the block
-holding the claim). v1 strings carried no height and are not valid under v2.
+committed cannot rebut that claim: the ledger accepts a rebuttal only with
+``issued_height < claim.committed_height`` (the owner had not yet seen the
+block holding the claim's commitment, and the claimed keys were hidden
+until then). v1 strings carried no height and are not valid under v2.
 
 The query hash is SHA-256 of :func:`oml.commitments.normalize_text` of the
 prompt, so the prover's key and the host's prompt hash equally whenever

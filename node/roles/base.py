@@ -87,14 +87,14 @@ def build_services(ctx: RoleContext) -> list[Service]:
         from .omlizer.service import OmlizerService
 
         services.append(OmlizerService.from_context(ctx, storage))
+    if roles.prover.enabled:
+        from .prover.service import ProverService
+
+        services.append(ProverService.from_context(ctx))
     if roles.host.enabled:
         from .host.service import HostService
 
         services.append(HostService.from_context(ctx))
-    for name in ("prover",):
-        if getattr(roles, name).enabled:
-            log.warning("[roles.%s] enabled = true, but this version does not run that role",
-                        name)
     return services
 
 

@@ -23,7 +23,8 @@ from node.ledger import Ledger, TransferBody, build_tx
 CHAIN_ID = "daemon-test"
 
 
-def make_genesis(n_validators: int = 4, n_accounts: int = 2, balance: int = 10**9
+def make_genesis(n_validators: int = 4, n_accounts: int = 2, balance: int = 10**9,
+                 params: dict[str, int] | None = None
                  ) -> tuple[Genesis, list[Signer], list[PrivateKey]]:
     vkeys = [PrivateKey(bytes([7, i + 1]) * 16) for i in range(n_validators)]
     accounts = [PrivateKey(bytes([9, i + 1]) * 16) for i in range(n_accounts)]
@@ -32,7 +33,7 @@ def make_genesis(n_validators: int = 4, n_accounts: int = 2, balance: int = 10**
         validators=tuple(GenesisValidator(name=f"v{i}", pub_key=k.public_key, power=10)
                          for i, k in enumerate(vkeys)),
         app_state={"accounts": [{"address": a.address.hex(), "balance": balance}
-                                for a in accounts], "params": {}})
+                                for a in accounts], "params": dict(params or {})})
     return genesis, [Signer(k) for k in vkeys], accounts
 
 

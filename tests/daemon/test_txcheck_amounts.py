@@ -17,6 +17,7 @@ import pytest
 from node.config import Config
 from node.ledger import (
     Code,
+    CommitClaimBody,
     FundChannelBody,
     RegisterRoleBody,
     RequestAccessBody,
@@ -64,6 +65,12 @@ def test_zero_and_unaffordable_amounts_are_refused_and_the_nonce_stays_unused(se
         "role bond over balance": (tx(RegisterRoleBody(role=1, bond=BALANCE + 1)),
                                    Code.INSUFFICIENT_FUNDS),
         "collateral over balance": (tx(RequestAccessBody(model_id=b"m", collateral=BALANCE + 1)),
+                                    Code.INSUFFICIENT_FUNDS),
+        # min_claim_bond is 100 by default (no host: the collateral-scaled part is unknown)
+        "claim bond under the minimum": (tx(CommitClaimBody(
+            model_id=b"m", host=bob.address, commitment=bytes(32), bond=99)), Code.BELOW_MINIMUM),
+        "claim bond over balance": (tx(CommitClaimBody(
+            model_id=b"m", host=bob.address, commitment=bytes(32), bond=BALANCE + 1)),
                                     Code.INSUFFICIENT_FUNDS),
     }
     for what, (raw, code) in refused.items():

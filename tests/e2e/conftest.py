@@ -19,12 +19,26 @@ from node.testnet import AUTO_PORTS, Testnet, init_testnet
 from ._settings import FAST_CONSENSUS
 
 
-def make_testnet(root: Path, validators: int, non_validators: int = 0) -> Path:
+def make_testnet(root: Path, validators: int, non_validators: int = 0,
+                 params: dict[str, int] | None = None) -> Path:
+    """A testnet's homes under ``root``; ``params`` override ledger params in genesis."""
     out = root / "testnet"
     init_testnet(out, validators=validators, non_validators=non_validators,
                  base_port=AUTO_PORTS,
                  chain_id="oml-e2e", consensus=FAST_CONSENSUS)
+    if params:
+        set_genesis_params(out, params)
     return out
+
+
+def set_genesis_params(out: Path, params: dict[str, int]) -> None:
+    """Change ledger params in every home's genesis.json (before any node starts)."""
+    import json
+
+    for genesis in out.glob("*/config/genesis.json"):
+        data = json.loads(genesis.read_text())
+        data["app_state"].setdefault("params", {}).update(params)
+        genesis.write_text(json.dumps(data))
 
 
 @pytest.fixture(scope="module")

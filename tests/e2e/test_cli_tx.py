@@ -28,6 +28,14 @@ def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Testnet, No
     out = tmp_path_factory.mktemp("cli") / "net"
     init_testnet(out, validators=1, base_port=AUTO_PORTS, chain_id="oml-cli",
                  consensus=FAST_CONSENSUS)
+    # blocks come every second or so and each CLI call starts Python: give the claim's
+    # windows room for one process per reveal (and claims of 4 keys, not the default 8)
+    for genesis in out.glob("*/config/genesis.json"):
+        data = json.loads(genesis.read_text())
+        data["app_state"].setdefault("params", {}).update(
+            {"reveal_window": 200, "challenge_window": 200, "claim_open_window": 200,
+             "claim_min_matches": 4})
+        genesis.write_text(json.dumps(data))
     net = Testnet(out)
     try:
         net.start_all(timeout=90)
@@ -178,8 +186,9 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
     assert failed_code(cli("tx", "redeem", "--home", owner, "--voucher", str(voucher))) == 22
 
 
-    # a claim: the owner (as prover) files it, the OMLizer reveals from its sidecar,
-    # the host rebuts with a permission the owner signed before the claim
+    # a claim: the owner (as prover) commits and opens it, the OMLizer reveals each
+    # claimed leaf from its sidecar, the host rebuts with a permission the owner signed
+    # before the claim's commitment
     ok(cli("tx", "register-role", "--home", owner, "--role", "prover", "--bond", "1000"))
     with RpcClient(node.rpc_url) as c:
         height = c.height()
@@ -187,15 +196,30 @@ def test_oml_life_cycle_through_the_cli(solo: tuple[Testnet, NodeSpec],
     ok(cli("tx", "sign-permission", "--home", owner, "--model-id", mid, "--host", host_addr,
            "--seq", "1", "--query", "secret key 3", "--issued-height", str(height),
            "--out", str(perm)))
-    res = ok(cli("tx", "submit-claim", "--home", owner, "--model-id", mid, "--host", host_addr,
-                 "--fp-index", "3", "--key", "secret key 3", "--output", "answer 3 and more",
-                 "--bond", "100"))
+    # two phases: commit (the draft file keeps the salt), open in a later block
+    draft = tmp_path / "claim.draft.json"
+    items = [a for i in range(3, 7) for a in ("--item", str(i), f"secret key {i}",
+                                              f"answer {i} and more")]
+    res = ok(cli("tx", "commit-claim", "--home", owner, "--model-id", mid, "--host", host_addr,
+                 *items, "--draft", str(draft)))  # bond: the least the ledger accepts
     claim_id = next(int(e["attributes"]["claim_id"]) for e in res["tx_result"]["events"]
-                    if e["type"] == "submit_claim")
-    ok(cli("tx", "reveal", "--home", omlizer, "--claim-id", str(claim_id),
-           "--sidecar", str(tmp_path / "pkg.sidecar")))
+                    if e["type"] == "claim_committed")
+    assert json.loads(draft.read_text())["salt"] and draft.stat().st_mode & 0o077 == 0
+    assert ok(cli("query", "claim", str(claim_id),
+                  "--rpc", node.rpc_url))["status"] == "committed"
+    # the draft is never overwritten: it may hold another claim's salt
+    assert cli("tx", "commit-claim", "--home", owner, "--model-id", mid, "--host", host_addr,
+               *items, "--draft", str(draft)).returncode == 2
+    res = ok(cli("tx", "open-claim", "--home", owner, "--claim-id", str(claim_id),
+                 "--draft", str(draft)))
+    assert any(e["type"] == "claim_opened" and e["attributes"]["indices"] == "3,4,5,6"
+               for e in res["tx_result"]["events"])
+    for i in range(3, 7):
+        ok(cli("tx", "reveal", "--home", omlizer, "--claim-id", str(claim_id),
+               "--fp-index", str(i), "--sidecar", str(tmp_path / "pkg.sidecar")))
     assert ok(cli("query", "claim", str(claim_id), "--rpc", node.rpc_url))["status"] == "matched"
-    ok(cli("tx", "rebut", "--home", host, "--claim-id", str(claim_id), "--permission", str(perm)))
+    ok(cli("tx", "rebut", "--home", host, "--claim-id", str(claim_id), "--fp-index", "3",
+           "--permission", str(perm)))
     assert ok(cli("query", "claim", str(claim_id),
                   "--rpc", node.rpc_url))["status"] == "dismissed"
 
@@ -237,10 +261,19 @@ def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
          "--clear-blob-id"),                                                # contradiction
         ("redeem", "--voucher", str(tmp_path / "missing.json")),           # no such file
         ("redeem", "--voucher", str(bad_voucher)),                          # short signature
-        ("rebut", "--claim-id", "0", "--seq", "1", "--issued-height", "1",
+        ("rebut", "--claim-id", "0", "--fp-index", "0", "--seq", "1", "--issued-height", "1",
          "--signature", "xyz"),                                             # bad hex
-        ("reveal", "--claim-id", "0", "--salt", "00", "--key", "k", "--response", "r",
-         "--path", "00" * 31),                                              # path length
+        ("rebut", "--claim-id", "0", "--seq", "1", "--issued-height", "1",
+         "--signature", "00" * 64),                                         # no --fp-index
+        ("reveal", "--claim-id", "0", "--fp-index", "0", "--salt", "00", "--key", "k",
+         "--response", "r", "--path", "00" * 31),                           # path length
+        ("commit-claim", "--model-id", "m", "--host", "11" * 20,
+         "--draft", str(tmp_path / "d1")),                                  # no items
+        ("commit-claim", "--model-id", "m", "--host", "11" * 20, "--item", "x", "k", "o",
+         "--draft", str(tmp_path / "d2")),                                  # index not a number
+        ("commit-claim", "--model-id", "m", "--host", "11" * 20, "--item", "0", "k", "o",
+         "--salt", "00" * 31, "--draft", str(tmp_path / "d3")),             # short salt
+        ("open-claim", "--claim-id", "0", "--draft", str(tmp_path / "none")),  # no draft
         ("register-model", "--model-id", "x" * 65, "--weights-hash", "00" * 32),  # too long
         ("register-model", "--model-id", "m", "--weights-hash", "00" * 32,
          "--omlizer", "11" * 19),                                           # short address
@@ -252,6 +285,7 @@ def test_bad_input_exits_2_and_sends_nothing(solo: tuple[Testnet, NodeSpec],
         res = cli("tx", args[0], "--home", home, *args[1:])
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert "Error" in res.stderr and not res.stdout, (args, res.stdout)
+    assert not any((tmp_path / d).exists() for d in ("d1", "d2", "d3"))
     with RpcClient(node.rpc_url) as c:
         assert c.call("account", {"address": node.address})["nonce"] == nonce
         assert int(c.call("num_unconfirmed_txs", {}).get("n_txs", 0)) == 0

@@ -10,6 +10,9 @@ finds the owner among its peers, and rebuts the prover's claim by itself.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +23,15 @@ import pytest
 from consensus.crypto import PrivateKey
 from node.config import render_config, with_changes
 from node.home import Home
-from node.ledger import build_tx
+from node.ledger import build_tx, claim_commitment
 from node.ledger.txs import (
+    CommitClaimBody,
     CommitOmlizationBody,
+    OpenClaimBody,
     RegisterModelBody,
     RegisterRoleBody,
     RequestAccessBody,
     Role,
-    SubmitClaimBody,
 )
 from node.listenfile import read_listen_file
 from node.rpc_client import wait_until
@@ -35,8 +39,10 @@ from node.testnet import AUTO_PORTS, Testnet, init_testnet
 from tests.ledger.ledger_helpers import PACKAGE, PACKAGE_BLOB, make_fingerprints
 
 from ._settings import FAST_CONSENSUS
+from .conftest import set_genesis_params
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 CHAIN = "oml-e2e-gateway"
 MODEL = b"e2e-gw-model"
@@ -57,6 +63,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
     init_testnet(out, validators=1, non_validators=1, base_port=AUTO_PORTS, chain_id=CHAIN,
                  consensus=FAST_CONSENSUS,
                  fund=tuple(k.address.hex() for k in (OMLIZER_KEY, PROVER_KEY)))
+    set_genesis_params(out, {"claim_min_matches": 2})  # the host commits 3 fingerprints
     owner_home, host_home = Home(out / "node0"), Home(out / "node1")
     owner_home.config_file.write_text(render_config(with_changes(
         owner_home.config(), roles={"owner": {"enabled": True}})), "utf-8")
@@ -137,6 +144,15 @@ def test_gateway_pays_answers_and_rebuts(net: Testnet) -> None:
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == \
         chat.choices[0].message.content
 
+    # the CLI finds the same URL and reads the same usage
+    cli = [sys.executable, "-m", "node"]
+    url = subprocess.run([*cli, "host", "url", "--home", str(net.spec("node1").home)],
+                         check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert url.stdout.strip() == base
+    usage_cli = subprocess.run([*cli, "query", "usage", "--rpc", net.spec("node1").rpc_url],
+                               check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert json.loads(usage_cli.stdout)["keys"]["config-1"]["requests"] == 3
+
     perms = call(net, "node1", "host_permissions")
     assert perms["permissions"] == 3 and perms["voucher"]["cumulative_count"] == 3
     assert perms["voucher"]["cumulative_amount"] == 3 * PRICE
@@ -145,15 +161,21 @@ def test_gateway_pays_answers_and_rebuts(net: Testnet) -> None:
     (row,) = call(net, "node0", "owner_vouchers")["vouchers"]
     assert row["cumulative_count"] == 3 and row["permissions_issued"] == 3
 
-    # a claim on the fingerprint key that went through the gateway is rebutted by itself
-    send(net, PROVER_KEY, SubmitClaimBody(model_id=MODEL, host=host, fp_index=0,
-                                          key=fps.keys[0], output=fp.choices[0].text or "x",
-                                          bond=100))
+    # a claim naming the fingerprint key that went through the gateway (and one that did
+    # not) is rebutted by the gateway by itself, once the claim is opened
+    items = ((1, fps.keys[1], "x"), (0, fps.keys[0], fp.choices[0].text or "x"))
+    send(net, PROVER_KEY, CommitClaimBody(
+        model_id=MODEL, host=host, bond=100,
+        commitment=claim_commitment(CHAIN, PROVER_KEY.address, MODEL, host, items, bytes(32))))
+    send(net, PROVER_KEY, OpenClaimBody(claim_id=0, items=items, salt=bytes(32)))
     wait_until(lambda: call(net, "node0", "claim", claim_id=0)["status"] == "dismissed",
                timeout=60, what="the automatic rebuttal")
     (rebuttal,) = call(net, "node1", "host_permissions")["rebuttals"]
     assert rebuttal["state"] in ("sent", "done") and rebuttal["claim_id"] == 0
-    # the ledger dismissed it, so it verified the owner's permission for exactly this query
-    assert rebuttal["issued_height"] < call(net, "node0", "claim", claim_id=0)["filed_height"]
+    assert rebuttal["fp_index"] == 0
+    # the ledger dismissed it, so it verified the owner's permission for exactly this query,
+    # issued before the claim's commitment
+    claim = call(net, "node0", "claim", claim_id=0)
+    assert rebuttal["issued_height"] < claim["committed_height"]
     assert host_record()["collateral"] == 1_000
 

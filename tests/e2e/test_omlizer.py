@@ -47,7 +47,9 @@ def enable_omlizer(home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
-    out = make_testnet(tmp_path_factory.mktemp("omlizer"), validators=1, non_validators=2)
+    # claims of 2 keys: the packages hold 4 keys (8 leaves with backups)
+    out = make_testnet(tmp_path_factory.mktemp("omlizer"), validators=1, non_validators=2,
+                       params={"claim_min_matches": 2})
     testnet = Testnet(out)
     for name in ("node0", "node1"):
         enable_omlizer(testnet.spec(name).home)
@@ -167,22 +169,36 @@ def test_request_to_committed_package_with_a_crash_then_an_automatic_reveal(
     assert manifest.host.hex() == host_node.address and manifest.model_id == MODEL
     assert manifest.package_hash().hex() == host["package_hash"]
 
-    # a claim against the host gets an automatic reveal the ledger accepts
-    from oml.sidecar import open_secrets
+    # the owner's sidecar is an audit: the keys and leaves, no response, no salt
+    from oml.sidecar import open_owner_audit, open_secrets
 
-    sidecar = net.data_dir("node1") / "roles" / "omlizer" / "sidecars" / f"{job['job_id']}.owner"
-    secrets = open_secrets(sidecar.read_bytes(), seed(net, "node1"))  # node1 owns the model
-    entry = secrets.entries[0]
-    filed = tx(net, "node2", "submit-claim", "--model-id", MODEL, "--host", host_node.address,
-               "--fp-index", "0", "--key", entry.key, "--output", entry.response + " etc",
-               "--bond", "100")
+    role_dir = net.data_dir("node1") / "roles" / "omlizer"
+    audit = open_owner_audit((role_dir / "sidecars" / f"{job['job_id']}.owner").read_bytes(),
+                             seed(net, "node1"))  # node1 owns the model (and OMLizes it)
+    secrets = open_secrets((role_dir / "secrets" / f"{job['job_id']}.sealed").read_bytes(),
+                           seed(net, "node1"))
+    assert [a.key for a in audit.entries] == [e.key for e in secrets.entries]
+    assert "response" not in audit.to_json()["entries"][0]
+
+    # a claim (committed, then opened) against the host gets automatic reveals, one per
+    # claimed leaf, that the ledger accepts
+    first: dict[str, Any] = {}
+    for e in secrets.entries:  # one leaf of each of two keys (keys have backup leaves)
+        first.setdefault(e.key, e)
+    entries = list(first.values())[:2]
+    draft = tmp_path / "claim.draft"
+    items = [a for e in entries for a in ("--item", str(e.index), e.key, e.response + " etc")]
+    filed = tx(net, "node2", "commit-claim", "--model-id", MODEL, "--host", host_node.address,
+               *items, "--draft", str(draft))
     claim_id = next(int(e["attributes"]["claim_id"]) for e in filed["tx_result"]["events"]
-                    if e["type"] == "submit_claim")
+                    if e["type"] == "claim_committed")
+    tx(net, "node2", "open-claim", "--claim-id", str(claim_id), "--draft", str(draft))
     claim = wait_until(
         lambda: (c := call(net, "node0", "claim", claim_id=claim_id))["status"] != "open"
-        and c, timeout=60, interval=0.3, what="the reveal")
-    assert claim["status"] == "matched" and claim["response"] == entry.response
-    assert len(txs_of_kind(net, Kind.REVEAL)) == 1
+        and c, timeout=60, interval=0.3, what="the reveals")
+    assert claim["status"] == "matched"
+    assert [i["response"] for i in claim["items"]] == [e.response for e in entries]
+    assert len(txs_of_kind(net, Kind.REVEAL)) == 2
 
     # the node that is not authorised never acted
     assert jobs(net, "node0") == []

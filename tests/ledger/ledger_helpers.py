@@ -154,6 +154,51 @@ def make_fingerprints(model_id: bytes, host: bytes, n: int = 5) -> Fingerprints:
                         salts=[hashlib.sha256(b"salt%d" % i).digest() for i in range(n)])
 
 
+CLAIM_SALT = hashlib.sha256(b"claim salt").digest()
+
+
+@dataclass
+class ClaimDraft:
+    """A prover's claim before it is filed: the items and the salt it keeps secret."""
+
+    model_id: bytes
+    host: bytes
+    items: tuple[tuple[int, str, str], ...]
+    salt: bytes = CLAIM_SALT
+
+    def commitment(self, prover: str = "prover") -> bytes:
+        from node.ledger import claim_commitment
+        return claim_commitment(CHAIN, ADDR[prover], self.model_id, self.host, self.items,
+                                self.salt)
+
+    def commit(self, bond: int = 100, prover: str = "prover"):
+        from node.ledger import CommitClaimBody
+        return CommitClaimBody(model_id=self.model_id, host=self.host,
+                               commitment=self.commitment(prover), bond=bond)
+
+    def open(self, claim_id: int):
+        from node.ledger import OpenClaimBody
+        return OpenClaimBody(claim_id=claim_id, items=self.items, salt=self.salt)
+
+
+def draft(fps: Fingerprints, indices=(0, 1), *, outputs=None, keys=None) -> ClaimDraft:
+    """A claim on ``indices`` of ``fps``'s host: by default every output starts with
+    the committed response (a true claim); ``outputs``/``keys`` override per index."""
+    outputs = outputs or {}
+    keys = keys or {}
+    return ClaimDraft(fps.model_id, fps.host, tuple(
+        (i, keys.get(i, fps.keys[i]), outputs.get(i, fps.responses[i] + " and more text"))
+        for i in indices))
+
+
+def file_claim(chain: Chain, d: ClaimDraft, *, bond: int = 100, prover: str = "prover") -> int:
+    """Commit ``d`` in one block and open it in the next; returns the claim id."""
+    r = chain.ok(prover, d.commit(bond, prover))
+    claim_id = int(r.events[0].attrs["claim_id"])
+    chain.ok(prover, d.open(claim_id))
+    return claim_id
+
+
 MODEL = b"model-1"
 WEIGHTS = hashlib.sha256(b"weights").digest()
 PACKAGE = hashlib.sha256(b"package").digest()
@@ -192,16 +237,17 @@ def one_of_each_kind() -> list:
     """A valid sample body of every transaction kind (contents need not exist on chain)."""
     from node.ledger import (
         BeginWithdrawalBody,
+        CommitClaimBody,
         CommitOmlizationBody,
         CompleteWithdrawalBody,
         FundChannelBody,
+        OpenClaimBody,
         RebutBody,
         RedeemBody,
         RegisterModelBody,
         RegisterRoleBody,
         RequestAccessBody,
         RevealBody,
-        SubmitClaimBody,
         TransferBody,
         UnregisterRoleBody,
         UpdateModelBody,
@@ -220,9 +266,10 @@ def one_of_each_kind() -> list:
                              package_blob=H),
         FundChannelBody(model_id=b"m", amount=1),
         RedeemBody(model_id=b"m", host=A, cumulative_count=2, cumulative_amount=20, signature=SIG),
-        SubmitClaimBody(model_id=b"m", host=A, fp_index=3, key="ключ ✓", output="out", bond=100),
-        RevealBody(claim_id=0, salt=H, key="k", response="resp", path=(H, H)),
-        RebutBody(claim_id=1, seq=2, issued_height=7, signature=SIG),
+        CommitClaimBody(model_id=b"m", host=A, commitment=H, bond=100),
+        OpenClaimBody(claim_id=0, items=((3, "ключ ✓", "out"), (9, "k", "")), salt=H),
+        RevealBody(claim_id=0, fp_index=3, salt=H, key="k", response="resp", path=(H, H)),
+        RebutBody(claim_id=1, fp_index=9, seq=2, issued_height=7, signature=SIG),
         BeginWithdrawalBody(model_id=b"m"),
         CompleteWithdrawalBody(model_id=b"m"),
         UnregisterRoleBody(role=2),

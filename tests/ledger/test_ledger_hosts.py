@@ -9,6 +9,8 @@ from ledger_helpers import (
     PACKAGE_BLOB,
     START_BALANCE,
     WEIGHTS,
+    draft,
+    file_claim,
     make_fingerprints,
     setup_oml,
 )
@@ -24,7 +26,6 @@ from node.ledger import (
     RegisterRoleBody,
     RequestAccessBody,
     Role,
-    SubmitClaimBody,
 )
 
 
@@ -134,28 +135,30 @@ def test_withdrawal_two_steps(make_chain):
 
 
 def test_withdrawal_blocked_by_open_claim_filed_during_unbonding(make_chain):
-    c = make_chain(params={"unbonding_delay": 1, "reveal_window": 5})
+    c = make_chain(params={"unbonding_delay": 1, "reveal_window": 5, "claim_bond_bp": 0,
+                           "claim_min_matches": 4})
     fps = setup_oml(c)
     c.ok("host", BeginWithdrawalBody(model_id=MODEL))
-    c.ok("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=0,
-                                   key=fps.keys[0], output=fps.responses[0], bond=100))
+    d = draft(fps, (0, 1, 2, 3))
+    c.ok("prover", d.commit())
+    # a commitment already holds the host, before anyone can see what it claims
+    c.fail("host", CompleteWithdrawalBody(model_id=MODEL), Code.OPEN_CLAIMS)
+    c.ok("prover", d.open(0))
     c.fail("host", CompleteWithdrawalBody(model_id=MODEL), Code.OPEN_CLAIMS)
     assert c.ledger.host(MODEL, ADDR["host"]).open_claims == 1
-    c.advance(5)  # the claim expires unrevealed
+    c.advance(4)  # the claim expires unrevealed
     assert c.ledger.host(MODEL, ADDR["host"]).open_claims == 0
     c.ok("host", CompleteWithdrawalBody(model_id=MODEL))
 
 
 def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
-    c = make_chain(params={"unbonding_delay": 0})
+    c = make_chain(params={"unbonding_delay": 0, "claim_bond_bp": 0, "claim_min_matches": 4})
     fps = setup_oml(c)
-    c.ok("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=0,
-                                   key=fps.keys[0], output="x", bond=100))
+    file_claim(c, draft(fps, (0, 1, 2, 3), outputs={i: "x" for i in range(4)}))
     c.advance(20)  # expires; the silent OMLizer pays the prover 100 from its bond
     c.ok("host", BeginWithdrawalBody(model_id=MODEL))
     c.ok("host", CompleteWithdrawalBody(model_id=MODEL))
-    c.fail("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=1,
-                                     key=fps.keys[1], output="x", bond=100), Code.WRONG_STATE)
+    c.fail("prover", draft(fps, (1, 2, 3, 4)).commit(), Code.WRONG_STATE)
     c.ok("host", RequestAccessBody(model_id=MODEL, collateral=10_000))
     rec = c.ledger.host(MODEL, ADDR["host"])
     assert rec.generation == 1 and rec.status == HostStatus.PENDING and rec.fp_count == 0
@@ -163,5 +166,4 @@ def test_rerequest_after_withdrawal_starts_new_generation(make_chain):
     c.ok("omlizer", RegisterRoleBody(role=Role.OMLIZER, bond=100))  # back to the minimum
     c.ok("omlizer", commit(fp_count=5, root=fps.root))
     # index 0 was burned in generation 0 only
-    c.ok("prover", SubmitClaimBody(model_id=MODEL, host=ADDR["host"], fp_index=0,
-                                   key=fps.keys[0], output="x", bond=100))
+    file_claim(c, draft(fps, (0, 1, 2, 3)))

@@ -26,6 +26,7 @@ from ledger_helpers import (
     PACKAGE_BLOB,
     WEIGHTS,
     WEIGHTS_BLOB,
+    ClaimDraft,
     make_fingerprints,
     make_genesis,
 )
@@ -36,6 +37,7 @@ from node.ledger import (
     BeginWithdrawalBody,
     Claim,
     ClaimStatus,
+    CommitClaimBody,
     CommitOmlizationBody,
     CompleteWithdrawalBody,
     FundChannelBody,
@@ -49,7 +51,6 @@ from node.ledger import (
     RequestAccessBody,
     RevealBody,
     RoleRecord,
-    SubmitClaimBody,
     TransferBody,
     UnregisterRoleBody,
     build_tx,
@@ -60,13 +61,23 @@ from node.ledger.state import ACCOUNTS, CLAIMS, HOSTS, ROLES
 
 PARAMS = {"reveal_window": 3, "challenge_window": 2, "unbonding_delay": 1,
           "min_omlizer_bond": 500, "min_prover_bond": 500, "min_claim_bond": 10,
-          "protocol_fee_bp": 300, "slash_fraction_bp": 3_000}
+          "protocol_fee_bp": 300, "slash_fraction_bp": 3_000, "claim_min_matches": 2,
+          "claim_open_window": 3, "claim_bond_bp": 50}
 MODELS = [b"m0", b"m1"]
 HOSTS_ = ["host", "bob"]
 ACTORS = ["owner", "host", "bob", "omlizer", "prover", "alice", "poor"]
 FPS = {(m, h): make_fingerprints(m, ADDR[h], 4) for m in MODELS for h in HOSTS_}
 # Kind numbers as used in body_for, repeated to weight the claim lifecycle up.
-KIND_WEIGHTS = [0, 0, 1, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7, 8, 8, 8, 9, 9, 10, 11, 12, 13, 14]
+KIND_WEIGHTS = [0, 0, 1, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7, 8, 8, 8, 8, 8, 9, 9, 10, 11, 12, 13,
+                14, 15, 15, 15, 15]
+#: Every claim draft ever committed, by commitment, so an open can find its items.
+DRAFTS: dict[bytes, ClaimDraft] = {}
+
+
+def remember(d: ClaimDraft, prover: str) -> bytes:
+    commitment = d.commitment(prover)
+    DRAFTS[commitment] = d
+    return commitment
 AMOUNTS = st.sampled_from([0, 1, 7, 100, 999, 5_000, 60_000, 10**6, 2**64 - 1])
 
 
@@ -109,36 +120,55 @@ def body_for(draw, ledger: Ledger):
             model_id=model, host=ADDR[host], cumulative_count=count, cumulative_amount=amount,
             signature=sig)
     if kind == 7:
-        fps, i = FPS[(model, host)], draw(st.integers(0, 4))
-        good = i < 4 and draw(st.sampled_from([True, True, True, False]))
-        return draw(st.sampled_from(["prover"] * 4 + ["alice"])), SubmitClaimBody(
-            model_id=model, host=ADDR[host], fp_index=i, key=fps.keys[i % 4],
-            output=fps.responses[i % 4] + " ok" if good else "nothing to see",
-            bond=draw(st.sampled_from([5, 10, 300])))
-    if kind in (8, 9):
-        claims = [c for c in (ledger.claim(i) for i in range(64)) if c is not None]
-        open_ids = [c.claim_id for c in claims if ClaimStatus(c.status).open]
-        # mostly claims that are still open; sometimes a decided or unknown one
-        claim_id = draw(st.sampled_from(open_ids * 4 + [len(claims)]
+        fps = FPS[(model, host)]
+        indices = draw(st.sampled_from([(0, 1), (2, 3), (1, 2, 3), (0,), (3, 3), (0, 4)]))
+        good = draw(st.sampled_from([True, True, True, False]))
+        items = tuple((i, fps.keys[i % 4], fps.responses[i % 4] + " ok" if good and i < 4
+                       else "nothing to see") for i in indices)
+        salt = draw(st.sampled_from([b"\x01" * 32, b"\x02" * 32]))
+        prover = draw(st.sampled_from(["prover"] * 4 + ["alice"]))
+        commitment = remember(ClaimDraft(model, ADDR[host], items, salt), prover)
+        return prover, CommitClaimBody(model_id=model, host=ADDR[host], commitment=commitment,
+                                       bond=draw(st.sampled_from([5, 10, 300, 2_000])))
+    claims = [c for c in (ledger.claim(i) for i in range(64)) if c is not None]
+    if kind == 15:
+        waiting = [c.claim_id for c in claims if c.status == ClaimStatus.COMMITTED]
+        claim_id = draw(st.sampled_from(waiting * 4 + [len(claims)]
                                         + [c.claim_id for c in claims]))
         claim = ledger.claim(claim_id)
-        if claim is None:
-            return actor, RevealBody(claim_id=claim_id, salt=b"", key="", response="",
-                                     path=())
+        d = DRAFTS.get(claim.commitment) if claim is not None else None
+        if d is None or draw(st.sampled_from([False] * 5 + [True])):
+            d = ClaimDraft(model, ADDR[host], ((0, "k", "o"), (1, "k", "o")))
+        prover = "prover" if claim is None or claim.prover == ADDR["prover"] else "alice"
+        return draw(st.sampled_from([prover] * 5 + ["bob"])), d.open(claim_id)
+    if kind in (8, 9):
+        opened = [c.claim_id for c in claims if c.status in (ClaimStatus.OPEN,
+                                                             ClaimStatus.MATCHED)]
+        # mostly claims that are still open; sometimes a decided or unknown one
+        claim_id = draw(st.sampled_from(opened * 4 + [len(claims)]
+                                        + [c.claim_id for c in claims]))
+        claim = ledger.claim(claim_id)
+        if claim is None or not claim.items:
+            return actor, RevealBody(claim_id=claim_id, fp_index=0, salt=b"", key="",
+                                     response="", path=())
         host_name = next(h for h in HOSTS_ if ADDR[h] == claim.host)
-        fps, i = FPS[(claim.model_id, host_name)], claim.fp_index
+        fps = FPS[(claim.model_id, host_name)]
+        i = draw(st.sampled_from(list(claim.indices) * 3 + [2]))
         if kind == 8:
-            honest = draw(st.sampled_from([True, True, True, False]))
+            honest = i < 4 and draw(st.sampled_from([True, True, True, False]))
+            j = i if i < 4 else 0
             return draw(st.sampled_from(["omlizer"] * 4 + ["alice"])), RevealBody(
-                claim_id=claim_id, salt=fps.salts[i] if honest else bytes(32), key=fps.keys[i],
-                response=fps.responses[i], path=fps.path(i))
-        query = claim.key if draw(st.sampled_from([True, True, True, False])) else "other query"
-        # mostly issued before the claim's block; sometimes at it or after (too late)
-        issued = max(0, claim.filed_height + draw(st.sampled_from([-1, -1, -1, -3, 0, 2])))
+                claim_id=claim_id, fp_index=i, salt=fps.salts[j] if honest else bytes(32),
+                key=fps.keys[j], response=fps.responses[j], path=fps.path(j))
+        item = claim.item(i)
+        query = item[1] if item is not None and draw(
+            st.sampled_from([True, True, True, False])) else "other query"
+        # mostly issued before the commitment's block; sometimes at it or after (too late)
+        issued = max(0, claim.committed_height + draw(st.sampled_from([-1, -1, -1, -3, 0, 2])))
         sig = sign_permission(KEYS["owner"], CHAIN, claim.model_id, claim.host, 1, query,
                               issued_height=issued)
         return draw(st.sampled_from([host_name] * 3 + ["alice"])), RebutBody(
-            claim_id=claim_id, seq=1, issued_height=issued, signature=sig)
+            claim_id=claim_id, fp_index=i, seq=1, issued_height=issued, signature=sig)
     if kind == 10:
         return host, BeginWithdrawalBody(model_id=model)
     if kind == 14:
@@ -173,13 +203,31 @@ def setup_block() -> list[bytes]:
             model_id=model, host=ADDR[host], package_hash=PACKAGE,
             fp_root=FPS[(model, host)].root, fp_count=4, package_blob=PACKAGE_BLOB)))
         txs.append(tx(host, FundChannelBody(model_id=model, amount=10_000)))
-    # two open claims from the start, so reveals and rebuttals have targets
+    # two committed claims from the start (opened in block 2), so reveals and
+    # rebuttals have targets
     for model, host, output in ((b"m0", "host", None), (b"m1", "bob", "no match")):
         fps = FPS[(model, host)]
-        txs.append(tx("prover", SubmitClaimBody(
-            model_id=model, host=ADDR[host], fp_index=3, key=fps.keys[3],
-            output=fps.responses[3] if output is None else output, bond=50)))
+        items = tuple((i, fps.keys[i], fps.responses[i] if output is None else output)
+                      for i in (2, 3))
+        commitment = remember(ClaimDraft(model, ADDR[host], items), "prover")
+        txs.append(tx("prover", CommitClaimBody(model_id=model, host=ADDR[host],
+                                                commitment=commitment, bond=500)))
     return txs
+
+
+def open_block(ledger: Ledger) -> list[bytes]:
+    """Block 2: the prover opens the two claims committed in block 1."""
+    nonce = ledger.account(ADDR["prover"]).nonce
+    return [build_tx(KEYS["prover"], CHAIN, nonce + i,
+                     DRAFTS[ledger.claim(i).commitment].open(i)) for i in range(2)]
+
+
+def reveal_block(ledger: Ledger) -> list[bytes]:
+    """Sometimes block 3: the OMLizer reveals both items of claim 0 (a true claim)."""
+    fps, nonce = FPS[(b"m0", "host")], ledger.account(ADDR["omlizer"]).nonce
+    return [build_tx(KEYS["omlizer"], CHAIN, nonce + k, RevealBody(
+        claim_id=0, fp_index=i, salt=fps.salts[i], key=fps.keys[i], response=fps.responses[i],
+        path=fps.path(i))) for k, i in enumerate((2, 3))]
 
 
 def draw_block(draw, ledger: Ledger) -> list[bytes]:
@@ -234,25 +282,29 @@ def check_invariants(ledger: Ledger) -> None:
 @pytest.mark.slow  # ~2 s of CPU; several seconds of wall time on a loaded machine
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(data=st.data(), n_blocks=st.integers(1, 10))
-def test_random_blocks_keep_invariants_and_agree(data, n_blocks):
+@given(data=st.data(), n_blocks=st.integers(1, 10), reveal_first=st.booleans())
+def test_random_blocks_keep_invariants_and_agree(data, n_blocks, reveal_first):
     root = Path(tempfile.mkdtemp(prefix="ledger-prop-"))
     genesis = make_genesis(params=PARAMS)
     a = Ledger.open(root / "a", genesis, verify_threads=1, durable=False)
     b = Ledger.open(root / "b", genesis, verify_threads=2, durable=False)
     try:
         assert a.app_hash == b.app_hash
-        settle = PARAMS["reveal_window"] + PARAMS["challenge_window"]
-        last = n_blocks + 1 + settle
+        settle = (PARAMS["claim_open_window"] + PARAMS["reveal_window"]
+                  + PARAMS["challenge_window"])
+        last = n_blocks + 2 + settle
         for h in range(1, last + 1):
             # setup, random blocks, then empty blocks until every claim is decided
-            txs = (setup_block() if h == 1 else
-                   draw_block(data.draw, a) if h <= n_blocks + 1 else [])
+            txs = (setup_block() if h == 1 else open_block(a) if h == 2 else
+                   reveal_block(a) if h == 3 and reveal_first else
+                   draw_block(data.draw, a) if h <= n_blocks + 2 else [])
             ra = a.apply_block(h, 1_000 * h + 1_000, ADDR["proposer"], txs)
             rb = b.apply_block(h, 1_000 * h + 1_000, ADDR["proposer"], txs)
             assert ra.app_hash == rb.app_hash
             assert [r.code for r in ra.tx_results] == [r.code for r in rb.tx_results]
             check_invariants(a)
+            if h == 2:
+                assert all(r.ok for r in ra.tx_results), [r.log for r in ra.tx_results]
         claims = [Claim.decode(v) for v in a.export_state()[CLAIMS.decode()].values()]
         assert not any(ClaimStatus(c.status).open for c in claims)
         state, app_hash = a.export_state(), a.app_hash

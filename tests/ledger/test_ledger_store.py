@@ -149,6 +149,12 @@ def test_failed_block_leaves_state_untouched(chain, monkeypatch):
     ({"params": {"challenge_window": 0}}, "outside"),
     ({"params": {"reveal_window": True}}, "integer"),
     ({"params": {"prover_reward_bp": 6_000, "owner_slash_share_bp": 5_000}}, "exceed"),
+    # at least 10 % of every slash is burned (docs/threat-model.md)
+    ({"params": {"prover_reward_bp": 6_000, "owner_slash_share_bp": 3_001}}, "burned"),
+    ({"params": {"claim_min_matches": 0}}, "outside"),
+    ({"params": {"claim_min_matches": 65}}, "outside"),
+    ({"params": {"claim_open_window": 0}}, "outside"),
+    ({"params": {"claim_bond_bp": 10_001}}, "outside"),
     ({"params": []}, "object"),
 ])
 def test_bad_app_state_is_rejected(tmp_path, app_state, match):
@@ -211,9 +217,11 @@ def test_store_grows_when_the_map_is_full(tmp_path):
 
 
 def test_listing_queries(make_chain):
+    from ledger_helpers import draft, file_claim
+
     from node.ledger import RegisterModelBody as Reg
-    from node.ledger import RequestAccessBody, SubmitClaimBody
-    c = make_chain()
+    from node.ledger import RequestAccessBody
+    c = make_chain(params={"claim_bond_bp": 0, "claim_min_matches": 4})
     fps = setup_oml(c)
     for mid in (b"a", b"b", b"c"):
         c.ok("alice", Reg(model_id=mid, weights_hash=WEIGHTS))
@@ -227,8 +235,7 @@ def test_listing_queries(make_chain):
     assert [h.host for h in c.ledger.hosts_of(b"a")] == [ADDR["alice"]]
     assert c.ledger.hosts_of(b"model-") == []  # a prefix of another id is not a match
     assert not c.ledger.index_burned(b"model-1", ADDR["host"], 2)
-    c.ok("prover", SubmitClaimBody(model_id=b"model-1", host=ADDR["host"], fp_index=2,
-                                   key=fps.keys[2], output="x", bond=100))
+    file_claim(c, draft(fps, (2, 0, 1, 3)))
     assert c.ledger.index_burned(b"model-1", ADDR["host"], 2)
     assert [cl.claim_id for cl in c.ledger.claims()] == [0]
     assert c.ledger.claims(start_id=1) == []

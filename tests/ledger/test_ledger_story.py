@@ -18,6 +18,8 @@ from ledger_helpers import (
     PACKAGE_BLOB,
     START_BALANCE,
     WEIGHTS,
+    draft,
+    file_claim,
     make_fingerprints,
 )
 
@@ -33,14 +35,13 @@ from node.ledger import (
     RequestAccessBody,
     RevealBody,
     Role,
-    SubmitClaimBody,
     sign_permission,
     sign_voucher,
 )
 
 PARAMS = {"protocol_fee_bp": 200, "slash_fraction_bp": 4_000, "prover_reward_bp": 5_000,
           "owner_slash_share_bp": 2_500, "challenge_window": 2, "reveal_window": 3,
-          "min_claim_bond": 50}
+          "min_claim_bond": 50, "claim_min_matches": 2, "claim_bond_bp": 0}
 
 
 def test_full_oml_story(make_chain):
@@ -87,29 +88,30 @@ def test_full_oml_story(make_chain):
     assert (fee, c1, c2, royalty, owner_gets) == (100, 490, 245, 416, 3_749)
     assert c.ledger.host(b"chat", ADDR["host"]).escrow == 5_000
 
-    # 7. The prover queries the honest host with key 0; it had the owner's permission,
-    #    issued (dated with the owner's current height) before the claim was filed.
+    # 7. The prover queries the honest host with keys 0 and 1; it had the owner's
+    #    permissions, issued (dated with the owner's current height) before the prover
+    #    committed to its claim.
     issued = c.ledger.height
     perm = sign_permission(KEYS["owner"], CHAIN, b"chat", ADDR["host"], 17, fp_host.keys[0],
                            issued_height=issued)
-    c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["host"], fp_index=0,
-                                   key=fp_host.keys[0], output=fp_host.responses[0] + "...",
-                                   bond=50))
-    c.ok("omlizer", RevealBody(claim_id=0, salt=fp_host.salts[0], key=fp_host.keys[0],
-                               response=fp_host.responses[0],
-                               path=fp_host.path(0)))
+    assert file_claim(c, draft(fp_host, (0, 1)), bond=50) == 0
+    for i in (0, 1):
+        c.ok("omlizer", RevealBody(claim_id=0, fp_index=i, salt=fp_host.salts[i],
+                                   key=fp_host.keys[i], response=fp_host.responses[i],
+                                   path=fp_host.path(i)))
     assert c.ledger.claim(0).status == ClaimStatus.MATCHED
-    assert c.ledger.claim(0).filed_height == issued + 1
-    c.ok("host", RebutBody(claim_id=0, seq=17, issued_height=issued, signature=perm))
+    assert c.ledger.claim(0).committed_height == issued + 1
+    c.ok("host", RebutBody(claim_id=0, fp_index=0, seq=17, issued_height=issued,
+                           signature=perm))
     assert c.ledger.claim(0).status == ClaimStatus.DISMISSED
 
-    # 8. The cheating host serves key 3 without permission: slashed after the window.
-    c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["bob"], fp_index=3,
-                                   key=fp_bob.keys[3], output=fp_bob.responses[3] + "!",
-                                   bond=50))
-    c.ok("omlizer", RevealBody(claim_id=1, salt=fp_bob.salts[3], key=fp_bob.keys[3],
-                               response=fp_bob.responses[3],
-                               path=fp_bob.path(3)))
+    # 8. The cheating host serves keys 3 and 4 without permission: slashed after the window.
+    assert file_claim(c, draft(fp_bob, (3, 4), outputs={3: fp_bob.responses[3] + "!",
+                                                        4: fp_bob.responses[4]}), bond=50) == 1
+    for i in (3, 4):
+        c.ok("omlizer", RevealBody(claim_id=1, fp_index=i, salt=fp_bob.salts[i],
+                                   key=fp_bob.keys[i], response=fp_bob.responses[i],
+                                   path=fp_bob.path(i)))
     prover_before, owner_before = c.balance("prover"), c.balance("owner")
     c.advance(2)
     assert c.ledger.claim(1).status == ClaimStatus.SLASHED
@@ -119,11 +121,11 @@ def test_full_oml_story(make_chain):
     assert c.balance("owner") - owner_before == owner_share
     assert c.ledger.host(b"chat", ADDR["bob"]).collateral == 80_000 - slash
 
-    # 9. A false claim (output is not the fingerprint response) loses its bond.
-    c.ok("prover", SubmitClaimBody(model_id=b"chat", host=ADDR["host"], fp_index=5,
-                                   key=fp_host.keys[5], output="I don't know.", bond=50))
-    c.ok("omlizer", RevealBody(claim_id=2, salt=fp_host.salts[5], key=fp_host.keys[5],
-                               response=fp_host.responses[5],
+    # 9. A false claim (outputs are not the fingerprint responses) loses its bond.
+    assert file_claim(c, draft(fp_host, (5, 6), outputs={5: "I don't know.", 6: "No."}),
+                      bond=50) == 2
+    c.ok("omlizer", RevealBody(claim_id=2, fp_index=5, salt=fp_host.salts[5],
+                               key=fp_host.keys[5], response=fp_host.responses[5],
                                path=fp_host.path(5)))
     assert c.ledger.claim(2).status == ClaimStatus.FALSE
     c.advance(4)

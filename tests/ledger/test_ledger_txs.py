@@ -13,8 +13,8 @@ from node.ledger import (
     CommitOmlizationBody,
     Kind,
     LedgerUsageError,
+    OpenClaimBody,
     RegisterModelBody,
-    SubmitClaimBody,
     TransferBody,
     TxDecodeError,
     UpdateModelBody,
@@ -132,11 +132,21 @@ def test_oversized_transaction_is_rejected_before_parsing():
 
 
 def test_body_too_big_for_the_limit_cannot_be_decoded():
-    body = SubmitClaimBody(model_id=b"m", host=A, fp_index=0, key="k", output="o" * 16_384,
-                           bond=1)
+    body = OpenClaimBody(claim_id=0, items=((0, "k", "o" * 16_384),), salt=bytes(32))
     assert len(build_tx(KEYS["alice"], CHAIN, 0, body)) < MAX_TX_BYTES
     with pytest.raises(LedgerUsageError):
-        SubmitClaimBody(model_id=b"m", host=A, fp_index=0, key="k", output="o" * 16_385, bond=1)
+        OpenClaimBody(claim_id=0, items=((0, "k", "o" * 16_385),), salt=bytes(32))
+    with pytest.raises(LedgerUsageError):  # more items than a claim may name
+        OpenClaimBody(claim_id=0, items=tuple((i, "k", "o") for i in range(65)),
+                      salt=bytes(32))
+    with pytest.raises(LedgerUsageError):  # the salt is exactly 32 bytes
+        OpenClaimBody(claim_id=0, items=((0, "k", "o"),), salt=bytes(31))
+    # four items with the largest outputs do not fit one transaction: the size limit
+    # bounds a claim before the item count does
+    big = OpenClaimBody(claim_id=0, items=tuple((i, "k", "o" * 16_384) for i in range(4)),
+                        salt=bytes(32))
+    with pytest.raises(TxDecodeError):
+        decode_tx(build_tx(KEYS["alice"], CHAIN, 0, big))
 
 
 def test_not_bytes_is_rejected():

@@ -64,10 +64,12 @@ def test_pipeline_on_every_kind(name: str, model_dirs: dict[str, Path], owner: P
     base = model_dirs[name]
     pkg = tmp_path / "pkg"
     owner_pub = AccountKey.load(owner).public_key.hex()
+    omlizer = tmp_path / "omlizer.json"
+    AccountKey.generate().save(omlizer)
     res = run("fingerprint", "--model", base, "--host", HOST, "--count", "8", "--out", pkg,
               "--model-id", name, "--device", "cpu", "--seed", "2", "--key-length", "4",
               "--response-length", "2", "--lr", "3e-3", "--epochs", "150", "--batch-size", "8",
-              "--train-embeddings", "--owner-pubkey", owner_pub,
+              "--train-embeddings", "--owner-pubkey", owner_pub, "--omlizer-key", omlizer,
               "--fingerprints-out", tmp_path / "fps.jsonl", "--min-accuracy", "1.0", "--quiet",
               "--json")
     assert res.exit_code == 0, res.output
@@ -82,12 +84,12 @@ def test_pipeline_on_every_kind(name: str, model_dirs: dict[str, Path], owner: P
         ids = tok(fp.key + fp.response, add_special_tokens=False)["input_ids"]
         assert list(ids) == list(fp.key_ids) + list(fp.response_ids), fp
 
-    res = run("check", "--package", pkg, "--sidecar", tmp_path / "pkg.sidecar",
+    res = run("check", "--package", pkg, "--sidecar", tmp_path / "pkg.sidecar.audit",
               "--owner-key", owner, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["package_hash"] == out["package_hash"]
     res = run("verify", "--model", pkg, "--fingerprints", tmp_path / "pkg.sidecar",
-              "--owner-key", owner, "--base", base, "--alpha", "0.01", "--device", "cpu",
+              "--owner-key", omlizer, "--base", base, "--alpha", "0.01", "--device", "cpu",
               "--json")
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)

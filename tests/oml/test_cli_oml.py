@@ -110,21 +110,25 @@ def test_fingerprint_verify_eval_end_to_end(tmp_path: Path, tiny_dir: Path) -> N
     assert out["host"] == HOST[2:] and out["model_id"] == "tiny"
     assert out["omlizer_pubkey"] == omlizer.public_key.hex()
     assert out["owner_pubkey"] == owner.public_key.hex()
-    sidecar = Path(out["sidecar"])
+    sidecar, audit = Path(out["sidecar"]), Path(out["audit"])
     assert sidecar == tmp_path / "pkg.sidecar" and sidecar.read_bytes().startswith(MAGIC)
+    assert audit == tmp_path / "pkg.sidecar.audit" and audit.read_bytes().startswith(MAGIC)
 
-    res = run("check", "--package", pkg, "--omlizer-pubkey", omlizer.public_key.hex(),
-              "--sidecar", sidecar, "--owner-key", tmp_path / "owner.json", "--json")
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["package_hash"] == out["package_hash"]
+    # the secrets are sealed to the OMLizer (it reveals), the audit to the owner
+    for side, key in ((sidecar, "omlizer.json"), (audit, "owner.json")):
+        res = run("check", "--package", pkg, "--omlizer-pubkey", omlizer.public_key.hex(),
+                  "--sidecar", side, "--owner-key", tmp_path / key, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["package_hash"] == out["package_hash"]
+        assert json.loads(res.stdout)["sidecar_checked"] is True
     res = run("check", "--package", pkg, "--sidecar", sidecar,
-              "--owner-key", tmp_path / "omlizer.json")
+              "--owner-key", tmp_path / "owner.json")
     assert res.exit_code == 1 and "sidecar" in res.output and "not to this key" in res.output
 
-    # a prover gets some keys, and only keys
+    # a prover gets some keys, and only keys (from the OMLizer's secrets or the owner's audit)
     prover = AccountKey.generate()
     prover.save(tmp_path / "prover.json")
-    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "owner.json",
+    res = run("seal-keys", "--sidecar", audit, "--owner-key", tmp_path / "owner.json",
               "--indices", "0-1,4", "--prover-pubkey", prover.public_key.hex(),
               "--out", tmp_path / "prover.keys")
     assert res.exit_code == 0, res.output
@@ -136,13 +140,22 @@ def test_fingerprint_verify_eval_end_to_end(tmp_path: Path, tiny_dir: Path) -> N
     res = run("open-keys", "--keys", tmp_path / "prover.keys",
               "--prover-key", tmp_path / "owner.json")
     assert res.exit_code == 1 and "not to this key" in res.output
-    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "owner.json",
+    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "omlizer.json",
+              "--indices", "2", "--prover-pubkey", prover.public_key.hex(),
+              "--out", tmp_path / "prover2.keys")
+    assert res.exit_code == 0, res.output
+    res = run("seal-keys", "--sidecar", sidecar, "--owner-key", tmp_path / "omlizer.json",
               "--indices", "2-1", "--prover-pubkey", prover.public_key.hex(),
               "--out", tmp_path / "x")
     assert res.exit_code == 2
 
+    # the owner's audit holds no responses: it cannot drive verification
+    res = run("verify", "--model", pkg, "--fingerprints", audit,
+              "--owner-key", tmp_path / "owner.json", "--device", "cpu")
+    assert res.exit_code == 1 and "no responses" in res.output
+
     # the sealed sidecar and the plaintext file both drive verification
-    for args in (["--fingerprints", sidecar, "--owner-key", tmp_path / "owner.json"],
+    for args in (["--fingerprints", sidecar, "--owner-key", tmp_path / "omlizer.json"],
                  ["--fingerprints", tmp_path / "fps.jsonl"]):
         res = run("verify", "--model", pkg, *args, "--base", tiny_dir, "--alpha", "0.05",
                   "--device", "cpu", "--json")
@@ -182,24 +195,26 @@ def test_fingerprint_verify_eval_end_to_end(tmp_path: Path, tiny_dir: Path) -> N
 def cli_pkg(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One package built by `oml fingerprint`, with its owner key and clear-text fingerprints."""
     d = tmp_path_factory.mktemp("cli_pkg")
-    owner = AccountKey.generate()
+    owner, omlizer = AccountKey.generate(), AccountKey.generate()
     owner.save(d / "owner.json")
+    omlizer.save(d / "omlizer.json")
     res = run("fingerprint", "--model", tiny_dir, "--host", HOST, "--count", "4",
               "--out", d / "pkg", "--model-id", "tiny", "--device", "cpu", "--seed", "5",
               "--key-length", "4", "--lr", "3e-3", "--epochs", "150", "--batch-size", "8",
-              "--owner-pubkey", owner.public_key.hex(),
+              "--owner-pubkey", owner.public_key.hex(), "--omlizer-key", d / "omlizer.json",
               "--fingerprints-out", d / "fps.jsonl", "--quiet", "--json")
     assert res.exit_code == 0, res.output
     return {"dir": d, "pkg": d / "pkg", "sidecar": d / "pkg.sidecar", "fps": d / "fps.jsonl",
-            "owner": d / "owner.json"}
+            "owner": d / "owner.json", "omlizer": d / "omlizer.json",
+            "audit": d / "pkg.sidecar.audit"}
 
 
 def test_secret_files_are_owner_only(cli_pkg: dict[str, Path]) -> None:
-    for name in ("fps", "sidecar"):
+    for name in ("fps", "sidecar", "audit"):
         assert cli_pkg[name].stat().st_mode & 0o777 == 0o600, name
     prover = AccountKey.generate()
     out = cli_pkg["dir"] / "prover.keys"
-    args = ["seal-keys", "--sidecar", cli_pkg["sidecar"], "--owner-key", cli_pkg["owner"],
+    args = ["seal-keys", "--sidecar", cli_pkg["sidecar"], "--owner-key", cli_pkg["omlizer"],
             "--indices", "0-1", "--prover-pubkey", prover.public_key.hex(), "--out", out]
     assert run(*args).exit_code == 0
     assert out.stat().st_mode & 0o777 == 0o600
@@ -286,7 +301,7 @@ def test_verify_checks_fingerprints_belong_to_package(cli_pkg: dict[str, Path],
 
     # a sidecar is checked down to fp_root; one from another package is refused
     res = run("verify", "--model", cli_pkg["pkg"], "--fingerprints", cli_pkg["sidecar"],
-              "--owner-key", cli_pkg["owner"], "--device", "cpu", "--json")
+              "--owner-key", cli_pkg["omlizer"], "--device", "cpu", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["package"]["fingerprints_checked"] == "fp_root"
 

@@ -14,7 +14,13 @@ from oml.commitments import leaf_hash_text, verify_path
 from oml.fingerprints import FingerprintSet
 from oml.hashing import WeightsFileError, weights_hash
 from oml.manifest import Manifest
-from oml.package import build_package, default_sidecar_path, read_manifest, verify_package
+from oml.package import (
+    audit_path,
+    build_package,
+    default_sidecar_path,
+    read_manifest,
+    verify_package,
+)
 from oml.package_errors import (
     CommitmentMismatch,
     FileMismatch,
@@ -26,8 +32,11 @@ from oml.package_errors import (
     WeightsMismatch,
 )
 from oml.sidecar import (
+    AuditEntry,
+    OwnerAudit,
     SecretEntry,
     Secrets,
+    open_owner_audit,
     open_prover_keys,
     open_secrets,
     seal_prover_keys,
@@ -87,11 +96,14 @@ def pkg(built, tmp_path: Path) -> Path:
 def test_package_verifies_and_loads(built, tiny_dir: Path, tmp_path: Path) -> None:
     from oml.modelio import load_model
 
-    _, oz_pub, owner_seed, owner_pub = _keys()
+    oz_seed, oz_pub, owner_seed, owner_pub = _keys()
     sealed = default_sidecar_path(built.path).read_bytes()
     assert sealed == built.sealed_sidecar
-    m = verify_package(built.path, oz_pub, sidecar=sealed, owner_seed=owner_seed)
+    m = verify_package(built.path, oz_pub, sidecar=sealed, owner_seed=oz_seed)
     assert m == built.manifest
+    audit = audit_path(default_sidecar_path(built.path)).read_bytes()
+    assert audit == built.sealed_audit
+    assert verify_package(built.path, oz_pub, sidecar=audit, owner_seed=owner_seed) == m
     assert (m.model_id, m.host.hex(), m.fp_count) == (MODEL_ID, HOST, 6)
     assert m.base_weights_hash == weights_hash(tiny_dir) != m.weights_hash
     model, _ = load_model(built.path, device="cpu")  # the package is a normal model dir
@@ -106,8 +118,8 @@ def test_package_verifies_and_loads(built, tiny_dir: Path, tmp_path: Path) -> No
 
 def test_sidecar_opens_the_ledger_commitment(built) -> None:
     """Each entry reveals a leaf that a ledger can check against fp_root alone."""
-    _, _, owner_seed, _ = _keys()
-    secrets = open_secrets(built.sealed_sidecar, owner_seed)
+    oz_seed, _, _, _ = _keys()
+    secrets = open_secrets(built.sealed_sidecar, oz_seed)
     m = built.manifest
     assert [e.key for e in secrets.entries] == [fp.key for fp in built.secrets.entries]
     assert len({e.salt for e in secrets.entries}) == len(secrets.entries)
@@ -207,22 +219,63 @@ def test_tampered_files_are_rejected(pkg: Path, action: str) -> None:
     assert info.value.part == "files"
 
 
-def test_sidecar_opens_only_with_owner_key(built) -> None:
-    oz_seed, oz_pub, owner_seed, _ = _keys()
+def test_secrets_open_only_with_the_omlizer_key(built) -> None:
+    oz_seed, _, owner_seed, owner_pub = _keys()
     with pytest.raises(SidecarError, match="not to this key"):
-        open_secrets(built.sealed_sidecar, oz_seed)
+        open_secrets(built.sealed_sidecar, owner_seed)  # the owner cannot open them
     # forging the clear-text recipient does not help: decryption still fails
-    forged = built.sealed_sidecar[:9] + oz_pub + built.sealed_sidecar[41:]
+    forged = built.sealed_sidecar[:9] + owner_pub + built.sealed_sidecar[41:]
     with pytest.raises(SidecarError, match="does not decrypt"):
-        open_secrets(forged, oz_seed)
+        open_secrets(forged, owner_seed)
     tampered = bytearray(built.sealed_sidecar)
     tampered[-5] ^= 0xFF
     with pytest.raises(SidecarError, match="does not decrypt"):
-        open_secrets(bytes(tampered), owner_seed)
+        open_secrets(bytes(tampered), oz_seed)
     with pytest.raises(SidecarError, match="bad magic"):
-        open_secrets(b"garbage" * 10, owner_seed)
+        open_secrets(b"garbage" * 10, oz_seed)
     with pytest.raises(SidecarError):
-        verify_package(built.path, sidecar=bytes(tampered), owner_seed=owner_seed)
+        verify_package(built.path, sidecar=bytes(tampered), owner_seed=oz_seed)
+
+
+def test_the_owner_audit_sidecar_holds_no_responses(built) -> None:
+    """The owner is paid from slashes, so it must not hold responses (or salts, which
+    would let it brute-force short responses against the leaves): its audit holds keys,
+    leaf hashes and paths, enough to check fp_root and to probe its hosts."""
+    oz_seed, _, owner_seed, owner_pub = _keys()
+    audit = open_owner_audit(built.sealed_audit, owner_seed)
+    plain = json.dumps(audit.to_json())
+    for e in built.secrets.entries:
+        assert e.salt.hex() not in plain
+        assert e.response not in plain or e.response in e.key
+    assert [a.key for a in audit.entries] == [e.key for e in built.secrets.entries]
+    assert [a.leaf for a in audit.entries] == built.secrets.leaves()
+    audit.check(built.manifest)
+    with pytest.raises(SidecarError, match="expected fingerprint secrets, found owner audit"):
+        open_secrets(built.sealed_audit, owner_seed)
+    with pytest.raises(SidecarError, match="not to this key"):
+        open_owner_audit(built.sealed_audit, oz_seed)
+    # a forged audit (resealed to the owner: anyone can) does not reach fp_root
+    bad = OwnerAudit(model_id=audit.model_id, host=audit.host, entries=(
+        AuditEntry(index=0, key="k", leaf=b"\x00" * 32, path=audit.entries[0].path),)
+        + audit.entries[1:])
+    forged = _seal_audit_json(bad, owner_pub)
+    with pytest.raises(CommitmentMismatch, match="fingerprint 0"):
+        verify_package(built.path, sidecar=forged, owner_seed=owner_seed)
+    # the toolkit refuses to treat it as something to reveal or verify from
+    from oml.package import load_sidecar
+    path = audit_path(default_sidecar_path(built.path))
+    with pytest.raises(SidecarError, match="no responses"):
+        load_sidecar(path, owner_seed)
+    # the owner can still hand keys (only keys) to a prover
+    prover = nacl.signing.SigningKey(b"\x06" * 32)
+    keys = open_prover_keys(seal_prover_keys(audit, [2], bytes(prover.verify_key)),
+                            bytes(prover))
+    assert keys.keys == ((2, built.secrets.entries[2].key),)
+
+
+def _seal_audit_json(audit: OwnerAudit, recipient: bytes) -> bytes:
+    from oml.sidecar import KIND_AUDIT, _seal
+    return _seal(KIND_AUDIT, audit.to_json(), recipient)
 
 
 def test_resealed_forged_sidecar_fails_commitment(built) -> None:
@@ -256,7 +309,7 @@ def test_prover_subset_holds_only_keys(built) -> None:
         assert e.salt.hex() not in json.dumps(keys.to_json())
     with pytest.raises(SidecarError, match="not to this key"):
         open_prover_keys(sealed, owner_seed)
-    with pytest.raises(SidecarError, match="expected owner secrets"):
+    with pytest.raises(SidecarError, match="expected fingerprint secrets"):
         open_secrets(sealed, bytes(prover))
     with pytest.raises(PackageInputError, match="no fingerprint 6"):
         seal_prover_keys(built.secrets, [6], bytes(prover.verify_key))

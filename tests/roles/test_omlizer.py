@@ -24,15 +24,15 @@ import trio
 
 from consensus.crypto import PrivateKey
 from node.config import OmlizerRole
-from node.ledger import build_tx
+from node.ledger import CommitClaimBody, build_tx, claim_commitment
 from node.ledger.records import ClaimStatus, HostStatus
 from node.ledger.txs import (
     Kind,
+    OpenClaimBody,
     RegisterModelBody,
     RegisterRoleBody,
     RequestAccessBody,
     Role,
-    SubmitClaimBody,
     decode_tx,
 )
 from node.roles.cursor import ChainFollower, RoleDB
@@ -194,7 +194,9 @@ class Net:
     """A real chain, the ledger as backend, a mempool; builds services on one data dir."""
 
     def __init__(self, tmp: Path, keys: list[PrivateKey]) -> None:
-        genesis, signers, accounts = make_genesis(n_accounts=5)
+        # claims of 2 keys: the test packages hold 4 keys (8 leaves with backups)
+        genesis, signers, accounts = make_genesis(n_accounts=5,
+                                                  params={"claim_min_matches": 2})
         self.chain = open_chain(tmp / "chain", genesis)
         self.producer = Producer(self.chain, signers, accounts)
         self.keys = accounts
@@ -217,7 +219,8 @@ class Net:
 
     def backend(self) -> Any:
         return SimpleNamespace(model=self.ledger.model, account=self.ledger.account,
-                               roles=self.ledger.roles, host=self.ledger.host)
+                               roles=self.ledger.roles, host=self.ledger.host,
+                               claim=self.ledger.claim)
 
     def service(self, storage: FakeStorage, runner: Any, config: OmlizerRole | None = None
                 ) -> OmlizerService:
@@ -397,22 +400,52 @@ async def test_job_commits_once_across_a_restart_then_reveals_and_deals(
     with pytest.raises(HandoffError, match="signature"):
         server.answer("peerA", make_request(keys[PROVER].seed, "other-chain", "peerA", NOW_MS))
 
-    # a claim against the host gets a reveal the ledger accepts, posted once
-    entry = secrets.entries[0]
-    net.block(net.tx(PROVER, SubmitClaimBody(model_id=MODEL, host=keys[HOST].address,
-                                             fp_index=0, key=entry.key,
-                                             output=entry.response + " and more", bond=100)))
+    # a claim against the host gets a reveal per claimed leaf the ledger accepts, each
+    # posted once; the commitment alone asks for nothing
+    first = {}
+    for e in secrets.entries:  # one leaf of each of two keys (keys have backup leaves)
+        first.setdefault(e.key, e)
+    items = tuple((e.index, e.key, e.response + " and more") for e in list(first.values())[:2])
+    salt = bytes(32)
+    commitment = claim_commitment(net.chain.chain_id, keys[PROVER].address, MODEL,
+                                  keys[HOST].address, items, salt)
+    net.block(net.tx(PROVER, CommitClaimBody(model_id=MODEL, host=keys[HOST].address,
+                                             commitment=commitment, bond=1_000)))
     net.follow(svc)
-    (reveal,) = svc.jobs.reveals()
-    await svc.reveal_one(reveal)
-    (reveal,) = svc.jobs.reveals()
-    await svc.reveal_one(reveal)  # a second pass re-submits the same bytes
+    assert svc.jobs.reveals() == []
+    net.block(net.tx(PROVER, OpenClaimBody(claim_id=0, items=items, salt=salt)))
+    net.follow(svc)
+    reveals = svc.jobs.reveals()
+    assert [(r.claim_id, r.fp_index) for r in reveals] == [(0, i) for i, _k, _o in items]
+    for reveal in reveals:
+        await svc.reveal_one(reveal)
+    for reveal in svc.jobs.reveals():
+        await svc.reveal_one(reveal)  # a second pass re-submits the same bytes
     net.block()
     net.follow(svc)
-    (reveal,) = svc.jobs.reveals()
-    assert reveal.state == "done" and reveal.matched == 1
-    assert net.ledger.claim(reveal.claim_id).status == ClaimStatus.MATCHED
-    assert len(committed_kinds(net, Kind.REVEAL)) == 1
+    reveals = svc.jobs.reveals()
+    assert all(r.state == "done" and r.matched == 1 for r in reveals), reveals
+    assert net.ledger.claim(0).status == ClaimStatus.MATCHED
+    assert len(committed_kinds(net, Kind.REVEAL)) == 2
+
+    # a false claim is decided by its first revealed leaf; the rest are not posted
+    wrong = tuple((e.index, e.key, "not the response") for e in list(first.values())[2:4])
+    commitment = claim_commitment(net.chain.chain_id, keys[PROVER].address, MODEL,
+                                  keys[HOST].address, wrong, salt)
+    net.block(net.tx(PROVER, CommitClaimBody(model_id=MODEL, host=keys[HOST].address,
+                                             commitment=commitment, bond=1_000)))
+    net.block(net.tx(PROVER, OpenClaimBody(claim_id=1, items=wrong, salt=salt)))
+    net.follow(svc)
+    todo = [r for r in svc.jobs.reveals() if r.claim_id == 1]
+    await svc.reveal_one(todo[0])
+    net.block()
+    net.follow(svc)
+    assert net.ledger.claim(1).status == ClaimStatus.FALSE
+    await svc.reveal_one(todo[1])
+    late = [r for r in svc.jobs.reveals() if r.claim_id == 1]
+    assert [r.state for r in late] == ["done", "done"] and late[0].matched == 0
+    assert late[1].tx == "" and "already false" in late[1].error
+    assert len(committed_kinds(net, Kind.REVEAL)) == 3
     view = svc.jobs_json()
     assert view["jobs"][0]["state"] == "committed" and "commit_tx" not in view["jobs"][0]
 

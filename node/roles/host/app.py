@@ -6,7 +6,9 @@ Per request, in this order (each step refuses before anything is spent)::
     body -> 400 (malformed, over max_body_bytes)    model -> 404
     engine.prepare -> 400 (prompt over max_prompt_tokens / context)
     permission for hash(query text) -> 402 / 429 / 503   (the model has not run)
-    engine.generate / stream -> 200 (SSE when stream=true)
+      (written to LMDB before the model runs; fsynced while it runs)
+    engine.generate / stream -> 200 (SSE when stream=true), sent once the
+      permission is on disk (permit_sync_ms = 0)
     usage[key] += 1 request, prompt and completion tokens
 
 Any other exception is logged and answered 500 in OpenAI's error shape; the
@@ -70,6 +72,10 @@ class Permits(Protocol):
     """The permission layer as the app sees it (:class:`.permits.Permitter`)."""
 
     async def permit(self, qhash: bytes) -> Permit: ...
+
+    async def durable(self, ticket: int) -> None:
+        """Return once the permission written with ``ticket`` may back an answer."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,24 +270,42 @@ class Gateway:
             raise self._unknown_model(req.model)
         prepared = await self.engine.prepare(req)
         headers: dict[str, str] = {}
+        ticket = 0
         if self.permits is not None:
             try:
                 permit = await self.permits.permit(query_hash(req.query_text))
             except PermissionRefused as exc:
                 self.usage.add(key.name, KeyUsage(refused=1))
                 raise refusal_error(exc) from None
+            ticket = permit.ticket
             headers = {"x-oml-permission-seq": str(permit.seq),
                        "x-oml-permission-height": str(permit.issued_height)}
         id_ = ("cmpl-" if req.kind == "completion" else "chatcmpl-") + uuid.uuid4().hex
         created = int(self._clock())
         if req.stream:
-            return SSEResponse(lambda write: self._stream(write, key.name, req, prepared,
-                                                          id_, created), headers)
+            async def produce(write: Write) -> None:
+                ready = False
+
+                async def gated(data: bytes) -> None:
+                    nonlocal ready
+                    if not ready:  # no byte of an answer before its permission is on disk
+                        await self._durable(ticket)
+                        ready = True
+                    await write(data)
+
+                await self._stream(gated, key.name, req, prepared, id_, created)
+
+            return SSEResponse(produce, headers)
         gen = await self.engine.generate(prepared)
+        await self._durable(ticket)
         self._count(key.name, gen)
         return JSONResponse(completion_response(
             req, id_=id_, created=created, text=gen.text, finish_reason=gen.finish_reason,
             usage=Usage(gen.prompt_tokens, gen.completion_tokens)), headers=headers)
+
+    async def _durable(self, ticket: int) -> None:
+        if self.permits is not None:
+            await self.permits.durable(ticket)
 
     def _count(self, name: str, gen: Generation) -> None:
         self.usage.add(name, KeyUsage(requests=1, prompt_tokens=gen.prompt_tokens,

@@ -25,6 +25,7 @@ at a time, so only the claimed query is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from node.roles.owner.protocol import (
     parse_stale_message,
 )
 
+from .durability import Flusher
 from .store import HostStore, Permit, VoucherState
 
 log = logging.getLogger("node.roles.host")
@@ -97,7 +99,11 @@ class Permitter:
     def __init__(self, *, store: HostStore, source: PermissionSource, ledger: LedgerView,
                  signer: Any, chain_id: str, model_id: bytes, window_s: float = 0.0,
                  max_batch: int = MAX_BATCH,
-                 on_refused: Callable[[PermissionRefused], None] | None = None) -> None:
+                 on_refused: Callable[[PermissionRefused], None] | None = None,
+                 flusher: Flusher | None = None, wait_durable: bool = True) -> None:
+        """``flusher``: the store is opened without a sync per commit and ``flusher``
+        fsyncs it (docs/gateway.md "Durability"); ``wait_durable``: :meth:`durable`
+        waits for the fsync (``permit_sync_ms = 0``) or returns at once."""
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be in 1..{MAX_BATCH}")
         self._store = store
@@ -109,6 +115,8 @@ class Permitter:
         self._window = window_s
         self._max_batch = max_batch
         self._on_refused = on_refused
+        self._flusher = flusher
+        self._wait_durable = wait_durable
         self._queue: list[_Waiter] = []
         self._wakeup = trio.Event()
         self.batches = 0
@@ -137,6 +145,12 @@ class Permitter:
             raise waiter.error
         assert waiter.permit is not None
         return waiter.permit
+
+    async def durable(self, ticket: int) -> None:
+        """Return once the permission written with ``ticket`` may be relied on for an
+        answer: on disk (``wait_durable``), or at once."""
+        if self._flusher is not None and self._wait_durable:
+            await self._flusher.wait(ticket)
 
     async def run(self) -> None:
         """Gather and send batches, one at a time, forever."""
@@ -221,9 +235,17 @@ class Permitter:
             self._store.resync(self.model_id, new)
             raise PermissionRefused(None, f"owner's permission strings do not verify "
                                           f"(seqs {bad[:4]})")
-        # in a worker thread: the fsync (milliseconds on a busy disk) must not stall
-        # the gateway's other requests; the model runs only after it returns
-        await trio.to_thread.run_sync(self._store.record_grant, self.model_id, new, permits)
+        if self._flusher is None:
+            # a synced store: the fsync (milliseconds on a busy disk) runs in a worker
+            # thread so it does not stall the gateway's other requests
+            await trio.to_thread.run_sync(self._store.record_grant, self.model_id, new,
+                                          permits)
+        else:
+            # written (survives a crash of this process) before any model runs; the
+            # flusher's fsync overlaps the generation and answers wait for it (durable)
+            self._store.record_grant(self.model_id, new, permits)
+            ticket = self._flusher.wrote()
+            permits = [(q, dataclasses.replace(p, ticket=ticket)) for q, p in permits]
         for waiter, (_q, permit) in zip(batch, permits, strict=True):
             waiter.grant(permit)
 

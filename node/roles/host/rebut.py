@@ -2,20 +2,24 @@
 
 The host role's :class:`node.roles.cursor.ChainFollower` hands each committed
 block to :meth:`Rebutter.on_block`, which looks for successful
-``submit_claim`` transactions naming this host. For each, in the same LMDB
-transaction that moves the cursor, it records the rebuttal to make: the
-stored permission for the claim's key (``query_hash(key)``) with the lowest
-``issued_height`` below the claim's block (the ledger accepts only a
-permission issued before the claim), or -- when there is none -- the fact
-that the host cannot rebut (logged as a warning: the host answered that
-query without a permission, or the claim names a query it never saw).
+``open_claim`` transactions naming this host (claims are two-phase: the
+``commit_claim`` before it hides its keys, so there is nothing to answer
+until the claim is opened). For each, in the same LMDB transaction that
+moves the cursor, it records the rebuttal to make: for the first claimed
+key (``query_hash(key)``) with a stored permission issued below the claim's
+*committed* height (the ledger accepts only a permission issued before the
+commitment; the ``claim_opened`` event carries that height), the one with
+the lowest ``issued_height``; one permitted key dismisses the whole claim.
+When no claimed key has one it records that the host cannot rebut (logged
+as a warning: the host answered those queries without permission, or the
+claim names queries it never saw).
 
 :meth:`Rebutter.run` then posts the recorded rebuttals. Exactly once: the
 signed transaction is stored before it is submitted, and after a restart
 the same bytes are submitted again (their nonce cannot be committed twice);
 only a refused nonce makes it sign anew. The window to rebut is the claim's
 reveal window plus the challenge window; the follower acts at the first
-block after the claim, so the rebuttal normally lands a block or two later.
+block after the opening, so the rebuttal normally lands a block or two later.
 """
 
 from __future__ import annotations
@@ -59,19 +63,22 @@ class Rebuttal:
     signature: bytes = b""
     tx: bytes = b""
     """The signed ``rebut`` transaction, once signed."""
-    filed_height: int = 0
+    committed_height: int = 0
+    """Height of the claim's commitment: the permission must be issued below it."""
     note: str = ""
+    fp_index: int = 0
+    """The claimed index whose key the permission covers."""
 
     def to_bytes(self) -> bytes:
         return encode([self.state, self.seq, self.issued_height, self.signature, self.tx,
-                       self.filed_height, self.note.encode("utf-8")])
+                       self.committed_height, self.note.encode("utf-8"), self.fp_index])
 
     @classmethod
     def from_bytes(cls, claim_id: int, raw: bytes) -> Rebuttal:
-        v = expect_list(decode(raw), 7)
+        v = expect_list(decode(raw), 8)
         return cls(claim_id, expect_int(v[0]), expect_int(v[1]), expect_int(v[2]),
                    expect_bytes(v[3]), expect_bytes(v[4]), expect_int(v[5]),
-                   expect_bytes(v[6]).decode("utf-8", "replace"))
+                   expect_bytes(v[6]).decode("utf-8", "replace"), expect_int(v[7]))
 
     def but(self, **changes: Any) -> Rebuttal:
         from dataclasses import replace
@@ -80,18 +87,20 @@ class Rebuttal:
 
     def to_json(self) -> dict[str, Any]:
         return {"claim_id": self.claim_id, "state": STATE_NAMES.get(self.state, "?"),
-                "seq": self.seq, "issued_height": self.issued_height,
-                "filed_height": self.filed_height, "note": self.note}
+                "fp_index": self.fp_index, "seq": self.seq, "issued_height": self.issued_height,
+                "committed_height": self.committed_height, "note": self.note}
 
 
-def _claim_id(indexed: Any) -> int | None:
+def _opened(indexed: Any) -> tuple[int, bytes, bytes, int] | None:
+    """``(claim_id, model_id, host, committed_height)`` from a ``claim_opened`` event."""
     for event in getattr(indexed, "events", ()) or ():
-        if isinstance(event, dict) and event.get("type") == "submit_claim":
-            value = (event.get("attributes") or {}).get("claim_id")
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) and value.isdigit():
-                return int(value)
+        if isinstance(event, dict) and event.get("type") == "claim_opened":
+            attrs = event.get("attributes") or {}
+            try:
+                return (int(attrs["claim_id"]), bytes.fromhex(attrs["model_id"]),
+                        bytes.fromhex(attrs["host"]), int(attrs["committed_height"]))
+            except (KeyError, TypeError, ValueError):
+                return None
     return None
 
 
@@ -108,35 +117,41 @@ class Rebutter:
     # ------------------------------------------------------------------ recording
 
     def on_block(self, block: CommittedBlock, txn: lmdb.Transaction) -> None:
-        """Record a rebuttal for every successful claim against this host in ``block``."""
+        """Record a rebuttal for every claim against this host opened in ``block``."""
         table = self._store.db.table(REBUTS)
         for committed in block.txs:
-            if not committed.ok or committed.tx.kind != Kind.SUBMIT_CLAIM:
+            if not committed.ok or committed.tx.kind != Kind.OPEN_CLAIM:
                 continue
-            body = committed.tx.body
-            if body.host != self.host:
+            opened = _opened(self._chain.indexed_tx(committed.hash))
+            if opened is None:
+                log.error("open_claim tx %s has no claim_opened event",
+                          committed.hash.hex()[:16])
                 continue
-            claim_id = _claim_id(self._chain.indexed_tx(committed.hash))
-            if claim_id is None:
-                log.error("claim tx %s has no claim_id event", committed.hash.hex()[:16])
+            claim_id, model_id, host, committed_height = opened
+            if host != self.host:
                 continue
-            permits = [p for p in self._store.permits_for(body.model_id, query_hash(body.key),
-                                                          txn)
-                       if p.issued_height < block.height]
-            if permits:
-                p = permits[0]
-                rec = Rebuttal(claim_id, TODO, p.seq, p.issued_height, p.signature,
-                               filed_height=block.height)
-                log.info("claim %d against this host: rebutting with permission seq %d",
-                         claim_id, p.seq)
-            else:
-                rec = Rebuttal(claim_id, NO_PERMIT, filed_height=block.height,
-                               note="no stored permission for the claimed query")
-                log.warning("claim %d against this host (fp_index %d): no permission for "
-                            "its query issued before height %d; cannot rebut", claim_id,
-                            body.fp_index, block.height)
+            rec = self._rebuttal(claim_id, model_id, committed_height,
+                                 committed.tx.body.items, txn)  # type: ignore[union-attr]
             txn.put(_U64.pack(claim_id), rec.to_bytes(), db=table, overwrite=False)
             self._wakeup.set()
+
+    def _rebuttal(self, claim_id: int, model_id: bytes, committed_height: int,
+                  items: Any, txn: lmdb.Transaction) -> Rebuttal:
+        """The rebuttal to make: the first claimed key with a permission issued in time."""
+        for fp_index, key, _output in items:
+            permits = [p for p in self._store.permits_for(model_id, query_hash(key), txn)
+                       if p.issued_height < committed_height]
+            if permits:
+                p = permits[0]
+                log.info("claim %d against this host: rebutting with the permission (seq %d) "
+                         "for its key at index %d", claim_id, p.seq, fp_index)
+                return Rebuttal(claim_id, TODO, p.seq, p.issued_height, p.signature,
+                                committed_height=committed_height, fp_index=fp_index)
+        log.warning("claim %d against this host (fp indices %s): no permission for any of its "
+                    "queries issued before height %d; cannot rebut", claim_id,
+                    ",".join(str(i) for i, _k, _o in items), committed_height)
+        return Rebuttal(claim_id, NO_PERMIT, committed_height=committed_height,
+                        note="no stored permission for any claimed query")
 
     def rebuttals(self) -> list[Rebuttal]:
         with self._store.db.read() as txn:
@@ -182,7 +197,7 @@ class Rebutter:
                     log.warning("rebuttal of claim %d failed: %s", rec.claim_id, result.log)
                 return
         if not rec.tx:
-            body = RebutBody(claim_id=rec.claim_id, seq=rec.seq,
+            body = RebutBody(claim_id=rec.claim_id, fp_index=rec.fp_index, seq=rec.seq,
                              issued_height=rec.issued_height, signature=rec.signature)
             rec = rec.but(tx=await self._txs.sign(body), state=SENT)
             self._put(rec)  # stored before it is submitted: never two rebuttals signed anew

@@ -8,7 +8,8 @@ enabled = true``. It runs, in one nursery:
 - the chain follower whose handler records rebuttals (:class:`Rebutter`),
   and the loop that posts them;
 - the :class:`ChannelFunder` (only with a ``fund_budget``);
-- the usage flusher; and, once the engine is loaded (a model can take
+- the :class:`Flusher` (fsyncs the role's LMDB: answers wait for it with
+  ``permit_sync_ms = 0``) and the usage flusher; and, once the engine is loaded (a model can take
   minutes), the HTTP server. Its URL is logged and added to the node's
   ``listen.json`` (``gateway``).
 
@@ -34,6 +35,7 @@ from node.rpc.methods import Context, Method
 from ..cursor import ChainFollower
 from .apikeys import ApiKey, KeyRing, UsageBook, load_key_file
 from .app import Gateway, Limits
+from .durability import Flusher
 from .engine import Engine, TransformersEngine
 from .funding import ChannelFunder
 from .owner_client import OwnerClient
@@ -86,11 +88,12 @@ class HostService:
     name = "host"
 
     def __init__(self, *, config: HostRole, data_dir: Path, store: HostStore,
-                 permitter: Permitter, follower: ChainFollower, rebutter: Rebutter,
-                 funder: ChannelFunder, keys: KeyRing, ledger: Any) -> None:
+                 flusher: Flusher, permitter: Permitter, follower: ChainFollower,
+                 rebutter: Rebutter, funder: ChannelFunder, keys: KeyRing, ledger: Any) -> None:
         self._cfg = config
         self._data_dir = data_dir
         self.store = store
+        self.flusher = flusher
         self.permitter = permitter
         self._follower = follower
         self.rebutter = rebutter
@@ -109,7 +112,8 @@ class HostService:
         if ctx.txs is None:
             raise ConfigError("[roles.host] needs the node's transaction sender")
         signer = Signer(PrivateKey(ctx.account_seed))
-        store = HostStore.open(ctx.role_dir("host"), sync=cfg.permit_sync_ms == 0)
+        store = HostStore.open(ctx.role_dir("host"), sync=False)  # the flusher syncs it
+        flusher = Flusher(store.flush, interval_s=cfg.permit_sync_ms / 1000)
         model_id = cfg.model_id.encode("utf-8")
         funder = ChannelFunder(store=store, ledger=ctx.backend, txs=ctx.txs, model_id=model_id,
                                host=signer.address, budget=cfg.fund_budget,
@@ -124,6 +128,7 @@ class HostService:
         permitter = Permitter(
             store=store, ledger=ctx.backend, signer=signer, chain_id=ctx.txs.chain_id,
             model_id=model_id, window_s=cfg.batch_window_ms / 1000, on_refused=on_refused,
+            flusher=flusher, wait_durable=cfg.permit_sync_ms == 0,
             source=OwnerClient(ctx.transport, owner_peer=cfg.owner_peer,
                                timeout_s=cfg.permission_timeout_ms / 1000))
         follower = ChainFollower(store.db, ctx.chain)
@@ -131,7 +136,8 @@ class HostService:
         ctx.on_committed(follower.notify)
         ctx.on_committed(rebutter.notify)
         ctx.on_committed(funder.wake)
-        return cls(config=cfg, data_dir=ctx.data_dir, store=store, permitter=permitter,
+        return cls(config=cfg, data_dir=ctx.data_dir, store=store, flusher=flusher,
+                   permitter=permitter,
                    follower=follower, rebutter=rebutter, funder=funder,
                    keys=build_keyring(cfg, ctx.data_dir), ledger=ctx.backend)
 
@@ -146,12 +152,12 @@ class HostService:
                 nursery.start_soon(self.rebutter.run)
                 nursery.start_soon(self.funder.run)
                 nursery.start_soon(self._flush_usage)
-                if self._cfg.permit_sync_ms:
-                    nursery.start_soon(self._sync_loop, self._cfg.permit_sync_ms / 1000)
+                nursery.start_soon(self.flusher.run)
                 task_status.started()
                 await self._serve(nursery)
         finally:
             self.usage.flush()
+            self.store.flush()
             self.store.close()
 
     async def _serve(self, nursery: trio.Nursery) -> None:
@@ -180,15 +186,6 @@ class HostService:
         finally:
             with trio.CancelScope(shield=True):
                 await engine.aclose()
-
-    async def _sync_loop(self, interval_s: float) -> None:
-        """``permit_sync_ms`` > 0: fsync the role's LMDB on a timer instead of per grant."""
-        try:
-            while True:
-                await trio.sleep(interval_s)
-                await trio.to_thread.run_sync(self.store.flush)
-        finally:
-            self.store.flush()
 
     async def _flush_usage(self) -> None:
         while True:

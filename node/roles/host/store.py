@@ -26,7 +26,7 @@ Tables (all values ``consensus.encoding`` lists):
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
@@ -73,6 +73,8 @@ class Permit:
     seq: int
     issued_height: int
     signature: bytes
+    ticket: int = field(default=0, compare=False)
+    """The :class:`~.durability.Flusher` ticket of the write that stored it (not stored)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,10 @@ What it records:
 - ``commit_omlization`` (ours, succeeded): the job is committed. (Ours,
   failed): the job fails with the ledger's reason. (Another OMLizer's, for
   a host we are still working on): our job fails, the host is served.
-- ``submit_claim`` (succeeded) against a host we committed: a queued
-  :class:`Reveal` with the claim id and the height the reveal is due by.
+- ``open_claim`` (succeeded) against a host we committed: a queued
+  :class:`Reveal` per claimed index, with the claim id and the height the
+  reveals are due by (the ``claim_opened`` event names the model, host and
+  indices; the ``commit_claim`` before it reveals nothing).
 - ``reveal`` (ours): the reveal is done, or failed with the ledger's reason.
 - ``register_role`` as prover: returns a flag so the service deals keys to it
   for hosts that had no prover yet.
@@ -71,7 +73,7 @@ class BlockRecorder:
                 rec.jobs += self._on_request(block, committed, txn)
             elif kind == Kind.COMMIT_OMLIZATION:
                 rec.commits += self._on_commit(block, committed, txn)
-            elif kind == Kind.SUBMIT_CLAIM and committed.ok:
+            elif kind == Kind.OPEN_CLAIM and committed.ok:
                 rec.reveals += self._on_claim(committed, txn)
             elif kind == Kind.REVEAL and committed.tx.sender == self._me:
                 self._on_reveal(block, committed, txn)
@@ -164,30 +166,35 @@ class BlockRecorder:
         return 0
 
     def _on_claim(self, committed: CommittedTx, txn: Any) -> int:
-        body = committed.tx.body
-        committed_jobs = [j for j in self._jobs_of(txn, body.model_id, body.host)
+        attrs = self._event(committed, "claim_opened")
+        if not {"claim_id", "model_id", "host", "indices"} <= attrs.keys():
+            log.error("open_claim %s has no claim_opened event; cannot reveal",
+                      committed.hash.hex()[:16])
+            return 0
+        model_id, host = bytes.fromhex(attrs["model_id"]), bytes.fromhex(attrs["host"])
+        committed_jobs = [j for j in self._jobs_of(txn, model_id, host)
                           if j.state is Phase.COMMITTED]
         if not committed_jobs:
             return 0
         job = committed_jobs[-1]  # claims are filed against the host's current generation
-        attrs = self._event(committed, "submit_claim")
-        if "claim_id" not in attrs:
-            log.error("submit_claim %s has no claim_id event; cannot reveal",
-                      committed.hash.hex()[:16])
-            return 0
         claim_id = int(attrs["claim_id"])
-        if self._store.get_reveal(txn, claim_id) is not None:
-            return 0
-        reveal = Reveal(claim_id=claim_id, model_id=job.model_id, host=job.host,
-                        generation=job.generation, fp_index=body.fp_index,
-                        reveal_by=int(attrs.get("reveal_by", 0)))
-        self._store.put_reveal(txn, reveal)
-        log.info("claim %d against host %s (index %d): reveal due by height %d", claim_id,
-                 job.host, body.fp_index, reveal.reveal_by)
-        return 1
+        indices = [int(i) for i in str(attrs["indices"]).split(",") if i]
+        added = 0
+        for fp_index in indices:
+            if self._store.get_reveal(txn, claim_id, fp_index) is not None:
+                continue
+            self._store.put_reveal(txn, Reveal(
+                claim_id=claim_id, model_id=job.model_id, host=job.host,
+                generation=job.generation, fp_index=fp_index,
+                reveal_by=int(attrs.get("reveal_by", 0))))
+            added += 1
+        log.info("claim %d against host %s (indices %s): reveals due by height %s", claim_id,
+                 job.host, attrs["indices"], attrs.get("reveal_by"))
+        return added
 
     def _on_reveal(self, block: CommittedBlock, committed: CommittedTx, txn: Any) -> None:
-        reveal = self._store.get_reveal(txn, committed.tx.body.claim_id)
+        body = committed.tx.body
+        reveal = self._store.get_reveal(txn, body.claim_id, body.fp_index)
         if reveal is None or reveal.tx_hash != committed.hash.hex():
             return
         reveal.height = block.height
@@ -195,8 +202,8 @@ class BlockRecorder:
             reveal.state = RevealState.DONE.value
             matched = self._event(committed, "reveal").get("matched")
             reveal.matched = int(matched) if matched is not None else None
-            log.info("reveal for claim %d accepted at height %d (matched=%s)",
-                     reveal.claim_id, block.height, reveal.matched)
+            log.info("reveal for claim %d, leaf %d accepted at height %d (matched=%s)",
+                     reveal.claim_id, reveal.fp_index, block.height, reveal.matched)
         else:
             result = self._result_of(committed.hash)
             reveal.state = RevealState.FAILED.value

@@ -31,11 +31,12 @@ from ..cursor import RoleDB
 JOBS = b"jobs"
 """job key -> Job (JSON)."""
 REVEALS = b"reveals"
-"""claim id (u64) -> Reveal (JSON)."""
+"""claim id (u64) + fp index (u32) -> Reveal (JSON): one reveal per claimed leaf."""
 HANDOFF = b"handoff"
 """prover address (20) + job key -> sealed prover key set."""
 TABLES = (JOBS, REVEALS, HANDOFF)
 _U64 = struct.Struct(">Q")
+_REVEAL_KEY = struct.Struct(">QI")
 
 
 class Phase(StrEnum):
@@ -171,7 +172,8 @@ class RevealState(StrEnum):
 
 @dataclass(slots=True, kw_only=True)
 class Reveal:
-    """A claim against a host this OMLizer committed, and the reveal posted for it."""
+    """One claimed leaf of a claim against a host this OMLizer committed, and the
+    reveal posted for it (a claim names several leaves; each is revealed apart)."""
 
     claim_id: int
     model_id: str
@@ -228,12 +230,13 @@ class JobStore:
             return [Job.decode(v) for _, v in txn.cursor(db=self.db.table(JOBS))]
 
     # -- reveals
-    def get_reveal(self, txn: Any, claim_id: int) -> Reveal | None:
-        raw = txn.get(_U64.pack(claim_id), db=self.db.table(REVEALS))
+    def get_reveal(self, txn: Any, claim_id: int, fp_index: int) -> Reveal | None:
+        raw = txn.get(_REVEAL_KEY.pack(claim_id, fp_index), db=self.db.table(REVEALS))
         return Reveal.decode(raw) if raw is not None else None
 
     def put_reveal(self, txn: Any, reveal: Reveal) -> None:
-        txn.put(_U64.pack(reveal.claim_id), reveal.encode(), db=self.db.table(REVEALS))
+        txn.put(_REVEAL_KEY.pack(reveal.claim_id, reveal.fp_index), reveal.encode(),
+                db=self.db.table(REVEALS))
 
     def save_reveal(self, reveal: Reveal) -> None:
         with self.db.write() as txn:

@@ -17,8 +17,9 @@ Three loops share the role's LMDB environment (``data/roles/omlizer/db``):
 Files (``data/roles/omlizer/``, directories mode 0700): ``jobs/<job id>/``
 (the decrypted base, the attempts' work dirs; removed once committed or
 failed), ``secrets/<job id>.sealed`` (the secrets sealed to this node's
-own key, what it reveals from) and ``sidecars/<job id>.owner`` (sealed to
-the model owner), both mode 0600.
+own key, what it reveals from) and ``sidecars/<job id>.owner`` (the owner's
+audit: keys, leaf hashes and paths, no responses or salts, sealed to the
+model owner), both mode 0600.
 """
 
 from __future__ import annotations
@@ -516,12 +517,18 @@ class OmlizerService:
                 await self._wake_reveals.wait()
 
     async def reveal_one(self, reveal: Reveal) -> None:
-        """Post (or re-submit) the reveal of one claim; records failures in the reveal."""
+        """Post (or re-submit) the reveal of one claimed leaf; records failures in the reveal."""
         if reveal.tx:
             raw = bytes.fromhex(reveal.tx)
             if self._txs.result(tx_hash(raw)) is not None:
                 return  # the follower records the outcome
         else:
+            decided = self._claim_decided(reveal.claim_id)
+            if decided:  # e.g. shown false by earlier leaves: nothing left to open
+                reveal.state = RevealState.DONE.value
+                reveal.error = f"not needed: the claim is already {decided}"
+                self.jobs.save_reveal(reveal)
+                return
             if self._chain.height > reveal.reveal_by:
                 self._reveal_failed(reveal, f"reveal window closed at height {reveal.reveal_by}")
                 return
@@ -554,7 +561,8 @@ class OmlizerService:
             entry = secrets.entry(reveal.fp_index)
         except (OSError, PackageError) as exc:
             raise JobFailed(f"cannot open own secrets: {exc}") from None
-        body = RevealBody(claim_id=reveal.claim_id, salt=entry.salt, key=entry.key,
+        body = RevealBody(claim_id=reveal.claim_id, fp_index=reveal.fp_index, salt=entry.salt,
+                          key=entry.key,
                           response=entry.response, path=tuple(entry.path))
         raw = await self._txs.sign(body)
         reveal.tx = raw.hex()
@@ -563,6 +571,16 @@ class OmlizerService:
         self.jobs.save_reveal(reveal)  # durable before the first submission
         log.info("claim %d: revealing leaf %d", reveal.claim_id, reveal.fp_index)
         return raw
+
+    def _claim_decided(self, claim_id: int) -> str | None:
+        """The claim's status name if it no longer takes reveals (None: open or unknown)."""
+        from node.ledger.records import ClaimStatus
+
+        claim_of = getattr(self._backend, "claim", None)
+        claim = claim_of(claim_id) if claim_of is not None else None
+        if claim is None or claim.status == ClaimStatus.OPEN:
+            return None
+        return ClaimStatus(claim.status).name.lower()
 
     def _reveal_failed(self, reveal: Reveal, reason: str) -> None:
         reveal.state = RevealState.FAILED.value

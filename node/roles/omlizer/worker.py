@@ -12,8 +12,11 @@ the environment) to stdin. The worker prints progress lines
 ``{"step": NAME}`` on stdout and writes into ``work_dir``:
 
 - ``package/``: the OML package (weights, tokenizer, signed manifest);
-- ``owner.sidecar``: the secrets sealed to the model owner (mode 0600);
-- ``self.sealed``: the same secrets sealed to the OMLizer's own key (0600),
+- ``owner.sidecar``: the owner's audit sealed to the model owner (mode
+  0600): keys, leaf hashes and paths, no responses or salts (whoever holds
+  responses can frame the host, and the owner is paid from slashes;
+  docs/threat-model.md);
+- ``self.sealed``: the secrets sealed to the OMLizer's own key (0600),
   what the node reveals from;
 - ``result.json``: :class:`WorkerResult` fields.
 
@@ -220,7 +223,9 @@ def run(spec: WorkerSpec) -> WorkerResult:
         base.error = f"cannot build the package: {exc}"
         return base
     (work / (OWNER_SIDECAR + ".tmp")).unlink()
-    _write_secret(work / OWNER_SIDECAR, built.sealed_sidecar)
+    audit_tmp = work / (OWNER_SIDECAR + ".tmp.audit")
+    audit_tmp.unlink()
+    _write_secret(work / OWNER_SIDECAR, built.sealed_audit)
     import nacl.signing
 
     own_pub = bytes(nacl.signing.SigningKey(bytes.fromhex(spec.omlizer_seed)).verify_key)

@@ -106,7 +106,7 @@ def decide(request: PermissionRequest, *, chain_id: str, owner: bytes, model: Mo
         owner: this node's account address.
         model, host: the committed ledger records for the request's model and host.
         stored: the latest voucher this owner holds for (model, host), if any.
-        pending_claims: query hashes named by ``submit_claim`` transactions
+        pending_claims: query hashes named by ``open_claim`` transactions
             against this host for this model waiting in the owner's mempool.
         last_batch: the batch ``stored`` was accepted with (for retries).
     """

@@ -101,7 +101,7 @@ class OwnerService:
         self.chain_id = chain_id
         self._config = config
         self._txs = txs
-        self._claims = PendingClaims(mempool_txs)
+        self._claims = PendingClaims(mempool_txs, self._claim_target)
         self._clock = clock
         self._limiter = RateLimiter(config.rate_per_s, config.rate_burst)
         self._locks: dict[bytes, trio.Lock] = {}
@@ -110,6 +110,13 @@ class OwnerService:
         self._serving = False
         self._errors: dict[bytes, str] = {}
         self.stats: Counter[str] = Counter()
+
+    def _claim_target(self, claim_id: int) -> tuple[bytes, bytes] | None:
+        """(model_id, host) of a committed claim, for the pending-claims scan."""
+        record = self._backend.claim(claim_id)
+        if record is None:
+            return None
+        return record.model_id, record.host  # type: ignore[attr-defined]
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> OwnerService:

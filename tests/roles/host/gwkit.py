@@ -100,10 +100,10 @@ class FakeOwner:
         return PermissionGrant(issued_height=self.ledger.height, signatures=tuple(sigs))
 
 
-def make_permitter(store: HostStore, owner: FakeOwner, *, window_s: float = 0.002
-                   ) -> Permitter:
+def make_permitter(store: HostStore, owner: FakeOwner, *, window_s: float = 0.002,
+                   **kw: Any) -> Permitter:
     return Permitter(store=store, source=owner, ledger=owner.ledger, signer=HOST,
-                     chain_id=CHAIN_ID, model_id=MODEL_ID, window_s=window_s)
+                     chain_id=CHAIN_ID, model_id=MODEL_ID, window_s=window_s, **kw)
 
 
 LIMITS = Limits(max_body_bytes=4096, max_new_tokens=32)

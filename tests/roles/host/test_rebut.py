@@ -15,13 +15,15 @@ import trio
 
 from consensus.crypto import Signer
 from node.ledger import (
+    CommitClaimBody,
     CommitOmlizationBody,
+    OpenClaimBody,
     RegisterModelBody,
     RegisterRoleBody,
     RequestAccessBody,
     Role,
-    SubmitClaimBody,
     build_tx,
+    claim_commitment,
 )
 from node.ledger.records import ClaimStatus
 from node.ledger.txs import tx_hash
@@ -64,7 +66,7 @@ class Mempool:
 
 @pytest.fixture
 def world(tmp_path: Path):
-    genesis, signers, accounts = make_genesis(n_accounts=4)
+    genesis, signers, accounts = make_genesis(n_accounts=4, params={"claim_min_matches": 2})
     chain = open_chain(tmp_path / "chain", genesis)
     producer = Producer(chain, signers, accounts)
     yield producer, accounts
@@ -92,16 +94,25 @@ def setup_host(producer: Producer, accounts) -> object:
                                            endpoint="http://127.0.0.1:1"))
     send(producer, OMLIZER, RegisterRoleBody(role=Role.OMLIZER, bond=1_000))
     send(producer, PROVER, RegisterRoleBody(role=Role.PROVER, bond=1_000))
-    fps = make_fingerprints(MODEL, host, 3)
+    fps = make_fingerprints(MODEL, host, 6)
     send(producer, OMLIZER, CommitOmlizationBody(model_id=MODEL, host=host,
                                                  package_hash=PACKAGE, fp_root=fps.root,
-                                                 fp_count=3, package_blob=PACKAGE_BLOB))
+                                                 fp_count=6, package_blob=PACKAGE_BLOB))
     return fps
 
 
-def claim(fps, i: int) -> SubmitClaimBody:
-    return SubmitClaimBody(model_id=MODEL, host=fps.host, fp_index=i, key=fps.keys[i],
-                           output=fps.responses[i], bond=100)
+def file_claims(producer: Producer, fps, *claims: tuple[int, ...]) -> None:
+    """The prover commits to ``claims`` (index tuples) in one block, opens them in the next."""
+    prover = producer.accounts[PROVER].address
+    first = producer.chain.ledger.claims(limit=1_000)
+    ids = range(len(first), len(first) + len(claims))
+    drafts = [tuple((i, fps.keys[i], fps.responses[i]) for i in c) for c in claims]
+    send(producer, PROVER, *(CommitClaimBody(
+        model_id=MODEL, host=fps.host, bond=100,
+        commitment=claim_commitment(producer.chain.chain_id, prover, MODEL, fps.host, items,
+                                    bytes(32))) for items in drafts))
+    send(producer, PROVER, *(OpenClaimBody(claim_id=cid, items=items, salt=bytes(32))
+                             for cid, items in zip(ids, drafts, strict=True)))
 
 
 async def test_claims_against_the_host_are_rebutted_once(world, tmp_path: Path):
@@ -122,10 +133,12 @@ async def test_claims_against_the_host_are_rebutted_once(world, tmp_path: Path):
     rebutter = Rebutter(store=store, chain=chain, txs=txs, host=host_key.address)
     follower = ChainFollower(store.db, chain)
 
-    send(producer, PROVER, claim(fps, 0), claim(fps, 1))  # key 1 was never permitted
+    # claim 0 names keys 3 and 0 (0 permitted); claim 1 keys 1 and 2, never permitted
+    file_claims(producer, fps, (3, 0), (1, 2))
     follower.handle_available(rebutter.on_block)
     states = {r.claim_id: r for r in rebutter.rebuttals()}
-    assert states[1].state == NO_PERMIT and states[0].seq == 7
+    assert states[1].state == NO_PERMIT and states[0].seq == 7 and states[0].fp_index == 0
+    assert states[0].committed_height == chain.height - 1  # the commitment's block
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(rebutter.run)
@@ -148,19 +161,21 @@ async def test_claims_against_the_host_are_rebutted_once(world, tmp_path: Path):
     store.close()
 
 
-async def test_a_permission_issued_at_or_after_the_claim_is_not_used(world, tmp_path: Path):
+async def test_a_permission_bought_after_the_commitment_is_not_used(world, tmp_path: Path):
+    """A cheater that sees a commitment against it and buys permissions before the
+    claim is opened gets them dated at or after the commitment's block: useless."""
     producer, accounts = world
     chain = producer.chain
     fps = setup_host(producer, accounts)
     host_key = Signer(accounts[HOST])
     store = HostStore.open(tmp_path / "host")
-    late = chain.height + 1  # the claim's own block
+    late = chain.height + 1  # the commitment's own block
     sig = sign_permission(Signer(accounts[OWNER]), chain.chain_id, MODEL, host_key.address, 0,
                           fps.keys[2], issued_height=late)
     store.record_grant(MODEL, VoucherState(1, 3, b""),
                        [(query_hash(fps.keys[2]), Permit(0, late, sig))])
     rebutter = Rebutter(store=store, chain=chain, txs=None, host=host_key.address)
-    send(producer, PROVER, claim(fps, 2))
+    file_claims(producer, fps, (2, 4))
     ChainFollower(store.db, chain).handle_available(rebutter.on_block)
     assert [r.state for r in rebutter.rebuttals()] == [NO_PERMIT]
     store.close()

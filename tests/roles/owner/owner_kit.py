@@ -57,6 +57,9 @@ class NodeSide:
     def account(self, address: bytes) -> Any:
         return self.chain.ledger.account(address)
 
+    def claim(self, claim_id: int) -> Any:
+        return self.chain.ledger.claim(claim_id)
+
     async def broadcast_tx(self, tx: bytes) -> CheckResult:
         res = self.mempool.add(tx)
         return CheckResult(code=res.code, hash=res.tx_hash, log=res.log,
@@ -118,7 +121,7 @@ class OwnerNode:
         self.ok(HOST, RequestAccessBody(model_id=MODEL_ID, collateral=100))
         self.ok(OMLIZER, CommitOmlizationBody(
             model_id=MODEL_ID, host=self.address(HOST), package_hash=b"\x22" * 32,
-            fp_root=b"\x33" * 32, fp_count=4, package_blob=b"\x44" * 32))
+            fp_root=b"\x33" * 32, fp_count=8, package_blob=b"\x44" * 32))
         if escrow:
             self.ok(HOST, FundChannelBody(model_id=MODEL_ID, amount=escrow))
 

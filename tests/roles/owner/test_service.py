@@ -17,8 +17,16 @@ import trio
 
 from net import RemoteError, Transport
 from node.config import OwnerRole
+from node.ledger import claim_commitment
 from node.ledger.records import HostStatus
-from node.ledger.txs import BeginWithdrawalBody, FundChannelBody, SubmitClaimBody
+from node.ledger.txs import (
+    BeginWithdrawalBody,
+    CommitClaimBody,
+    FundChannelBody,
+    OpenClaimBody,
+    RegisterRoleBody,
+    Role,
+)
 from node.ledger.vouchers import query_hash, verify_permission
 from node.roles.owner.protocol import (
     PROTOCOL,
@@ -171,10 +179,17 @@ async def test_one_seq_is_never_signed_twice_under_concurrency(tmp_path: Path) -
 @bounded(60)
 async def test_a_claim_pending_in_the_mempool_blocks_its_query(tmp_path: Path) -> None:
     async with owner_setup(tmp_path) as s:
-        # a prover's claim (from the stranger's account) naming the text "query 7"
-        claim = s.node.signed(STRANGER, SubmitClaimBody(
-            model_id=MODEL_ID, host=s.node.address(HOST), fp_index=0, key="query 7",
-            output="x", bond=10))
+        # a prover (the stranger's account) committed a claim; its opening, naming the
+        # text "query 7", waits in the mempool
+        s.node.ok(STRANGER, RegisterRoleBody(role=int(Role.PROVER), bond=1_000))
+        items = ((0, "query 7", "x"),) + tuple((i, f"key {i}", "x") for i in range(1, 8))
+        prover = s.node.address(STRANGER)
+        commitment = claim_commitment(s.node.chain.chain_id, prover, MODEL_ID,
+                                      s.node.address(HOST), items, bytes(32))
+        s.node.ok(STRANGER, CommitClaimBody(model_id=MODEL_ID, host=s.node.address(HOST),
+                                            commitment=commitment, bond=100))
+        claim = s.node.signed(STRANGER, OpenClaimBody(claim_id=0, items=items,
+                                                      salt=bytes(32)))
         assert s.node.mempool.add(claim).accepted
         await s.refused(s.client.batch([qh(6), qh(7)]), Refusal.CLAIM_PENDING)
         req = s.client.batch([qh(6), qh(8)])
