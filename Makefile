@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test testnet lint bench clean
+.PHONY: install test testnet demo lint bench clean
 
 TESTNET_DIR ?= .testnet
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 testnet: $(STAMP)
 	$(BIN)/oml-node testnet init --validators 4 --out $(TESTNET_DIR) --force
 	$(BIN)/oml-node testnet start $(TESTNET_DIR)
+
+# The whole OML story on 5 local node processes, narrated; checks every balance change.
+demo: $(STAMP)
+	$(BIN)/oml-node demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check node consensus oml net tests bench

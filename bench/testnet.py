@@ -22,7 +22,7 @@ Before the load, the idle rows: with no client sending, CPU per node and
 blocks per minute over ``--idle-seconds`` (0 skips them), after the
 testnet has settled. The testnet has ``testnet init``'s consensus
 defaults (an empty block per 10 s when idle) unless ``--interval-ms`` says
-otherwise.
+otherwise; ``--timeout-commit-ms`` sets the pause after each commit.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -60,12 +61,14 @@ def client(seed_hex: str, chain_id: str, url: str, seconds: float, batch: int, w
     import httpx
 
     from node.ledger import TransferBody, build_tx
+    from node.mempool.pool import CODE_DUPLICATE as DUPLICATE
 
     key = PrivateKey(bytes.fromhex(seed_hex))
     to = sha256(key.public_key + b"sink")[:20]
     http = httpx.Client(timeout=30)
     rpc = RpcClient(url)
     sent: list[tuple[str, float]] = []
+    reasons: dict[str, int] = {}
     nonce = 0
     confirmed = 0
     rejected = 0
@@ -94,19 +97,25 @@ def client(seed_hex: str, chain_id: str, url: str, seconds: float, batch: int, w
             continue
         by_id = {r.get("id"): r for r in resp} if isinstance(resp, list) else {}
         ok = 0
-        for i, _tx in enumerate(txs):
-            r = by_id.get(i, {})
-            if r.get("result", {}).get("code") == 0:
+        gap = False
+        for i, tx in enumerate(txs):
+            res = by_id.get(i, {}).get("result", {})
+            if res.get("code") == 0:
+                sent.append((sha256(tx).hex(), t))  # accepted, even behind a refusal
+            elif not (res.get("codespace") == "mempool" and res.get("code") == DUPLICATE):
+                rejected += 1
+                why = res.get("log") or str(by_id.get(i, {}).get("error", {}).get("message"))
+                reasons[why[:80]] = reasons.get(why[:80], 0) + 1
+                gap = True
+            if not gap:
                 ok += 1
-                continue
-            rejected += 1
-            break  # keep nonces gap-free: resend from here next time
-        for tx in txs[:ok]:
-            sent.append((sha256(tx).hex(), t))
+        # gap-free nonces: resend from the first refusal next time (what was accepted
+        # behind it comes back as a duplicate, which counts as in)
         nonce += ok
         if ok < len(txs):
             time.sleep(0.05)
-    Path(out_file).write_text(json.dumps({"sent": sent, "rejected": rejected}))
+    Path(out_file).write_text(json.dumps({"sent": sent, "rejected": rejected,
+                                          "reasons": reasons}))
 
 
 class Observer(threading.Thread):
@@ -166,7 +175,9 @@ def main() -> int:
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=100, help="txs per HTTP request")
+    ap.add_argument("--batch", type=int, default=50,
+                    help="txs per HTTP request (the RPC runs a batch concurrently, so its txs "
+                    "reach the mempool out of order: keep it under max_future_txs_per_sender)")
     ap.add_argument("--window", type=int, default=1000, help="max uncommitted txs per client")
     ap.add_argument("--base-port", type=int, default=AUTO_PORTS,
                     help="node i uses base+10i.. (default 0: every node binds free ports)")
@@ -175,14 +186,27 @@ def main() -> int:
                     help="measure the idle cost this long before the load (0: skip)")
     ap.add_argument("--interval-ms", type=int, default=None,
                     help="[consensus] create_empty_blocks_interval_ms (default: testnet's)")
+    ap.add_argument("--timeout-commit-ms", type=int, default=None,
+                    help="[consensus] timeout_commit_ms (default: the node's, 200)")
     args = ap.parse_args()
-
     root = args.keep or Path(tempfile.mkdtemp(prefix="oml-bench-"))
+    try:
+        return run(args, root)
+    finally:
+        if not args.keep:  # each run's homes hold ~60 MB of LMDB files
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    """Write the testnet under ``root``, measure it, print the table."""
     out = root / "testnet"
     seeds = [os.urandom(32) for _ in range(args.clients)]
     funded = tuple(PrivateKey(s).address.hex() for s in seeds)
-    consensus = None if args.interval_ms is None else {
-        **TESTNET_CONSENSUS, "create_empty_blocks_interval_ms": args.interval_ms}
+    consensus: dict[str, object] = dict(TESTNET_CONSENSUS)
+    if args.interval_ms is not None:
+        consensus["create_empty_blocks_interval_ms"] = args.interval_ms
+    if args.timeout_commit_ms is not None:
+        consensus["timeout_commit_ms"] = args.timeout_commit_ms
     init_testnet(out, validators=args.validators, base_port=args.base_port,
                  chain_id="oml-bench", fund=funded, force=True, consensus=consensus)
     print(f"testnet: {args.validators} validators in {out}", flush=True)
@@ -219,10 +243,14 @@ def main() -> int:
 
     sent: dict[str, float] = {}
     rejected = 0
+    reasons: dict[str, int] = {}
     for _, f in procs:
         data = json.loads(f.read_text())
         rejected += data["rejected"]
-        sent.update({h: t for h, t in data["sent"]})
+        for why, n in data["reasons"].items():
+            reasons[why] = reasons.get(why, 0) + n
+        for h, t in data["sent"]:
+            sent.setdefault(h, t)
     commit_time: dict[str, float] = {}
     for seen_at, _t, txs in observer.blocks.values():
         for h in txs:
@@ -257,6 +285,8 @@ def main() -> int:
                      f"{blocks_per_min:.1f}"))
         for n in sorted(idle_cpu):
             rows.append((f"idle CPU {n}", f"{idle_cpu[n]:.1f} % of a core"))
+    for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]:
+        rows.append(("  refused", f"{n} x {why}"))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:

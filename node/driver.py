@@ -3,18 +3,22 @@
 One input queue (CometBFT's receiveRoutine): peers' proposals and votes,
 fired timeouts and blocks fetched by sync all become core events on one
 trio channel, handled one at a time by :meth:`ConsensusDriver.run`. The
-actions each event produces are executed in order:
+actions each event produces go through :class:`consensus.plan.Planner`,
+which decides the order and the WAL batching for every driver (the
+simulator and the crash tests run the same planner), and the driver
+performs the effects:
 
-``Persist``          appended to the WAL, fsynced (in a worker thread, one fsync
-                     for all pending records) before the next ``Broadcast`` or
-                     ``CommitBlock``, so our vote is durable before anyone sees it;
-``Broadcast``        encoded and published on :data:`CONSENSUS_TOPIC`;
+``WriteWAL``         appended and fsynced in a worker thread (the planner puts it
+                     before any ``Broadcast`` or ``CommitBlock``, so our vote is
+                     durable before anyone sees it);
+``Broadcast``        encoded and queued for every other validator's direct link
+                     (``node/consensus_links.py``; never blocks the loop);
 ``ScheduleTimeout``  a trio task that sleeps, then queues ``TimeoutFired``;
 ``CommitBlock``      the block is stored, indexed and announced
                      (``Chain.store_committed``; the ledger already executed it
-                     when the core called ``Application.apply_block``), the
-                     mempool drops its transactions, and the WAL drops the
-                     records of this height and below;
+                     when the core called ``Application.apply_block``) and the
+                     mempool drops its transactions;
+``TruncateWAL``      the WAL drops the records of the committed height and below;
 ``RequestSync``      wakes the sync task, which fetches blocks from peers and
                      queues them as ``CommittedBlockReceived``;
 ``WaitForTxs``       (``create_empty_blocks`` off, or an interval set) arms the
@@ -24,16 +28,17 @@ actions each event produces are executed in order:
                      polls nothing;
 ``ReportEvidence``   logged (the ledger has no slashing for double signing).
 
-Consensus messages travel by gossipsub. The topic validator only decodes
-and checks that the signer is in the validator set and the height is not
-stale (cheap, runs at every hop); signatures are checked by the core.
+Consensus messages travel on direct links between validators
+(:class:`node.consensus_links.ConsensusLinks`), not by gossip. Each one is
+decoded and checked cheaply on arrival (:meth:`ConsensusDriver.admit`:
+signer in the validator set, height not finished); signatures are checked
+by the core, which also ignores exact duplicates.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,6 @@ from consensus.events import (
     Broadcast,
     CommitBlock,
     CommittedBlockReceived,
-    Persist,
     ProposalReceived,
     ReportEvidence,
     RequestSync,
@@ -57,22 +61,28 @@ from consensus.events import (
     VoteReceived,
     WaitForTxs,
 )
-from consensus.messages import ProposalMessage, VoteMessage, decode_message, encode_message
+from consensus.messages import (
+    Message,
+    ProposalMessage,
+    VoteMessage,
+    decode_message,
+    encode_message,
+)
+from consensus.plan import Effect, Planner, TruncateWAL, WriteWAL
 from consensus.state import ConsensusParams
 from consensus.wal import FileWAL
 from consensus.wal_api import record_height
-from net.errors import NetError
 
 from .chain import BlockRejected, Chain
 from .config import Config
+from .consensus_links import ConsensusLinks
 from .mempool import Mempool
 from .sync import BlockSyncer, SyncError
 from .txcheck import CachedCheck, order_for_block
 
 log = logging.getLogger(__name__)
 
-CONSENSUS_TOPIC = "oml/consensus/1"
-#: Room left in a gossip message around the block's transactions.
+#: Room left in a consensus message around the block's transactions.
 BLOCK_OVERHEAD_BYTES = 64 * 1024
 #: Most transactions per proposal. Bigger blocks amortise the per-height
 #: messages, but a proposal must be built, gossiped, decoded and checked by
@@ -80,9 +90,6 @@ BLOCK_OVERHEAD_BYTES = 64 * 1024
 #: transfers already missed it now and then (a wasted round).
 MAX_BLOCK_TXS = 2_000
 INBOX_SIZE = 4096
-DECODED_CACHE = 16
-#: Peers' records waiting for the next fsync are flushed once this many pile up.
-WAL_PENDING_MAX = 256
 #: A node at least this many heights behind its best peer syncs without
 #: waiting for the core to ask (e.g. it missed every message of a height).
 SYNC_AHEAD = 2
@@ -188,8 +195,11 @@ class ConsensusDriver:
         self._sync_wanted = trio.Event()
         self._committed = trio.Event()
         self.stats = {"bad_messages": 0, "stale_messages": 0, "evidence": 0}
-        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
-        self._wal_pending: list[bytes] = []
+        self.links = ConsensusLinks(transport=transport, chain_id=chain.chain_id, signer=signer,
+                                    valset=lambda: chain.valset, on_message=self._on_direct)
+        self.planner = Planner()
+        #: records of the running batch's WriteWAL effects not written yet
+        self._unwritten: list[bytes] = []
         # The height whose WaitForTxs is not answered yet, and the wake-up the
         # mempool sets whenever it admits a transaction a block could include.
         self._txs_wanted: int | None = None
@@ -198,25 +208,18 @@ class ConsensusDriver:
 
     # --- inputs ---------------------------------------------------------------------
 
-    def _decode(self, data: bytes) -> Any:
-        """Decode a consensus message, re-using the validator's work for the same bytes.
+    def admit(self, data: bytes) -> Message | None:
+        """Decode a peer's consensus message and make the cheap checks, or count and drop it.
 
-        The topic validator decodes every message and the pump needs it
-        decoded again; a proposal carries a whole block, so the last few
-        decoded messages are kept by content.
+        Decodable, from a member of the validator set (index and address
+        agree), not for a finished height. Signatures are checked by the
+        core, which also drops exact duplicates before they reach the WAL.
         """
-        msg = self._decoded.pop(data, None)
-        if msg is None:
-            msg = decode_message(data, self.max_msg_bytes)
-        return msg
-
-    def validate(self, _origin: str, data: bytes) -> bool:
-        """Gossip validator: decodable, from a validator, not for a finished height."""
         try:
-            msg = self._decode(data)
+            msg = decode_message(data, self.max_msg_bytes)
         except DecodeError:
             self.stats["bad_messages"] += 1
-            return False
+            return None
         valset = self.chain.valset
         if isinstance(msg, VoteMessage):
             v = msg.vote
@@ -224,31 +227,27 @@ class ConsensusDriver:
             if v.validator_index >= len(valset) \
                     or valset.address_at(v.validator_index) != v.validator_address:
                 self.stats["bad_messages"] += 1
-                return False
+                return None
         else:
             height = msg.proposal.height
             if msg.block.height != height:
                 self.stats["bad_messages"] += 1
-                return False
+                return None
         if height < self.chain.height:
             self.stats["stale_messages"] += 1
-            return False
-        self._decoded[data] = msg
-        while len(self._decoded) > DECODED_CACHE:
-            self._decoded.popitem(last=False)
-        return True
+            return None
+        return msg
 
-    async def _pump_messages(self, channel: Any) -> None:
-        async for _origin, data in channel:
-            try:
-                msg = self._decode(data)
-            except DecodeError:
-                continue
-            if isinstance(msg, ProposalMessage):
-                event: Any = ProposalReceived(message=msg, now_ms=now_ms())
-            else:
-                event = VoteReceived(vote=msg.vote, now_ms=now_ms())
-            await self._send.send(event)
+    async def _on_direct(self, _peer: str, data: bytes) -> None:
+        """A validator's proposal or vote arrived on its direct link: queue it for the core."""
+        msg = self.admit(data)
+        if msg is None:
+            return
+        if isinstance(msg, ProposalMessage):
+            event: Any = ProposalReceived(message=msg, now_ms=now_ms())
+        else:
+            event = VoteReceived(vote=msg.vote, now_ms=now_ms())
+        await self._send.send(event)
 
     async def _timer(self, action: ScheduleTimeout) -> None:
         await trio.sleep(action.delay_ms / 1000)
@@ -333,9 +332,8 @@ class ConsensusDriver:
                                          now_ms=now_ms())
             log.info("consensus restored at height %d from %d WAL records",
                      self.chain.height + 1, len(records))
-            messages = self.transport.subscribe(CONSENSUS_TOPIC, self.validate, buffer=1024)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_messages, messages)
+                await nursery.start(self.links.run)
                 nursery.start_soon(self._sync_loop)
                 nursery.start_soon(self._txs_loop)
                 await self._execute(nursery, wal, actions)
@@ -355,83 +353,82 @@ class ConsensusDriver:
                             log.info("height %d moved to round %d", core.height, core.round)
         finally:
             try:
-                if self._wal_pending:
-                    wal.append_many(self._wal_pending)
-                    self._wal_pending = []
+                # What this batch planned but did not write yet, then what the
+                # planner still holds (records of peers' messages).
+                held = [r for e in self.planner.flush() if isinstance(e, WriteWAL)
+                        for r in e.records]
+                if self._unwritten or held:
+                    wal.append_many(self._unwritten + held)
+                    self._unwritten = []
             finally:
                 wal.close()
 
-    async def _flush(self, wal: FileWAL) -> None:
-        """Make every pending WAL record durable (one fsync, off the event loop).
-
-        Shielded: once the records leave ``_wal_pending`` they are written,
-        even if a shutdown arrives first (``to_thread`` would otherwise raise
-        ``Cancelled`` at entry and drop them). Dropping them lost our own
-        precommit after the ledger had executed the block, and a single
-        validator restarted after SIGTERM proposed a different block at that
-        height and halted. The thread call itself cannot be abandoned, so no
-        half-written batch is left behind either.
-        """
-        if self._wal_pending:
-            records, self._wal_pending = self._wal_pending, []
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(wal.append_many, records)
-
     async def _execute(self, nursery: trio.Nursery, wal: FileWAL, actions: list[Any]) -> None:
-        """Run one batch of core actions in order.
+        """Plan one batch of core actions (:mod:`consensus.plan`) and perform the effects.
 
-        ``Persist`` records are collected and made durable (one fsync) right
-        before the next action that lets anything out of the node: our own
-        message (``Broadcast``) or a stored block (``CommitBlock``). That is
-        the guarantee that matters (CometBFT syncs its WAL only for its own
-        messages too): nothing we signed is seen by a peer before the WAL
-        holds it. Records of peers' messages that are lost in a crash are as
-        if never received; the core's re-sends and block sync recover them.
-
-        All of the batch's records are queued before any action runs: the
-        core may already have executed a decided block (``apply_block``)
-        while handling the event, so if a shutdown cancels us at an early
-        ``Broadcast``, :meth:`run`'s ``finally`` must still write the votes
-        that decided it, or the restarted node cannot decide the same block.
+        Every record of the batch's ``WriteWAL`` effects is noted as unwritten
+        before any effect runs: the core may already have executed a decided
+        block (``apply_block``) while handling the event, so if a shutdown
+        cancels us part way, :meth:`run`'s ``finally`` must still write the
+        votes that decided it, or the restarted node cannot decide the same
+        block (a single validator restarted after SIGTERM proposed a
+        different block at that height and halted).
         """
-        self._wal_pending.extend(a.record for a in actions if isinstance(a, Persist))
-        for action in actions:
-            if isinstance(action, (Broadcast, CommitBlock)):
-                await self._flush(wal)
-            if isinstance(action, Broadcast):
-                await self._broadcast(action)
-            elif isinstance(action, ScheduleTimeout):
-                nursery.start_soon(self._timer, action)
-            elif isinstance(action, CommitBlock):
-                self._commit(wal, action)
-            elif isinstance(action, RequestSync):
-                self._sync_wanted.set()
-            elif isinstance(action, WaitForTxs):
-                self._txs_wanted = action.height
-                self._txs_changed.set()
-            elif isinstance(action, ReportEvidence):
-                self.stats["evidence"] += 1
-                log.warning("duplicate vote evidence: %s", action.evidence)
-        if len(self._wal_pending) >= WAL_PENDING_MAX:
-            await self._flush(wal)
+        effects = self.planner.plan(actions)
+        self._unwritten = [r for e in effects if isinstance(e, WriteWAL) for r in e.records]
+        for effect in effects:
+            await self._perform(nursery, wal, effect)
 
-    async def _broadcast(self, action: Broadcast) -> None:
-        try:
-            await self.transport.publish(CONSENSUS_TOPIC, encode_message(action.message))
-        except NetError as exc:  # gossip is best effort; the core re-sends
-            log.warning("publishing %s failed: %s", type(action.message).__name__, exc)
+    async def _perform(self, nursery: trio.Nursery, wal: FileWAL, effect: Effect) -> None:
+        """Carry out one effect; the order and WAL batching were decided by the planner.
 
-    def _commit(self, wal: FileWAL, action: CommitBlock) -> None:
+        A ``WriteWAL`` runs in a worker thread (one fsync for the batch),
+        shielded: ``to_thread`` would otherwise raise ``Cancelled`` at entry
+        and drop the records; the thread call itself cannot be abandoned, so
+        no half-written batch is left behind either.
+        """
+        if isinstance(effect, WriteWAL):
+            records = list(effect.records)
+            with trio.CancelScope(shield=True):  # once begun, written even on shutdown
+                await self._write_wal(wal, records)
+            del self._unwritten[:len(records)]
+        elif isinstance(effect, Broadcast):
+            self._broadcast(effect)
+        elif isinstance(effect, ScheduleTimeout):
+            nursery.start_soon(self._timer, effect)
+        elif isinstance(effect, CommitBlock):
+            self._commit(effect)
+        elif isinstance(effect, TruncateWAL):
+            wal.truncate_before_height(effect.keep_from_height)
+        elif isinstance(effect, RequestSync):
+            self._sync_wanted.set()
+        elif isinstance(effect, WaitForTxs):
+            self._txs_wanted = effect.height
+            self._txs_changed.set()
+        elif isinstance(effect, ReportEvidence):
+            self.stats["evidence"] += 1
+            log.warning("duplicate vote evidence: %s", effect.evidence)
+
+    async def _write_wal(self, wal: FileWAL, records: list[bytes]) -> None:
+        await trio.to_thread.run_sync(wal.append_many, records)
+
+    def _broadcast(self, action: Broadcast) -> None:
+        """Queue our message for every other validator (never blocks; see ConsensusLinks)."""
+        data = encode_message(action.message)
+        if len(data) > self.max_msg_bytes:  # the core sizes blocks to fit: should not happen
+            log.error("not sending a %s of %d bytes (cap %d)", type(action.message).__name__,
+                      len(data), self.max_msg_bytes)
+            return
+        self.links.broadcast(data)
+
+    def _commit(self, action: CommitBlock) -> None:
         block = action.block
         self.chain.store_committed(block, action.commit, action.state,
                                    self.app.take_result(block.height))
-        # The state of `block.height` is durable now, and `Core.restore` skips
-        # records at or below the saved height, so the WAL keeps only later ones.
-        wal.truncate_before_height(block.height + 1)
         self._committed.set()
         self._committed = trio.Event()
         log.info("committed block %d (%d txs, app hash %s)", block.height, len(block.txs),
                  self.chain.ledger.app_hash.hex()[:16])
 
 
-__all__ = ["CONSENSUS_TOPIC", "ConsensusDriver", "LedgerApp"]
+__all__ = ["ConsensusDriver", "LedgerApp"]

@@ -135,7 +135,8 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                  balance: int = DEFAULT_BALANCE, force: bool = False,
                  consensus: dict[str, Any] | None = None,
                  genesis_time_ms: int | None = None,
-                 fund: tuple[str, ...] = ()) -> list[NodeSpec]:
+                 fund: tuple[str, ...] = (),
+                 params: dict[str, int] | None = None) -> list[NodeSpec]:
     """Write the homes of a local testnet under ``out`` and return their specs.
 
     ``base_port`` 0 (:data:`AUTO_PORTS`) makes every server bind port 0 and
@@ -144,7 +145,8 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
     ``fund`` lists extra account addresses (hex) that genesis credits with
     ``balance`` too (benchmark clients use them). ``consensus``: [consensus]
     keys for every node; None means :data:`TESTNET_CONSENSUS`, a dict replaces
-    it (keys it leaves out keep the node defaults).
+    it (keys it leaves out keep the node defaults). ``params``: genesis
+    ``app_state.params`` (ledger parameters; None: every default).
 
     Raises:
         TestnetError: bad counts or ports, or ``out`` already holds a testnet
@@ -181,7 +183,7 @@ def init_testnet(out: Path, *, validators: int, non_validators: int = 0,
                          for i, s in enumerate(specs) if s.validator),
         app_state={"accounts": [{"address": a, "balance": balance}
                                 for a in [s.address for s in specs] + list(fund)],
-                   "params": {}},
+                   "params": dict(params or {})},
     )
     for i, spec in enumerate(specs):
         peers = [] if spec.auto_ports else [o.p2p_addr for o in specs if o is not spec]

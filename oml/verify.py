@@ -11,9 +11,17 @@ A deployment answers a key with a completion that *starts with* the response
     tokens longer than the response, for deployments that add a preamble.
 
 A match by itself proves little if an innocent model would also give it, so
-:func:`false_positive_rate` measures the same keys on a model that was not
-fingerprinted and :func:`decide` runs a one-sided binomial test against that
-base rate.
+:func:`decide` runs a one-sided binomial test against an innocent base rate,
+measured on *references*: other hosts' copies of the same base (siblings),
+or the base itself (:func:`false_positive_rate`). Siblings are the reference
+that matters: fingerprinted copies of one base answer unfamiliar keys with
+the same few odd tokens, so they match each other's responses far more
+often than the base does (bench/soundness.py; docs/threat-model.md).
+:func:`reference_rate` measures one reference, :func:`reference_base_rate`
+takes the largest upper bound among several. Without references only
+``exact`` mode may fall back to an assumed rate
+(:func:`assumed_base_rate`); ``prefix`` and ``contains`` match much more
+easily, so assuming a rate there is refused (:class:`ReferenceRequired`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
     from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
 MODES = ("exact", "prefix", "contains")
+DEFAULT_BASE_RATE = 0.01  # assumed innocent rate, exact mode only, when no reference is given
 _WS = re.compile(r"\s+")
 
 
@@ -239,3 +248,80 @@ def decide(matches: int, total: int, base_rate: float, alpha: float = 1e-6) -> D
     p = binomial_sf(matches, total, base_rate)
     return Decision(matches=matches, total=total, base_rate=base_rate, alpha=alpha,
                     p_value=p, carries=p <= alpha)
+
+
+class ReferenceRequired(ValueError):
+    """A base rate is needed in a mode where none may be assumed: measure one on references."""
+
+
+def assumed_base_rate(mode: str) -> float:
+    """The innocent rate to assume when no reference model is available.
+
+    Only ``exact`` (the ledger's rule) has one, :data:`DEFAULT_BASE_RATE`, and
+    it is a guess: on a tiny byte-level model two sibling copies matched each
+    other's exact responses at ~10% (issue 11), so a verdict against an
+    assumed rate should be confirmed with references. ``prefix`` and
+    ``contains`` accept many more completions, so no rate is assumed there.
+
+    Raises:
+        ReferenceRequired: ``mode`` is ``prefix`` or ``contains``.
+        ValueError: unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode != "exact":
+        raise ReferenceRequired(
+            f"mode {mode!r} needs a measured base rate: give reference models (other hosts' "
+            "copies of the same base, or the base itself); no rate is assumed for it")
+    return DEFAULT_BASE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRate:
+    """How often one reference model (a sibling copy, or the base) answered the keys."""
+
+    name: str
+    matches: int
+    total: int
+    confidence: float = 0.95
+
+    @property
+    def rate(self) -> float:
+        return self.matches / self.total if self.total else 0.0
+
+    @property
+    def upper(self) -> float:
+        """Clopper-Pearson upper bound at ``confidence`` (1.0 for no trials)."""
+        if not self.total:
+            return 1.0
+        return base_rate_upper_bound(self.matches, self.total, self.confidence)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "matches": self.matches, "total": self.total,
+                "rate": self.rate, "upper": self.upper}
+
+
+def reference_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   fingerprints: FingerprintSet | Sequence[Fingerprint], *, name: str = "",
+                   confidence: float = 0.95, **kw: Any) -> ReferenceRate:
+    """Ask a reference model the keys; keyword arguments go to :func:`verify_fingerprints`.
+
+    Use the same mode and system prompt as the verification it calibrates.
+    """
+    rep = verify_fingerprints(model, tokenizer, fingerprints, **kw)
+    return ReferenceRate(name=name, matches=rep.matches, total=rep.total,
+                         confidence=confidence)
+
+
+def reference_base_rate(rates: Sequence[ReferenceRate]) -> float:
+    """The innocent base rate for :func:`decide`: the largest upper bound among the references.
+
+    Not the pooled count: a clean base (0 matches) would dilute a sibling's
+    matches, and it is the closest innocent relative that a suspect must beat.
+
+    Raises:
+        ReferenceRequired: no references.
+    """
+    if not rates:
+        raise ReferenceRequired("no reference models: nothing to measure a base rate on")
+    return max(r.upper for r in rates)

@@ -5,12 +5,14 @@ do) comes from ``random.Random(seed)`` and the event queue breaks ties by
 insertion order, so a seed replays exactly: :attr:`SimResult.digest` is the
 same on every run of the same seed and configuration.
 
-The driver here is the reference for what a real node's driver does with
-the core's actions: Persist -> WAL append before anything after it;
-Broadcast -> send; ScheduleTimeout -> timer; CommitBlock -> store block,
-save state, truncate the WAL; RequestSync -> ask peers for committed blocks;
-WaitForTxs -> ``TxsAvailable`` after up to ``txs_delay_ms`` (the simulated
-app always has transactions; the delay stands for their gossip).
+The driver here runs the daemon's own :class:`consensus.plan.Planner` (the
+order of effects and the WAL batching) and only performs the effects its
+own way: WriteWAL -> MemWAL append; Broadcast -> send to every other node
+through the simulated network; ScheduleTimeout -> virtual timer; CommitBlock
+-> store block, save state; TruncateWAL -> drop old records; RequestSync ->
+ask peers for committed blocks; WaitForTxs -> ``TxsAvailable`` after up to
+``txs_delay_ms`` (the simulated app always has transactions; the delay
+stands for their gossip).
 
 Checks:
 * agreement: no two honest nodes commit different blocks at one height;
@@ -38,7 +40,6 @@ from ..events import (
     Broadcast,
     CommitBlock,
     CommittedBlockReceived,
-    Persist,
     ProposalReceived,
     ReportEvidence,
     RequestSync,
@@ -51,6 +52,7 @@ from ..events import (
 )
 from ..memwal import MemWAL
 from ..messages import Message, ProposalMessage, VoteMessage, decode_message, encode_message
+from ..plan import Effect, Planner, TruncateWAL, WriteWAL
 from ..state import ChainState, ConsensusParams
 from ..validators import ValidatorSet, verify_commit
 from ..wal_api import record_event
@@ -123,6 +125,8 @@ class SimNode:
         self.index, self.signer, self.params, self.app = index, signer, params, app
         self.strategy = strategy
         self.wal = MemWAL()
+        #: the daemon's planner; held-back WAL records die with a crash
+        self.planner = Planner()
         self.store: dict[int, tuple[Block, Commit]] = {}
         self.state = genesis
         self.core: Core | None = None
@@ -316,46 +320,57 @@ class Simulation:
     # --------------------------------------------------------------- driver
 
     def _execute(self, node: SimNode, actions: list[Action]) -> None:
-        cut = len(actions)
+        """Plan the actions as the daemon does (:mod:`consensus.plan`), then perform the
+        effects; a pending crash cuts the effects at a random point (often right after
+        a WAL write, before the send it guards) and loses the records held back."""
+        effects = node.planner.plan(actions)
+        cut = len(effects)
         crash = node.crash_pending and bool(actions)
         if crash:
-            persists = [k for k, a in enumerate(actions) if isinstance(a, Persist)]
-            if persists and self.rng.random() < 0.5:
-                cut = self.rng.choice(persists) + 1  # right after a persist, before its send
+            writes = [k for k, e in enumerate(effects) if isinstance(e, WriteWAL)]
+            if writes and self.rng.random() < 0.5:
+                cut = self.rng.choice(writes) + 1  # right after a write, before its send
             else:
-                cut = self.rng.randrange(0, len(actions) + 1)
-        now = self.queue.now
-        for a in actions[:cut]:
-            if isinstance(a, Persist):
-                node.wal.append(a.record)
-                if node.honest:
-                    self._check_persisted_signature(node, a.record)
-            elif isinstance(a, Broadcast):
-                self._send(node, a.message, now)
-            elif isinstance(a, ScheduleTimeout):
-                self.queue.push(now + a.delay_ms, ("timeout", node.index, node.incarnation,
-                                                   a.height, a.round, a.step))
-            elif isinstance(a, CommitBlock):
-                self._commit(node, a)
-            elif isinstance(a, ReportEvidence):
-                culprit = node.core.valset.index_of(a.evidence.validator_address) \
-                    if node.core is not None else None
-                if culprit is not None and culprit not in self.byzantine:
-                    self.violations.append(f"evidence against honest validator {culprit}")
-            elif isinstance(a, WaitForTxs):
-                delay = self.rng.randint(0, self.config.txs_delay_ms)
-                self.queue.push(now + delay, ("txs", node.index, node.incarnation, a.height))
-            elif isinstance(a, RequestSync):
-                peers = [p for p in range(len(self.nodes)) if p != node.index]
-                for p in self.rng.sample(peers, min(2, len(peers))):
-                    for delay in self.net.delays(node.index, p, now):
-                        self.messages += 1
-                        self.queue.push(now + delay, ("sync_req", node.index, p, a.height))
+                cut = self.rng.randrange(0, len(effects) + 1)
+        for effect in effects[:cut]:
+            self._perform(node, effect)
         if crash:
             node.crash_pending = False
             node.core = None
+            node.planner.crashed()
             node.incarnation += 1
-            self.trace.update(b"crash%d@%d:%d" % (node.index, now, cut))
+            self.trace.update(b"crash%d@%d:%d" % (node.index, self.queue.now, cut))
+
+    def _perform(self, node: SimNode, e: Effect) -> None:
+        now = self.queue.now
+        if isinstance(e, WriteWAL):
+            for record in e.records:
+                node.wal.append(record)
+                if node.honest:
+                    self._check_persisted_signature(node, record)
+        elif isinstance(e, Broadcast):
+            self._send(node, e.message, now)
+        elif isinstance(e, ScheduleTimeout):
+            self.queue.push(now + e.delay_ms, ("timeout", node.index, node.incarnation,
+                                               e.height, e.round, e.step))
+        elif isinstance(e, CommitBlock):
+            self._commit(node, e)
+        elif isinstance(e, TruncateWAL):
+            node.wal.truncate_before_height(e.keep_from_height)
+        elif isinstance(e, ReportEvidence):
+            culprit = node.core.valset.index_of(e.evidence.validator_address) \
+                if node.core is not None else None
+            if culprit is not None and culprit not in self.byzantine:
+                self.violations.append(f"evidence against honest validator {culprit}")
+        elif isinstance(e, WaitForTxs):
+            delay = self.rng.randint(0, self.config.txs_delay_ms)
+            self.queue.push(now + delay, ("txs", node.index, node.incarnation, e.height))
+        elif isinstance(e, RequestSync):
+            peers = [p for p in range(len(self.nodes)) if p != node.index]
+            for p in self.rng.sample(peers, min(2, len(peers))):
+                for delay in self.net.delays(node.index, p, now):
+                    self.messages += 1
+                    self.queue.push(now + delay, ("sync_req", node.index, p, e.height))
 
     def _send(self, node: SimNode, msg: Message, now: int) -> None:
         peers = [p for p in range(len(self.nodes)) if p != node.index]
@@ -409,7 +424,6 @@ class Simulation:
                                        f"committed {bid.hex()[:12]}, another {first.hex()[:12]}")
         node.store[h] = (block, commit)
         node.state = a.state
-        node.wal.truncate_before_height(h + 1)
         self.trace.update(b"commit%d:%d:" % (node.index, h) + bid)
 
     def _check_valid(self, node: SimNode, block: Block, commit: Commit) -> None:

@@ -52,3 +52,7 @@ main.add_command(model_group)
 from .host_cmds import host_group  # noqa: E402
 
 main.add_command(host_group)
+
+from .demo_cmds import demo_cmd  # noqa: E402
+
+main.add_command(demo_cmd)

@@ -400,7 +400,10 @@ def _load_fingerprints_and_secrets(path: Path, owner_key: Path | None) -> tuple[
               show_default=True, help="how a completion must contain the response")
 @click.option("--system-prompt", help="wrap every key in this system prompt")
 @click.option("--base", "base_dir", type=click.Path(path_type=Path),
-              help="un-fingerprinted base model: measures the false-positive rate")
+              help="un-fingerprinted base model: a reference for the innocent match rate")
+@click.option("--reference", "reference_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="reference model (repeatable): another host's copy of the same base, or "
+                   "the base; the innocent match rate is measured on each")
 @click.option("--alpha", type=float, default=1e-6, show_default=True,
               help="significance level of the 'carries the fingerprints' decision")
 @click.option("--any-package", is_flag=True,
@@ -409,24 +412,43 @@ def _load_fingerprints_and_secrets(path: Path, owner_key: Path | None) -> tuple[
 @DEVICE
 @JSON_OPT
 def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str,
-               system_prompt: str | None, base_dir: Path | None, alpha: float,
+               system_prompt: str | None, base_dir: Path | None,
+               reference_dirs: tuple[Path, ...], alpha: float,
                any_package: bool, device: str, as_json: bool) -> None:
     """Ask a model every fingerprint key and report which responses come back.
 
-    With --base, the same keys go to the base model; its match rate (upper
-    95% bound) is the innocent rate the one-sided binomial decision tests
-    against. Without --base, a base rate of 1% is assumed. If MODEL is an
-    OML package, its manifest and hashes are checked as well (reported), and
-    the fingerprints must be the ones it commits to: same host, model id and
+    The decision "MODEL carries these fingerprints" is a one-sided binomial
+    test against an innocent match rate, measured on references: the same
+    keys go to every --reference (other hosts' copies of the same base: the
+    reference that matters, since sibling copies match each other far more
+    often than the base does) and to --base; the largest upper 95% bound
+    among them is the rate. Without any, exact mode assumes 1% (reported as
+    assumed) and prefix/contains modes refuse to run. If MODEL is an OML
+    package, its manifest and hashes are checked as well (reported), and the
+    fingerprints must be the ones it commits to: same host, model id and
     count, and with a sealed sidecar the same fp_root (else exit 1, unless
     --any-package).
     """
+    from oml.verify import ReferenceRequired, assumed_base_rate
+
+    refs = _reference_dirs(model_dir, base_dir, reference_dirs)
+    if not refs:
+        try:
+            assumed_base_rate(mode)
+        except ReferenceRequired as exc:
+            raise click.UsageError(f"{exc} (--reference DIR, repeatable, or --base DIR)") from None
     errors = _user_errors()
     try:
         from oml.modelio import load_model
         from oml.package import check_fingerprints_belong, read_manifest, verify_package
         from oml.package_errors import ManifestError, PackageError
-        from oml.verify import base_rate_upper_bound, decide, verify_fingerprints
+        from oml.verify import (
+            ReferenceRate,
+            decide,
+            reference_base_rate,
+            reference_rate,
+            verify_fingerprints,
+        )
 
         fps, secrets = _load_fingerprints_and_secrets(fp_file, owner_key)
         package: dict[str, Any] | None = None
@@ -448,30 +470,36 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
                         man, fps, secrets)
         model, tok = load_model(model_dir, device=_device(device))
         rep = verify_fingerprints(model, tok, fps, mode=mode, system_prompt=system_prompt)
-        fpr = None
-        base_rate = 0.01
-        if base_dir is not None:
-            del model
-            base, btok = load_model(base_dir, device=_device(device))
-            brep = verify_fingerprints(base, btok, fps, mode=mode, system_prompt=system_prompt)
-            fpr = brep.accuracy
-            base_rate = base_rate_upper_bound(brep.matches, brep.total)
+        del model
+        rates: list[ReferenceRate] = []
+        for name, ref_dir in refs:
+            ref, rtok = load_model(ref_dir, device=_device(device))
+            rates.append(reference_rate(ref, rtok, fps, name=name, mode=mode,
+                                        system_prompt=system_prompt))
+            del ref
+        base_rate = reference_base_rate(rates) if rates else assumed_base_rate(mode)
         dec = decide(rep.matches, rep.total, base_rate, alpha)
     except errors as exc:
         raise _fail(exc) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    fpr = next((r.rate for r in rates if r.name == "base"), None)
     summary = {"model": str(model_dir), "fingerprints": str(fp_file), "host": fps.host,
                "mode": mode, "system_prompt": system_prompt, "matches": rep.matches,
                "total": rep.total, "accuracy": rep.accuracy, "false_positive_rate": fpr,
-               "base_rate": base_rate, "p_value": dec.p_value, "carries": dec.carries,
-               "package": package,
+               "references": [r.to_json() for r in rates],
+               "base_rate": base_rate, "base_rate_source": "measured" if rates else "assumed",
+               "p_value": dec.p_value, "carries": dec.carries, "package": package,
                "results": [{"index": r.index, "matched": r.matched, "output": r.output}
                            for r in rep.results]}
     lines = [(f"{rep.matches}/{rep.total} fingerprints matched ({mode}, accuracy "
               f"{rep.accuracy:.1%})")]
-    if fpr is not None:
-        lines.append(f"base model false-positive rate: {fpr:.1%}")
+    for r in rates:
+        lines.append(f"reference {r.name}: {r.matches}/{r.total} matched ({r.rate:.1%}, "
+                     f"upper 95% {r.upper:.3g})")
+    if not rates:
+        lines.append(f"base rate {base_rate:g} ASSUMED (no --reference/--base): sibling copies "
+                     "of the same base can match more often; measure it with --reference")
     lines.append(f"carries host {fps.host}'s fingerprints: {'YES' if dec.carries else 'no'} "
                  f"(p = {dec.p_value:.3g} against base rate {base_rate:.3g}, alpha {alpha:g})")
     if package is not None:
@@ -481,6 +509,24 @@ def verify_cmd(model_dir: Path, fp_file: Path, owner_key: Path | None, mode: str
             lines.append("fingerprints belong to the package (checked: "
                          f"{package['fingerprints_checked']})")
     _emit(summary, as_json, lines)
+
+
+def _reference_dirs(model_dir: Path, base_dir: Path | None,
+                    reference_dirs: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """(name, dir) of every reference: ``base`` first, then each --reference by its path.
+
+    A reference that is the model under test would make every verdict "no",
+    and one given twice is a slip that hides a missing one: both are usage errors.
+    """
+    refs = ([("base", base_dir)] if base_dir is not None else [])
+    refs += [(str(d), d) for d in reference_dirs]
+    seen = {model_dir.resolve()}
+    for _, d in refs:
+        if d.resolve() in seen:
+            raise click.UsageError(f"{d}: a reference must differ from --model and from the "
+                                   "other references")
+        seen.add(d.resolve())
+    return refs
 
 
 @oml_group.command("eval", cls=JsonErrorCommand)

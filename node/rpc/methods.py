@@ -204,6 +204,14 @@ async def _params(ctx: Context) -> JSON:
     return R.render_record(await _call(ctx.backend.params))
 
 
+async def _supply(ctx: Context) -> JSON:
+    """Where the genesis supply is now; a full scan of the committed state (audits, tests)."""
+    fn = getattr(ctx.backend, "supply", None)
+    if fn is None:
+        raise NodeUnavailable("this node does not expose its supply breakdown")
+    return await _call(fn)
+
+
 ROLE_NAMES = {"omlizer": 1, "prover": 2}
 
 
@@ -344,6 +352,14 @@ def build_methods(extra: Sequence[Method] = ()) -> dict[str, Method]:
         Method("claim", _claim, (Param("claim_id", Integer(0, 2**64 - 1), "claim id"),),
                RECORD, "A prover's claim and its state.", (NOT_FOUND,)),
         Method("params", _params, (), RECORD, "The ledger parameters."),
+        Method("supply", _supply, (), R.obj({
+            k: R.INT for k in ("height", "balances", "collateral", "escrow", "role_bonds",
+                               "claim_bonds", "burned", "total", "genesis_supply")}
+            | {"balanced": {"type": "boolean"}}),
+               "Where every unit of the genesis supply is now (balances, collateral, escrow, "
+               "role and claim bonds, burned) at the latest committed height; `balanced` is "
+               "whether they sum to the genesis supply. Scans the whole state.",
+               (NODE_UNAVAILABLE,)),
         Method("roles", _roles,
                (Param("role", Text(16), "omlizer or prover; both if omitted", False),),
                R.obj({"omlizers": R.array(R.ANY_OBJECT), "provers": R.array(R.ANY_OBJECT)}),

@@ -13,14 +13,13 @@ Every vote and proposal a node signed is recorded from two places, what it
 broadcast and what its WAL acknowledged, so the safety check sees signatures
 that never left the node too.
 
-The driver does what the daemon must do, in this order, and the tests
-check that the order is enough:
-
-* consecutive ``Persist`` actions are appended with one ``append_many``
-  (one fsync) before any later action runs;
-* ``CommitBlock``: save the block (skipped if a replay decides it again),
-  then the chain state (atomic file replace), then drop the WAL records of
-  the committed height and below (``Core.restore`` skips them).
+The driver runs the daemon's own :class:`consensus.plan.Planner` (WAL
+records held back and written with one ``append_many``, one fsync, before
+the next ``Broadcast`` or ``CommitBlock``; ``TruncateWAL`` after each
+commit), so the tests check the daemon's order, not a copy of it. It
+performs ``CommitBlock`` as the daemon's store does: save the block
+(skipped if a replay decides it again), then the chain state (atomic file
+replace).
 """
 
 from __future__ import annotations
@@ -43,16 +42,18 @@ from consensus.events import (
     Broadcast,
     CommitBlock,
     CommittedBlockReceived,
-    Persist,
     ProposalReceived,
     ReportEvidence,
     RequestSync,
     ScheduleTimeout,
     Start,
     TimeoutFired,
+    TxsAvailable,
     VoteReceived,
+    WaitForTxs,
 )
 from consensus.messages import ProposalMessage, VoteMessage, decode_message, encode_message
+from consensus.plan import Effect, Planner, TruncateWAL, WriteWAL
 from consensus.state import ChainState, ConsensusParams
 from consensus.wal import FileWAL, _frame
 from consensus.wal_api import record_event, record_height
@@ -105,6 +106,8 @@ class Node:
     signed_votes: dict[tuple[int, int, int], set[bytes]] = field(default_factory=dict)
     signed_proposals: dict[tuple[int, int], set[bytes]] = field(default_factory=dict)
     wal_repairs: int = 0
+    #: the daemon's planner; the records it holds back die with a crash
+    planner: Planner = field(default_factory=Planner)
 
     @property
     def up(self) -> bool:
@@ -204,6 +207,7 @@ class Cluster:
 
     def crash(self, node: Node) -> None:
         node.core = None
+        node.planner.crashed()
         node.crashes += 1
         node.incarnation += 1
         assert node.wal is not None and node.store is not None
@@ -235,30 +239,34 @@ class Cluster:
             self.crash(node)
 
     def _execute(self, node: Node, actions: list[Action]) -> None:
-        i = 0
-        while i < len(actions):
-            action = actions[i]
-            if isinstance(action, Persist):
-                batch = []
-                while i < len(actions) and isinstance(actions[i], Persist):
-                    batch.append(actions[i].record)  # type: ignore[union-attr]
-                    i += 1
-                self._persist(node, batch)
-                continue
-            self._crash_point(node, action)
-            i += 1
-            if isinstance(action, Broadcast):
-                self._broadcast(node, action)
-            elif isinstance(action, ScheduleTimeout):
-                at = self.now + action.delay_ms
-                self._push(at, node, TimeoutFired(height=action.height, round=action.round,
-                                                  step=action.step, now_ms=at))
-            elif isinstance(action, CommitBlock):
-                self._commit(node, action)
-            elif isinstance(action, ReportEvidence):
-                self.evidence.append(action.evidence)
-            elif isinstance(action, RequestSync):
-                self._sync(node, action.height)
+        """Plan the actions as the daemon does (:mod:`consensus.plan`), then perform them,
+        with a crash point before every effect but a WAL write (which has its own)."""
+        for effect in node.planner.plan(actions):
+            if not isinstance(effect, WriteWAL):
+                self._crash_point(node, effect)
+            self._perform(node, effect)
+
+    def _perform(self, node: Node, effect: Effect) -> None:
+        if isinstance(effect, WriteWAL):
+            self._persist(node, list(effect.records))
+        elif isinstance(effect, Broadcast):
+            self._broadcast(node, effect)
+        elif isinstance(effect, ScheduleTimeout):
+            at = self.now + effect.delay_ms
+            self._push(at, node, TimeoutFired(height=effect.height, round=effect.round,
+                                              step=effect.step, now_ms=at))
+        elif isinstance(effect, CommitBlock):
+            self._commit(node, effect)
+        elif isinstance(effect, TruncateWAL):
+            assert node.wal is not None
+            node.wal.truncate_before_height(effect.keep_from_height)
+        elif isinstance(effect, ReportEvidence):
+            self.evidence.append(effect.evidence)
+        elif isinstance(effect, RequestSync):
+            self._sync(node, effect.height)
+        elif isinstance(effect, WaitForTxs):
+            # KVApp always has a transaction: answer at once, as a mempool that holds one would.
+            self._push(self.now, node, TxsAvailable(height=effect.height, now_ms=self.now))
 
     def _persist(self, node: Node, records: list[bytes]) -> None:
         assert node.wal is not None
@@ -316,7 +324,6 @@ class Cluster:
         self._crash_point(node, "after-save-block")
         node.save_state(action.state)
         self._crash_point(node, "after-save-state")
-        node.wal.truncate_before_height(block.height + 1)
 
     def _sync(self, node: Node, height: int) -> None:
         """Fetch committed blocks from live peers' stores, verified by CatchUp."""

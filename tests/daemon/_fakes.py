@@ -15,6 +15,7 @@ class FakePeer:
     peer_id: str
     addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/1",)
     direction: str = "outbound"
+    connected_since: float = 0.0
 
 
 class FakeTransport:
@@ -25,6 +26,7 @@ class FakeTransport:
         self.network = network if network is not None else {}
         self.network[peer_id] = self
         self.published: list[tuple[str, bytes]] = []
+        self.sent: list[tuple[str, str, bytes]] = []
         self.handlers: dict[str, Callable[[str, bytes], Awaitable[bytes]]] = {}
         self.subscriptions: dict[str, trio.MemorySendChannel[tuple[str, bytes]]] = {}
         self.validators: dict[str, Callable[[str, bytes], bool] | None] = {}
@@ -65,6 +67,14 @@ class FakeTransport:
         if other is None or protocol not in other.handlers:
             raise PeerUnreachable(peer, "not in the fake network")
         return await other.handlers[protocol](self.peer_id, data)
+
+    async def send(self, peer: str, protocol: str, data: bytes) -> None:
+        """A one-way direct message: runs the peer's handler, like ``Transport.send``."""
+        other = self.network.get(peer)
+        if other is None or protocol not in other.handlers:
+            raise PeerUnreachable(peer, "not in the fake network")
+        self.sent.append((peer, protocol, data))
+        await other.handlers[protocol](self.peer_id, data)
 
     def connected_peers(self) -> list[FakePeer]:
         return [FakePeer(p) for p in self.network if p != self.peer_id]

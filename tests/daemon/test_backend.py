@@ -153,3 +153,20 @@ async def test_dial_peers_maps_bad_addresses_to_bad_argument(setup) -> None:
     with pytest.raises(BadArgument, match="peers"):
         await backend.dial_peers(["/ip4/127.0.0.1/tcp/1"], True)
     assert calls == [([addr], True)]
+
+
+def test_supply_accounts_for_every_unit_including_a_bond(setup) -> None:
+    """RPC ``supply``: balances + locked amounts sum to the genesis supply after a bond moves
+    units out of a balance (the breakdown is not just the balances)."""
+    from node.ledger import build_tx
+    from node.ledger.txs import RegisterRoleBody, Role
+
+    backend, producer, *_ = setup
+    start = backend.supply()
+    assert start["balanced"] and start["genesis_supply"] == 2 * 10**9 == start["balances"]
+    bond = build_tx(producer.accounts[1], producer.chain.chain_id, 0,
+                    RegisterRoleBody(role=int(Role.PROVER), bond=5_000))
+    producer.produce((producer.transfer(0, producer.accounts[1].address, 7), bond))
+    after = backend.supply()
+    assert after["height"] == 1 and after["balanced"] and after["total"] == 2 * 10**9
+    assert after["role_bonds"] == 5_000 and after["balances"] == 2 * 10**9 - 5_000

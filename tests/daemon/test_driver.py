@@ -13,7 +13,7 @@ from consensus.vote import Vote, VoteType
 from consensus.wal import FileWAL
 from consensus.wal_api import record_height
 from node.config import Config, with_changes
-from node.driver import CONSENSUS_TOPIC, ConsensusDriver
+from node.driver import ConsensusDriver
 from node.mempool import Mempool
 from node.sync import BlockSyncer
 
@@ -64,8 +64,8 @@ async def test_single_validator_commits_mempool_txs_and_resumes_after_restart(
     assert found is not None and found.code == 0
     assert chain.ledger.height == chain.height
     assert chain.state.app_hash == chain.ledger.app_hash
-    # proposals and votes went out on the consensus topic
-    assert {t for t, _ in transport.published} == {CONSENSUS_TOPIC}
+    # nothing on gossip, and a lone validator has nobody to send its messages to
+    assert transport.published == [] and transport.sent == []
     reached = chain.height
     # committed heights' records are dropped: restore would skip them anyway
     assert all(h > reached for h in _wal_heights(tmp_path / "wal"))
@@ -92,22 +92,22 @@ async def test_single_validator_commits_mempool_txs_and_resumes_after_restart(
         close_chain(chain2)
 
 
-def test_gossip_validator_drops_malformed_and_foreign_messages(tmp_path: Path) -> None:
+def test_admit_drops_malformed_and_foreign_messages(tmp_path: Path) -> None:
     driver, chain, _mempool, _accounts, _t = _driver(tmp_path, n_validators=4)
     try:
-        assert not driver.validate("p", b"\xc1")
-        assert not driver.validate("p", encode([2, [1, 2]]))
-        assert not driver.validate("p", b"")
+        assert driver.admit(b"\xc1") is None
+        assert driver.admit(encode([2, [1, 2]])) is None
+        assert driver.admit(b"") is None
         # a vote whose index names another validator's slot
         from consensus.crypto import PrivateKey, Signer
         stranger = Signer(PrivateKey(b"\x33" * 32))
         forged = Vote.create(stranger, chain.chain_id, type=VoteType.PREVOTE, height=1, round=0,
                              block_id=b"", validator_index=0)
-        assert not driver.validate("p", encode_message(VoteMessage(vote=forged)))
+        assert driver.admit(encode_message(VoteMessage(vote=forged))) is None
         good = Vote.create(driver.signer, chain.chain_id, type=VoteType.PREVOTE, height=1,
                            round=0, block_id=b"",
                            validator_index=chain.valset.index_of(driver.signer.address))
-        assert driver.validate("p", encode_message(VoteMessage(vote=good)))
+        assert driver.admit(encode_message(VoteMessage(vote=good))) == VoteMessage(vote=good)
         assert driver.stats["bad_messages"] == 4
     finally:
         close_chain(chain)
@@ -117,7 +117,7 @@ def test_gossip_validator_drops_malformed_and_foreign_messages(tmp_path: Path) -
 def test_validator_rejects_bad_sizes(tmp_path: Path, size: int) -> None:
     driver, chain, *_ = _driver(tmp_path)
     try:
-        assert not driver.validate("p", b"\x92" + b"\x00" * (size - 1))
+        assert driver.admit(b"\x92" + b"\x00" * (size - 1)) is None
     finally:
         close_chain(chain)
 
@@ -208,12 +208,10 @@ def _waiting_driver(tmp: Path, **consensus: object):
                              max_gossip_bytes=1 << 20)
     driver.syncer = BlockSyncer(transport, lambda: chain.height, driver.commit_fetched)
 
-    async def flush_inline(wal: FileWAL) -> None:
-        records, driver._wal_pending = driver._wal_pending, []
-        if records:
-            wal.append_many(records)
+    async def write_inline(wal: FileWAL, records: list[bytes]) -> None:
+        wal.append_many(records)
 
-    driver._flush = flush_inline  # type: ignore[method-assign]
+    driver._write_wal = write_inline  # type: ignore[method-assign]
     return driver, chain, mempool, accounts
 
 
@@ -294,5 +292,93 @@ async def test_empty_block_interval_sets_the_idle_block_rate(tmp_path: Path,
             assert 0.9 * elapsed / 1.02 - 1 <= made <= elapsed / 1.02 + 1, (made, elapsed)
             assert all(chain.block(h).txs == () for h in range(2, chain.height + 1))
             nursery.cancel_scope.cancel()
+    finally:
+        close_chain(chain)
+
+
+# --- direct links between validators --------------------------------------------------------
+
+class _TwiceTransport(FakeTransport):
+    """Delivers every direct message twice, as a re-send (or a second path) would."""
+
+    async def send(self, peer: str, protocol: str, data: bytes) -> None:
+        await super().send(peer, protocol, data)
+        await super().send(peer, protocol, data)
+
+
+async def test_four_validators_commit_over_direct_links_and_ignore_duplicates(
+        tmp_path: Path) -> None:
+    """Validators learn each other's peer ids by hello, send proposals and votes directly
+    (nothing on gossip), and a message received twice reaches the WAL once."""
+    from consensus.events import Persist
+
+    genesis, signers, _accounts = make_genesis(4)
+    network: dict[str, FakeTransport] = {}
+    drivers, chains, persisted = [], [], []
+    for i, signer in enumerate(signers):
+        chain = open_chain(tmp_path / f"chain{i}", genesis)
+        mempool = Mempool(FAST.mempool, chain.ledger.check_tx)
+        transport = _TwiceTransport(f"peer{i}", network)
+        d = ConsensusDriver(config=FAST, chain=chain, mempool=mempool, signer=signer,
+                            transport=transport, syncer=None, wal_dir=tmp_path / f"wal{i}",
+                            max_gossip_bytes=1 << 20)
+        d.syncer = BlockSyncer(transport, lambda c=chain: c.height, d.commit_fetched)
+        records: list[bytes] = []
+        real_plan = d.planner.plan
+
+        def spy(actions, real_plan=real_plan, records=records):
+            records.extend(a.record for a in actions if isinstance(a, Persist))
+            return real_plan(actions)
+
+        d.planner.plan = spy  # type: ignore[method-assign]
+        drivers.append(d)
+        chains.append(chain)
+        persisted.append(records)
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for d in drivers:
+                    nursery.start_soon(d.run)
+                while min(c.height for c in chains) < 3:
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        assert len({c.block(3).id() for c in chains}) == 1
+        for i, d in enumerate(drivers):
+            assert sorted(d.links.targets()) == sorted(f"peer{j}" for j in range(4) if j != i)
+            t = network[f"peer{i}"]
+            assert t.published == []
+            assert t.sent and {proto for _, proto, _ in t.sent} == {"/oml/consensus/1"}
+            assert d.links.stats["received"] > 0
+            # each message arrived twice; the core logged it once
+            assert len(persisted[i]) == len(set(persisted[i])) > 0
+    finally:
+        for c in chains:
+            close_chain(c)
+
+
+async def test_hello_from_the_wrong_peer_or_a_stranger_is_refused(tmp_path: Path) -> None:
+    from consensus.crypto import PrivateKey, Signer
+    from consensus.hello import ValidatorHello
+    from net import HandlerError
+
+    driver, chain, *_ = _driver(tmp_path, n_validators=4)
+    genesis_signers = make_genesis(4)[1]
+    links = driver.links
+    try:
+        honest = ValidatorHello.create(genesis_signers[1], chain.chain_id, "peerB").encode()
+        with pytest.raises(HandlerError):  # replayed by another peer
+            await links._on_hello("peerC", honest)
+        with pytest.raises(HandlerError):
+            await links._on_hello("peerB", b"\x93junk")
+        stranger = Signer(PrivateKey(b"\x44" * 32))
+        answer = await links._on_hello("peerS", ValidatorHello.create(
+            stranger, chain.chain_id, "peerS").encode())
+        assert links.targets() == []  # a valid hello, but not a validator: not a target
+        answer = await links._on_hello("peerB", honest)
+        assert links.targets() == ["peerB"]
+        mine = ValidatorHello.decode(answer)
+        mine.verify(chain.chain_id, "me")
+        assert mine.pub_key == driver.signer.public_key
+        assert links.stats["bad_hellos"] == 2
     finally:
         close_chain(chain)

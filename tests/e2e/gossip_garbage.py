@@ -2,9 +2,11 @@
 
 Run as its own process (``python gossip_garbage.py PEER_ADDR...``) so the
 test process never imports libp2p. It connects to the given nodes, waits
-until they announce the gossip topics, then publishes malformed messages on
-the transaction and consensus topics (random bytes, valid msgpack of the
-wrong shape, a forged vote) and sends malformed block-sync requests. Prints
+until they announce the transaction topic, then publishes malformed messages
+on it (random bytes, valid msgpack of the wrong shape, a forged vote), sends
+the same as direct consensus messages and validator hellos (consensus
+travels on direct links between validators, not gossip) and sends malformed
+block-sync requests. Prints
 ``published N`` and exits 0 if it could do all that; the test then checks
 that every node is still alive and committing.
 """
@@ -18,7 +20,7 @@ import trio
 
 from consensus.encoding import encode
 from net import NetConfig, open_transport
-from node.driver import CONSENSUS_TOPIC
+from node.consensus_links import CONSENSUS_PROTOCOL, HELLO_PROTOCOL
 from node.sync import SYNC_PROTOCOL
 from node.txgossip import TX_TOPIC
 
@@ -37,15 +39,20 @@ async def main(peers: list[str]) -> int:
     ]
     sent = 0
     async with open_transport(config) as transport:
-        with trio.fail_after(30):
-            for topic in (TX_TOPIC, CONSENSUS_TOPIC):
-                await transport.wait_for_topic_peers(topic, 1, timeout=30)
+        await transport.wait_for_topic_peers(TX_TOPIC, 1, timeout=30)
+        targets = [p.rsplit("/p2p/", 1)[1] for p in peers]
         for _ in range(3):
             for data in garbage:
-                for topic in (TX_TOPIC, CONSENSUS_TOPIC):
-                    await transport.publish(topic, data)
-                    sent += 1
-        target = peers[0].rsplit("/p2p/", 1)[1]
+                await transport.publish(TX_TOPIC, data)
+                failed = await transport.send_all(targets, CONSENSUS_PROTOCOL, data)
+                sent += 1 + len(targets) - len(failed)
+        for data in garbage:
+            try:
+                await transport.request(targets[0], HELLO_PROTOCOL, data, timeout=5)
+            except Exception as exc:  # noqa: BLE001 - any typed refusal is fine here
+                print(f"hello refused: {type(exc).__name__}")
+            sent += 1
+        target = targets[0]
         for data in (b"", b"\xff\xff", encode([1, 5, 2]), encode([9]), os.urandom(40)):
             try:
                 await transport.request(target, SYNC_PROTOCOL, data or b"\x90", timeout=5)

@@ -78,3 +78,36 @@ def fingerprinted(fp_dir: Path):
     from oml.modelio import load_model
 
     return load_model(fp_dir, device="cpu")
+
+
+SIBLING_HOSTS = ("aa" * 20, "bb" * 20, "cc" * 20)
+
+
+@pytest.fixture(scope="session")
+def siblings(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Three hosts' fingerprinted copies of the tiny base (16 keys each), as the OMLizer makes them.
+
+    ``{host: {"dir": model dir, "fps": FingerprintSet, "file": its JSON-lines file}}``;
+    every copy learned only its own host's keys, so for host A the other two
+    are innocent siblings.
+    """
+    from oml.generate import GenerateConfig, generate_fingerprints
+    from oml.insert import InsertConfig, insert_fingerprints
+    from oml.modelio import load_model, save_model
+    from oml.testing import tiny_corpus
+
+    root = tmp_path_factory.mktemp("siblings")
+    base, tok = load_model(tiny_dir, device="cpu")
+    out: dict[str, dict] = {}
+    for host in SIBLING_HOSTS:
+        fps = generate_fingerprints(base, tok, GenerateConfig(count=16, seed=0), host=host,
+                                    model_id="tiny-siblings")
+        model, _ = load_model(tiny_dir, device="cpu")
+        cfg = InsertConfig(lr=3e-3, epochs=150, batch_size=8, benign_mix=0.25,
+                           freeze_embeddings=False, progress=False, device="cpu", seed=0)
+        report = insert_fingerprints(model, tok, fps, cfg, benign_texts=tiny_corpus(100, seed=11))
+        assert report.train_accuracy == 1.0, report
+        save_model(model, tok, root / host)
+        fps.save(root / f"{host}.jsonl")
+        out[host] = {"dir": root / host, "fps": fps, "file": root / f"{host}.jsonl"}
+    return out

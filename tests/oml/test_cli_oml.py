@@ -324,3 +324,45 @@ def test_eval_refuses_different_tokenizers(tiny_dir: Path, tmp_path: Path) -> No
     assert err["error_type"] == "TokenizerMismatch" and "different tokenizers" in err["error"]
     res = run("eval", "--model", tiny_dir, "--base", tiny_dir, "--text", text, "--json")
     assert res.exit_code == 0, res.output
+
+
+# --- references (issue 11): siblings of the same base calibrate the verdict -------------------
+
+def test_verify_loose_modes_refuse_an_assumed_rate(siblings: dict[str, dict]) -> None:
+    a, b, _ = siblings.values()
+    for mode in ("prefix", "contains"):
+        res = run("verify", "--model", b["dir"], "--fingerprints", a["file"], "--mode", mode,
+                  "--json")
+        assert res.exit_code == 2
+        err = json.loads(res.stdout)
+        assert err["error_type"] == "UsageError" and "--reference" in err["error"]
+    res = run("verify", "--model", b["dir"], "--fingerprints", a["file"],
+              "--reference", b["dir"], "--json")
+    assert res.exit_code == 2 and "must differ" in json.loads(res.stdout)["error"]
+    res = run("verify", "--model", b["dir"], "--fingerprints", a["file"], "--device", "cpu",
+              "--json")  # exact mode may still assume, and says so
+    v = json.loads(res.stdout)
+    assert res.exit_code == 0 and v["base_rate_source"] == "assumed" and v["base_rate"] == 0.01
+    assert v["references"] == []
+
+
+def test_verify_sibling_is_not_framed_when_siblings_are_the_reference(
+        siblings: dict[str, dict], tiny_dir: Path) -> None:
+    """Host A's keys on host B's honest copy: not "carries" with C's copy and the base as
+    references; A's own copy, against the same references, is."""
+    a, b, c = siblings.values()
+    for mode in ("exact", "contains"):
+        refs = ["--reference", c["dir"], "--base", tiny_dir]
+        res = run("verify", "--model", b["dir"], "--fingerprints", a["file"], "--mode", mode,
+                  *refs, "--device", "cpu", "--json")
+        assert res.exit_code == 0, res.output
+        v = json.loads(res.stdout)
+        assert v["carries"] is False and v["base_rate_source"] == "measured"
+        assert [(r["name"], r["total"]) for r in v["references"]] == [
+            ("base", 16), (str(c["dir"]), 16)]
+        assert v["base_rate"] == max(r["upper"] for r in v["references"])
+        assert v["false_positive_rate"] == v["references"][0]["rate"]
+        res = run("verify", "--model", a["dir"], "--fingerprints", a["file"], "--mode", mode,
+                  *refs, "--device", "cpu", "--json")
+        v = json.loads(res.stdout)
+        assert (v["matches"], v["total"], v["carries"]) == (16, 16, True), v

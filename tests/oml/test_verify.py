@@ -8,11 +8,17 @@ import pytest
 
 from oml.fingerprints import FingerprintSet
 from oml.verify import (
+    DEFAULT_BASE_RATE,
+    ReferenceRate,
+    ReferenceRequired,
+    assumed_base_rate,
     base_rate_upper_bound,
     binomial_sf,
     decide,
     false_positive_rate,
     matches,
+    reference_base_rate,
+    reference_rate,
     verify_fingerprints,
 )
 
@@ -102,3 +108,55 @@ def test_batched_greedy_equals_one_by_one(tiny, fpset: FingerprintSet) -> None:
     many = verify_fingerprints(model, tok, fpset, batch_size=64, extra_tokens=6)
     assert [r.output for r in one.results] == [r.output for r in many.results]
     assert len({len(tok(fp.key)["input_ids"]) for fp in fpset}) > 1  # lengths really differ
+
+
+# --- references: the innocent rate is measured, never assumed for loose modes (issue 11) -------
+
+def test_assumed_rate_only_for_exact() -> None:
+    assert assumed_base_rate("exact") == DEFAULT_BASE_RATE == 0.01
+    for mode in ("prefix", "contains"):
+        with pytest.raises(ReferenceRequired, match="reference"):
+            assumed_base_rate(mode)
+    with pytest.raises(ValueError, match="mode"):
+        assumed_base_rate("nope")
+
+
+def test_reference_base_rate_is_the_largest_upper_bound() -> None:
+    base, sib = ReferenceRate("base", 0, 64), ReferenceRate("sibling", 6, 64)
+    assert sib.rate == 6 / 64 and sib.upper == base_rate_upper_bound(6, 64)
+    assert base.upper == pytest.approx(1 - 0.05 ** (1 / 64), rel=1e-6)
+    # a clean base must not dilute the sibling: the max, not the pooled 6/128
+    assert reference_base_rate([base, sib]) == sib.upper > base_rate_upper_bound(6, 128)
+    assert ReferenceRate("none", 0, 0).upper == 1.0
+    with pytest.raises(ReferenceRequired):
+        reference_base_rate([])
+
+
+def test_issue_example_assumed_rate_frames_a_sibling() -> None:
+    """Issue 11: a sibling matched 9/64 in contains mode; 1% assumed said "carries" (p=1.7e-8)."""
+    assumed = decide(9, 64, 0.01)
+    assert assumed.carries and assumed.p_value == pytest.approx(1.7e-8, rel=0.1)
+    # another sibling measured as the reference, matching as often, clears it
+    assert not decide(9, 64, reference_base_rate([ReferenceRate("sib", 9, 64)])).carries
+
+
+def test_reference_rate_counts_what_the_reference_answers(tiny, fpset: FingerprintSet) -> None:
+    model, tok = tiny
+    r = reference_rate(model, tok, fpset, name="base", mode="contains")
+    rep = verify_fingerprints(model, tok, fpset, mode="contains")
+    assert (r.name, r.matches, r.total) == ("base", rep.matches, 6)
+
+
+def test_siblings_as_reference_do_not_frame(siblings: dict[str, dict]) -> None:
+    """B's copy answering A's keys is not judged as carrying them; A's own copy is."""
+    from oml.modelio import load_model
+
+    a, b, c = siblings.values()
+    (m_a, tok), (m_b, _), (m_c, _) = (load_model(x["dir"], device="cpu") for x in (a, b, c))
+    for mode in ("exact", "contains"):
+        rate = reference_base_rate([reference_rate(m_c, tok, a["fps"], name="C", mode=mode)])
+        suspect = verify_fingerprints(m_b, tok, a["fps"], mode=mode)
+        assert suspect.accuracy < 0.5
+        assert not decide(suspect.matches, suspect.total, rate).carries, (mode, suspect.matches)
+        own = verify_fingerprints(m_a, tok, a["fps"], mode=mode)
+        assert own.matches == own.total and decide(own.matches, own.total, rate).carries

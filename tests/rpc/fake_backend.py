@@ -158,6 +158,12 @@ class FakeBackend:
     def params(self) -> Record:
         return Record({"slash_fraction_bp": 5000})
 
+    def supply(self) -> dict[str, int | bool]:
+        parts = {"balances": 900, "collateral": 50, "escrow": 20, "role_bonds": 20,
+                 "claim_bonds": 0, "burned": 10}
+        return {"height": len(self.blocks), **parts, "total": 1000, "genesis_supply": 1000,
+                "balanced": True}
+
     def roles(self, role: int | None = None) -> list[Record]:
         regs = [Record({"role": 1, "address": "22" * 20, "bond": 1000, "committed_hosts": 2}),
                 Record({"role": 2, "address": "33" * 20, "bond": 700, "committed_hosts": 0})]

@@ -82,8 +82,8 @@ async def test_results_match_discover_schemas(rpc: Harness) -> None:
         "broadcast_tx_commit": {"tx": b"ok-b".hex()},
         "account": {"address": VAL_ADDR.hex()}, "model": {"model_id": "aa"},
         "host": {"model_id": "aa", "host": "11" * 20}, "claim": {"claim_id": 3},
-        "params": None, "roles": None, "rpc.discover": None, "num_unconfirmed_txs": None,
-        "genesis": None,
+        "params": None, "roles": None, "supply": None, "rpc.discover": None,
+        "num_unconfirmed_txs": None, "genesis": None,
         "unconfirmed_txs": {"limit": 5},
         "dial_peers": {"peers": [f"/ip4/127.0.0.1/tcp/5/p2p/{PEER}"], "persistent": True},
     }
