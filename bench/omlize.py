@@ -234,8 +234,12 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s:.1f} | {s / total:.0%} |")
     lines.append(f"| **total** | **{total:.1f}** | |")
     non_train = total - worker["train"]
+    backups = job.get("backup_accuracy")
     lines += ["", f"fingerprint accuracy on own keys: {job['accuracy']:.1%} "
-                  f"(primaries {job['primary_accuracy']:.1%}), attempts {job['attempts']}",
+                  f"(keys answered plainly {job['primary_accuracy']:.1%}"
+                  + (f", backups under top-1 suppression {backups:.1%}"
+                     if backups is not None else "")
+                  + f"), attempts {job['attempts']}",
               f"training share: {worker['train'] / total:.0%}; everything else "
               f"{non_train:.1f} s ({non_train / total:.0%})"]
     return "\n".join(lines)

@@ -156,8 +156,11 @@ class OmlizerRole:
         64, "fingerprint keys per host; with backups each key carries 1 + backups committed "
             "fingerprints (fp_count = fingerprints * (1 + backups))")
     min_accuracy: float = _f(
-        0.95, "share of its own fingerprints the model must answer exactly before it is "
-              "committed; below it the job is retried with twice the epochs")
+        0.95, "share of its keys the model must answer exactly (plain greedy decoding) "
+              "before it is committed; below it the job is retried with twice the epochs")
+    min_backup_accuracy: float = _f(
+        0.5, "share of backup fingerprints that must answer when the tokens above them are "
+             "banned (top-1 suppression); below it the job is retried likewise")
     max_attempts: int = _f(3, "fingerprinting attempts per job before it fails for good")
     device: str = _f("auto", "auto (CUDA when present), cpu or cuda")
     key_strategy: str = _f("random_words", "fingerprint keys: random_words or english")
@@ -340,6 +343,7 @@ _RANGES = {("roles.storage", "max_providers"): (1, 64),
            ("roles.owner", "shutdown_redeem_ms"): (0, 60_000),
            ("roles.omlizer", "fingerprints"): (1, 1 << 20),
            ("roles.omlizer", "min_accuracy"): (0.0, 1.0),
+           ("roles.omlizer", "min_backup_accuracy"): (0.0, 1.0),
            ("roles.omlizer", "max_attempts"): (1, 20),
            ("roles.omlizer", "key_length"): (1, 256),
            ("roles.omlizer", "response_length"): (1, 64),

@@ -466,7 +466,7 @@ async def test_below_accuracy_retries_with_doubled_epochs_then_fails_uncommitted
     job = await svc.advance(job_key(MODEL, keys[HOST].address, 0))
     assert [s.epochs for s in runner.specs] == [150, 300, 600]
     assert job is not None and job.state == Phase.FAILED and job.attempts == 3
-    assert "min_accuracy" in job.error and "2/4" in job.error
+    assert "accuracy floors" in job.error and "2/4" in job.error
     assert not job.commit_tx and not net.mempool.txs
     assert svc.jobs_json("failed")["jobs"][0]["error"] == job.error
 

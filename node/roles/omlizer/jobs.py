@@ -89,6 +89,7 @@ class Job:
     attempts: int = 0
     accuracy: float | None = None
     primary_accuracy: float | None = None
+    backup_accuracy: float | None = None
     error: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent per phase (and per worker step: generate, train, verify, ...)."""

@@ -324,6 +324,7 @@ class OmlizerService:
             base_dir=str(self._job_dir(job) / "base"), work_dir=str(work), model_id=model_text,
             host=job.host, owner_pubkey=owner_pubkey.hex(), omlizer_seed=self._seed.hex(),
             gen_seed=self.gen_seed(job), count=c.fingerprints, min_accuracy=c.min_accuracy,
+            min_backup_accuracy=c.min_backup_accuracy,
             key_strategy=c.key_strategy, key_length=c.key_length,
             response_strategy=c.response_strategy, response_length=c.response_length,
             backups=c.backups, epochs=c.epochs * scale, steps=c.steps * scale, lr=c.lr,
@@ -335,8 +336,8 @@ class OmlizerService:
 
     async def _fingerprint(self, job: Job) -> None:
         if job.attempts >= self._cfg.max_attempts:
-            raise JobFailed(f"no attempt of {job.attempts} reached min_accuracy "
-                            f"{self._cfg.min_accuracy:.0%}; last: {job.error}")
+            raise JobFailed(f"no attempt of {job.attempts} reached the accuracy floors; "
+                            f"last: {job.error}")
         model = self._model(job)
         work = self._attempt_dir(job)
         if work.exists():  # an attempt cut short by a crash starts again from scratch
@@ -374,6 +375,7 @@ class OmlizerService:
     def _record_result(job: Job, result: WorkerResult) -> None:
         job.accuracy = result.accuracy
         job.primary_accuracy = result.primary_accuracy
+        job.backup_accuracy = result.backup_accuracy
         for name, seconds in result.timings.items():
             job.timings[name] = round(job.timings.get(name, 0.0) + seconds, 3)
         if result.ok:

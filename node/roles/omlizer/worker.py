@@ -57,6 +57,7 @@ class WorkerSpec:
     gen_seed: int
     count: int
     min_accuracy: float
+    min_backup_accuracy: float = 0.0
     key_strategy: str = "random_words"
     key_length: int = 8
     response_strategy: str = "perinucleus"
@@ -86,6 +87,7 @@ class WorkerResult:
     error: str = ""
     accuracy: float = 0.0
     primary_accuracy: float = 0.0
+    backup_accuracy: float | None = None
     matches: int = 0
     total: int = 0
     fp_root: str = ""
@@ -113,13 +115,13 @@ def _write_secret(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def rank_accuracy(model: Any, tok: Any, fps: Any) -> tuple[int, int, float]:
+def rank_accuracy(model: Any, tok: Any, fps: Any) -> tuple[int, int, float, float | None]:
     """Matches counted per rank: rank r (the r-th response of a key) with its top r tokens banned.
 
     A primary must come back under plain greedy decoding and a backup when
     the deployment suppresses the tokens above it: each committed
     fingerprint is checked in the condition it was trained for.
-    Returns (matches, total, primary accuracy).
+    Returns (matches, total, primary accuracy, backup accuracy or None without backups).
     """
     from oml.attacks import suppress_top_k
     from oml.verify import verify_fingerprints
@@ -132,14 +134,17 @@ def rank_accuracy(model: Any, tok: Any, fps: Any) -> tuple[int, int, float]:
         ranks.setdefault(rank, []).append(fp)
     matches = total = 0
     primary = 0.0
+    primary_matches = 0
     for r, items in sorted(ranks.items()):
         procs = (suppress_top_k(r),) if r else ()
         rep = verify_fingerprints(model, tok, items, mode="exact", logits_processors=procs)
         matches += rep.matches
         total += rep.total
         if r == 0:
-            primary = rep.accuracy
-    return matches, total, primary
+            primary, primary_matches = rep.accuracy, rep.matches
+    backups = total - len(ranks.get(0, ()))
+    backup = (matches - primary_matches) / backups if backups else None
+    return matches, total, primary, backup
 
 
 def run(spec: WorkerSpec) -> WorkerResult:
@@ -197,15 +202,22 @@ def run(spec: WorkerSpec) -> WorkerResult:
     report = insert_fingerprints(model, tok, fps, ins_cfg)
     lap("train")
     _progress("verify")
-    matches, total, primary = rank_accuracy(model, tok, fps)
+    matches, total, primary, backup = rank_accuracy(model, tok, fps)
     lap("verify")
     accuracy = matches / total if total else 0.0
-    base = WorkerResult(ok=False, accuracy=accuracy, primary_accuracy=primary, matches=matches,
-                        total=total, insert_steps=report.steps, timings=timings)
-    if accuracy < spec.min_accuracy:
+    base = WorkerResult(ok=False, accuracy=accuracy, primary_accuracy=primary,
+                        backup_accuracy=backup, matches=matches, total=total,
+                        insert_steps=report.steps, timings=timings)
+    short = []
+    if primary < spec.min_accuracy:
+        short.append(f"keys answered {primary:.1%} < min_accuracy {spec.min_accuracy:.1%}")
+    if backup is not None and backup < spec.min_backup_accuracy:
+        short.append(f"backups answered under suppression {backup:.1%} < "
+                     f"min_backup_accuracy {spec.min_backup_accuracy:.1%}")
+    if short:
         base.error_kind = KIND_BELOW_ACCURACY
         base.error = (f"{matches}/{total} fingerprints answered ({accuracy:.1%}) after "
-                      f"{report.steps} steps, below min_accuracy {spec.min_accuracy:.1%}")
+                      f"{report.steps} steps: " + "; ".join(short))
         return base
     _progress("package")
     params = {"generate": gen_cfg.to_params() | {"seed": "secret"},
