@@ -46,7 +46,10 @@ class Misbehaving:
         data = self._store.read_chunk(blob_id, index)
         if self._mode == "liar":
             return bytes([data[0] ^ 0xFF]) + data[1:]
-        time.sleep(0.2)  # runs in the server's worker thread
+        # Fault injection, not a wait: a slow provider, so the test can kill it
+        # mid-transfer (it waits on the chunks this peer served, not on time).
+        # Runs in the server's worker thread, so the event loop is not blocked.
+        time.sleep(0.2)
         return data
 
 

@@ -164,6 +164,9 @@ class SlowSource:
         return getattr(self.inner, name)
 
     def read_chunk(self, blob_id: bytes, index: int) -> bytes:
+        # Fault injection, not a wait: this provider is slow on purpose, so the
+        # fetcher's deadlines and work sharing have something to act on. Tests
+        # still wait on conditions (chunks counted), never on this delay.
         time.sleep(self.delay)
         return self.inner.read_chunk(blob_id, index)
 
